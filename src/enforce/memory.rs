@@ -1,0 +1,1 @@
+//! An in-memory [`Firewall`] for pure tests of the daemon's logic. Never used in production.

@@ -1,0 +1,1 @@
+//! nftables through netlink. OWNER: netlink helper.

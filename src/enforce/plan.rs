@@ -1,0 +1,1 @@
+//! Decisions to disjoint kernel elements. Pure.

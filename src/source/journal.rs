@@ -1,0 +1,1 @@
+//! The systemd journal through sd-journal. OWNER: source helper.

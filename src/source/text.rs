@@ -1,0 +1,1 @@
+//! Text inputs for replay: syslog lines and `journalctl -o json` lines. OWNER: source helper.
