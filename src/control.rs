@@ -1,1 +1,88 @@
-//! TODO
+//! The control protocol between the CLI and the daemon: one JSON request and one JSON
+//! response per line, over a unix socket that only root can open (mode 0600). The server side
+//! lives in the daemon; this module holds the messages and the blocking client.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line the daemon reads; anything longer is refused.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    List,
+    Add {
+        value: String,
+        duration: Option<String>,
+        reason: Option<String>,
+    },
+    Delete {
+        value: String,
+    },
+    Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok(serde_json::Value),
+    Error(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot reach the daemon at {path}: {source} (is it running? `systemctl status crowdwall`)")]
+    Connect {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("talking to the daemon: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the daemon's answer does not parse: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("the daemon closed the connection without an answer")]
+    NoAnswer,
+}
+
+/// Sends one request and waits for its answer.
+pub fn call(socket: &Path, req: &Request) -> Result<Response, ControlError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ControlError::Connect {
+        path: socket.display().to_string(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    if reader.read_line(&mut answer)? == 0 {
+        return Err(ControlError::NoAnswer);
+    }
+    Ok(serde_json::from_str(&answer)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_is_stable() {
+        let r = Request::Add {
+            value: "192.0.2.1".into(),
+            duration: Some("1h".into()),
+            reason: None,
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(s, r#"{"cmd":"add","value":"192.0.2.1","duration":"1h","reason":null}"#);
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"delete","value":"x","all":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"drop_table"}"#).is_err());
+    }
+}

@@ -1,1 +1,878 @@
-//! TODO
+//! The daemon: wires source -> parse -> detect -> decide -> store -> enforce.
+//!
+//! [`Core`] owns all state and is driven by messages (entry batches, control requests,
+//! ticks), so it is tested without I/O beyond SQLite, against the in-memory firewall. [`run`]
+//! adds the edges: the journal thread, the control socket, signals, sd_notify and the
+//! watchdog. Everything runs on one thread of a current-thread runtime: the work per entry is
+//! microseconds, and one owner means no locks.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde_json::json;
+
+use crate::config::{parse_net, Config};
+use crate::control::{Request, Response};
+use crate::decide::{self, Allowlist, BanPolicy, DecideError, Decision, Origin};
+use crate::detect::Overflow;
+use crate::enforce::{plan, EnforceError, Firewall, Interval, SetSizes};
+use crate::replay::{policy, Detector};
+use crate::source::LogEntry;
+use crate::store::{Store, StoreError};
+use crate::time::{self, format_duration, format_rfc3339, from_duration, Micros, SECOND};
+
+/// Elements lapsing within this margin are left to the kernel's own timeout rather than
+/// deleted (a delete racing the kernel's expiry fails the transaction with ENOENT).
+const LAPSE_MARGIN: Micros = 2 * SECOND;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("firewall: {0}")]
+    Enforce(#[from] EnforceError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("journal: {0}")]
+    Source(String),
+}
+
+/// Counters shown by `status`.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct CoreStats {
+    pub entries: u64,
+    pub decisions_local: u64,
+    pub refused_allowlisted: u64,
+    pub already_banned: u64,
+    pub transactions: u64,
+    pub transaction_failures: u64,
+    pub full_loads: u64,
+    pub heals: u64,
+}
+
+/// All of the daemon's state.
+pub struct Core<F: Firewall> {
+    cfg: Config,
+    store: Store,
+    fw: F,
+    detector: Detector,
+    policy: BanPolicy,
+    allow: Allowlist,
+    forget_after: Micros,
+    /// What the kernel holds, as far as the last successful transaction says.
+    applied: HashMap<Interval, Micros>,
+    overflows: Vec<Overflow>,
+    pub stats: CoreStats,
+    started: Micros,
+    /// Last time a netlink round trip succeeded (watchdog).
+    pub last_fw_ok: Micros,
+}
+
+impl<F: Firewall> Core<F> {
+    pub fn new(cfg: Config, store: Store, fw: F) -> Result<Self, DaemonError> {
+        Ok(Core {
+            detector: Detector::new(&cfg)?,
+            policy: policy(&cfg),
+            allow: Allowlist::new(cfg.allowlist_nets()),
+            forget_after: from_duration(cfg.ban.forget_after.0),
+            cfg,
+            store,
+            fw,
+            applied: HashMap::new(),
+            overflows: Vec::new(),
+            stats: CoreStats::default(),
+            started: time::now(),
+            last_fw_ok: 0,
+        })
+    }
+
+    pub fn firewall(&mut self) -> &mut F {
+        &mut self.fw
+    }
+
+    pub fn set_own_addresses(&mut self, own: Vec<IpAddr>) {
+        self.allow.set_own(own);
+    }
+
+    fn desired(&self, now: Micros) -> Result<Vec<crate::enforce::Element>, StoreError> {
+        let active = self.store.active(now)?;
+        Ok(plan::elements(
+            active
+                .iter()
+                .map(|d| (Interval::from_net(&d.value), d.until)),
+            now,
+        ))
+    }
+
+    /// Makes the kernel hold exactly the store's active decisions, re-creating the table:
+    /// one transaction. Used at start and to heal.
+    pub fn reconcile(&mut self) -> Result<(), DaemonError> {
+        let now = time::now();
+        let desired = self.desired(now)?;
+        self.stats.transactions += 1;
+        self.stats.full_loads += 1;
+        if let Err(e) = self.fw.load(&desired) {
+            self.stats.transaction_failures += 1;
+            return Err(e.into());
+        }
+        self.applied = desired.iter().map(|e| (e.range, e.expires)).collect();
+        self.last_fw_ok = time::now();
+        Ok(())
+    }
+
+    /// Brings the kernel to the store's state with the smallest transaction; if the kernel
+    /// refuses it (state drifted under us), falls back to a full reconcile.
+    pub fn sync(&mut self) -> Result<(), DaemonError> {
+        let now = time::now();
+        let desired = self.desired(now)?;
+        let (remove, add) = plan::diff(&self.applied, &desired, now, LAPSE_MARGIN);
+        if remove.is_empty() && add.is_empty() {
+            self.applied.retain(|_, exp| *exp > now);
+            return Ok(());
+        }
+        self.stats.transactions += 1;
+        match self.fw.apply(&remove, &add) {
+            Ok(()) => {
+                self.applied = desired.iter().map(|e| (e.range, e.expires)).collect();
+                self.last_fw_ok = time::now();
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.transaction_failures += 1;
+                log::warn!("delta transaction refused ({e}); reloading the whole set");
+                self.reconcile()
+            }
+        }
+    }
+
+    /// Processes a batch of entries; returns the new decisions (already stored and sent to
+    /// the kernel). The caller persists the source cursor after this returns.
+    pub fn handle_entries(&mut self, entries: &[LogEntry]) -> Result<Vec<Decision>, DaemonError> {
+        let mut new = Vec::new();
+        for entry in entries {
+            self.stats.entries += 1;
+            self.overflows.clear();
+            self.detector.feed(entry, None, &mut self.overflows);
+            for i in 0..self.overflows.len() {
+                let ov = self.overflows[i].clone();
+                if let Some(d) = self.decide_overflow(&ov)? {
+                    new.push(d);
+                }
+            }
+        }
+        if !new.is_empty() {
+            self.sync()?;
+        }
+        Ok(new)
+    }
+
+    fn decide_overflow(&mut self, ov: &Overflow) -> Result<Option<Decision>, DaemonError> {
+        let value = IpNet::from(ov.ip);
+        let at = ov.last;
+        let prior = self
+            .store
+            .offences(&value, at.saturating_sub(self.forget_after))?;
+        let mut d = match decide::from_overflow(ov, prior, &self.policy, &self.allow, at) {
+            Ok(d) => d,
+            Err(DecideError::Allowlisted { value, reason }) => {
+                self.stats.refused_allowlisted += 1;
+                log::info!(
+                    "{} overflowed {} but is allowlisted ({reason}): not banned",
+                    value,
+                    ov.scenario
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                log::warn!("no decision for {}: {e}", ov.ip);
+                return Ok(None);
+            }
+        };
+        let now = time::now();
+        if d.until <= now {
+            // An old attack read after downtime: its ban would already be over.
+            return Ok(None);
+        }
+        let covered = self
+            .store
+            .active(now)?
+            .iter()
+            .any(|a| a.value.contains(&d.value) && a.until >= d.until);
+        if covered {
+            self.stats.already_banned += 1;
+            return Ok(None);
+        }
+        self.store.insert(&mut d)?;
+        self.store.record_offence(&value, at)?;
+        self.stats.decisions_local += 1;
+        log::warn!(
+            "ban {} for {} ({}: {})",
+            d.value_text(),
+            format_duration(time::to_duration(d.until - d.created)),
+            d.scenario,
+            d.reason
+        );
+        Ok(Some(d))
+    }
+
+    /// Periodic work: prune the store, sweep, check the table is still there.
+    pub fn housekeeping(&mut self) -> Result<(), DaemonError> {
+        let now = time::now();
+        self.store.prune(now, now - self.forget_after)?;
+        self.applied.retain(|_, exp| *exp > now);
+        Ok(())
+    }
+
+    /// Re-creates the table if someone removed it (flush ruleset, firewall reload).
+    pub fn heal(&mut self) -> Result<bool, DaemonError> {
+        let intact = self.fw.is_intact()?;
+        self.last_fw_ok = time::now();
+        if intact {
+            return Ok(false);
+        }
+        log::warn!(
+            "table inet {} is missing or incomplete (ruleset flushed?): restoring it",
+            self.cfg.firewall.table
+        );
+        self.stats.heals += 1;
+        self.reconcile()?;
+        Ok(true)
+    }
+
+    pub fn handle_request(&mut self, req: Request, extra: &StatusExtra) -> Response {
+        match self.request(req, extra) {
+            Ok(v) => Response::Ok(v),
+            Err(msg) => Response::Error(msg),
+        }
+    }
+
+    fn request(&mut self, req: Request, extra: &StatusExtra) -> Result<serde_json::Value, String> {
+        let now = time::now();
+        match req {
+            Request::List => {
+                let active = self.store.active(now).map_err(|e| e.to_string())?;
+                Ok(serde_json::Value::Array(
+                    active.iter().map(|d| decision_json(d, now)).collect(),
+                ))
+            }
+            Request::Add {
+                value,
+                duration,
+                reason,
+            } => {
+                let net = parse_net(&value)?;
+                let dur = match duration {
+                    Some(s) => time::parse_duration(&s).map(from_duration)?,
+                    None => self.policy.duration,
+                };
+                let mut d = decide::manual(
+                    net,
+                    dur,
+                    reason.as_deref().unwrap_or(""),
+                    &self.allow,
+                    now,
+                )
+                .map_err(|e| e.to_string())?;
+                self.store.insert(&mut d).map_err(|e| e.to_string())?;
+                log::warn!(
+                    "manual ban {} for {} ({})",
+                    d.value_text(),
+                    format_duration(time::to_duration(dur)),
+                    d.reason
+                );
+                self.sync().map_err(|e| {
+                    format!("stored, but the kernel refused it: {e} (it will be retried)")
+                })?;
+                Ok(decision_json(&d, now))
+            }
+            Request::Delete { value } => {
+                let net = parse_net(&value)?;
+                let n = self
+                    .store
+                    .delete_value(&net, now)
+                    .map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err(format!(
+                        "no active decision on {} (see `crowdwall decisions list`; a range is deleted by its exact CIDR)",
+                        decide::value_text(&net)
+                    ));
+                }
+                log::warn!("unban {} ({n} decision(s) deleted)", decide::value_text(&net));
+                self.sync().map_err(|e| format!("deleted, but the kernel refused it: {e}"))?;
+                Ok(json!({ "deleted": n, "value": decide::value_text(&net) }))
+            }
+            Request::Status => Ok(self.status(extra, now)),
+        }
+    }
+
+    fn status(&mut self, extra: &StatusExtra, now: Micros) -> serde_json::Value {
+        let active = self.store.active(now).unwrap_or_default();
+        let mut by_origin: HashMap<&str, usize> = HashMap::new();
+        for o in [Origin::Local, Origin::Manual] {
+            by_origin.insert(o.as_str(), 0);
+        }
+        for d in &active {
+            *by_origin.entry(d.origin.as_str()).or_default() += 1;
+        }
+        let (sets, fw_error) = match self.fw.list() {
+            Ok(els) => {
+                let mut s = SetSizes::default();
+                for e in els {
+                    match e.range.family {
+                        crate::enforce::Family::V4 => s.v4 += 1,
+                        crate::enforce::Family::V6 => s.v6 += 1,
+                    }
+                }
+                (Some(s), None)
+            }
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let overflows: serde_json::Map<String, serde_json::Value> = self
+            .detector
+            .engine
+            .overflows_by_scenario()
+            .map(|(n, c)| (n.to_string(), json!(c)))
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": (now - self.started) / SECOND,
+            "sources": extra.sources,
+            "parsers": { "sshd": self.detector.parsers.sshd_stats },
+            "buckets": self.detector.engine.stats(),
+            "overflows": overflows,
+            "decisions": by_origin,
+            "firewall": {
+                "table": format!("inet {}", self.cfg.firewall.table),
+                "sets": sets,
+                "error": fw_error,
+                "stats": self.stats,
+            },
+            "allowlist": {
+                "configured": self.cfg.allowlist.cidrs.iter().map(|n| n.0.to_string()).collect::<Vec<_>>(),
+                "own_addresses": self.allow.own().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            },
+        })
+    }
+}
+
+/// What only the edges know, passed into status.
+#[derive(Debug, Default)]
+pub struct StatusExtra {
+    pub sources: serde_json::Value,
+}
+
+pub fn decision_json(d: &Decision, now: Micros) -> serde_json::Value {
+    json!({
+        "id": d.id,
+        "value": d.value_text(),
+        "origin": d.origin,
+        "scenario": d.scenario,
+        "reason": d.reason,
+        "created": format_rfc3339(d.created),
+        "until": format_rfc3339(d.until),
+        "remaining": format_duration(Duration::from_secs(((d.until - now).max(0) / SECOND) as u64)),
+    })
+}
+
+/// This host's addresses, for the allowlist.
+pub fn own_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            if let Some(sa) = a.address {
+                if let Some(v4) = sa.as_sockaddr_in() {
+                    out.push(IpAddr::V4(v4.ip()));
+                } else if let Some(v6) = sa.as_sockaddr_in6() {
+                    out.push(IpAddr::V6(v6.ip()));
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Options of `crowdwall run` that override the config.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub journal_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enforce::memory::MemoryFirewall;
+
+    fn core() -> Core<MemoryFirewall> {
+        let cfg = Config::embedded().unwrap();
+        let mut c = Core::new(cfg, Store::in_memory().unwrap(), MemoryFirewall::new()).unwrap();
+        c.reconcile().unwrap();
+        c
+    }
+
+    fn add(c: &mut Core<MemoryFirewall>, v: &str, dur: &str) -> Response {
+        c.handle_request(
+            Request::Add {
+                value: v.into(),
+                duration: Some(dur.into()),
+                reason: None,
+            },
+            &StatusExtra::default(),
+        )
+    }
+
+    #[test]
+    fn manual_add_and_delete_reach_the_firewall() {
+        let mut c = core();
+        assert!(matches!(add(&mut c, "192.0.2.7", "1h"), Response::Ok(_)));
+        assert!(matches!(add(&mut c, "198.51.100.0/24", "2h"), Response::Ok(_)));
+        assert_eq!(c.firewall().elements.len(), 2);
+        // an address inside the range with a longer ban splits it, without a full reload.
+        let loads = c.stats.full_loads;
+        assert!(matches!(add(&mut c, "198.51.100.9", "5h"), Response::Ok(_)));
+        assert_eq!(c.firewall().elements.len(), 4);
+        assert_eq!(c.stats.full_loads, loads);
+        let r = c.handle_request(Request::Delete { value: "192.0.2.7".into() }, &StatusExtra::default());
+        assert!(matches!(r, Response::Ok(_)), "{r:?}");
+        assert_eq!(c.firewall().elements.len(), 3);
+        let r = c.handle_request(Request::Delete { value: "192.0.2.7".into() }, &StatusExtra::default());
+        assert!(matches!(r, Response::Error(ref m) if m.contains("no active decision")), "{r:?}");
+    }
+
+    #[test]
+    fn allowlisted_manual_ban_is_refused_clearly() {
+        let mut c = core();
+        c.set_own_addresses(vec!["203.0.113.5".parse().unwrap()]);
+        for v in ["127.0.0.1", "203.0.113.5", "203.0.113.0/24"] {
+            match add(&mut c, v, "1h") {
+                Response::Error(m) => assert!(m.contains("allowlisted"), "{m}"),
+                r => panic!("{v}: {r:?}"),
+            }
+        }
+        assert!(c.firewall().elements.is_empty());
+        match add(&mut c, "10.0.0.1/8", "1h") {
+            Response::Error(m) => assert!(m.contains("host bits"), "{m}"),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn heal_restores_a_removed_table() {
+        let mut c = core();
+        add(&mut c, "192.0.2.7", "1h");
+        c.firewall().remove().unwrap();
+        assert!(c.heal().unwrap());
+        assert_eq!(c.firewall().elements.len(), 1);
+        assert!(!c.heal().unwrap());
+    }
+
+    #[test]
+    fn drift_falls_back_to_a_full_load() {
+        let mut c = core();
+        add(&mut c, "192.0.2.7", "1h");
+        // someone deleted our element behind our back: the delete in the next delta fails.
+        c.firewall().elements.clear();
+        let r = c.handle_request(Request::Delete { value: "192.0.2.7".into() }, &StatusExtra::default());
+        assert!(matches!(r, Response::Ok(_)), "{r:?}");
+        assert_eq!(c.stats.transaction_failures, 1);
+        assert!(c.firewall().elements.is_empty());
+    }
+}
+
+/// A request from the control socket with the way back.
+type ControlMsg = (Request, tokio::sync::oneshot::Sender<Response>);
+
+/// How often the table is checked for tampering (until netlink events do it at once).
+const HEAL_EVERY: Duration = Duration::from_secs(2);
+/// How often the store is pruned and own addresses refreshed.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
+
+/// `crowdwall run`: everything up to the first reconcile happens before READY=1, and a broken
+/// config never gets here (main validates it first), so the firewall is not touched by one.
+pub fn run(mut cfg: Config, opts: RunOptions) -> Result<(), DaemonError> {
+    if let Some(d) = opts.state_dir {
+        cfg.daemon.state_dir = d;
+    }
+    if let Some(s) = opts.socket {
+        cfg.daemon.socket = s;
+    }
+    if let Some(j) = opts.journal_dir {
+        cfg.journal.directory = Some(j);
+    }
+    // Files the daemon creates (store, cursor, socket) are for root only.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let io = |what: String| move |source| DaemonError::Io { what, source };
+    std::fs::create_dir_all(&cfg.daemon.state_dir)
+        .map_err(io(format!("state directory {}", cfg.daemon.state_dir.display())))?;
+    let store = Store::open(&cfg.daemon.state_dir.join("crowdwall.db"))?;
+    let fw = crate::enforce::netlink::NftFirewall::open(crate::enforce::FirewallSpec {
+        table: cfg.firewall.table.clone(),
+        priority: cfg.firewall.priority,
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io("tokio runtime".into()))?;
+    rt.block_on(serve(Core::new(cfg, store, fw)?))
+}
+
+async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let io = |what: String| move |source| DaemonError::Io { what, source };
+
+    let cfg = core.cfg.clone();
+    let own_enabled = cfg.allowlist.own_addresses;
+    let socket_path = cfg.daemon.socket.clone();
+    let state_dir = cfg.daemon.state_dir.clone();
+    let table = cfg.firewall.table.clone();
+    let journal_cfg = cfg.journal.clone();
+    if own_enabled {
+        core.set_own_addresses(own_addresses());
+    }
+    core.store.prune(time::now(), time::now() - core.forget_after)?;
+    core.reconcile()?;
+    let n = core.applied.len();
+    log::info!("table inet {table} loaded with {n} element(s)");
+
+    // Control socket: bound after the reconcile, so a CLI that connects sees a daemon whose
+    // kernel state is already right.
+    if let Some(dir) = socket_path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(format!("socket directory {}", dir.display())))?;
+    }
+    match std::fs::remove_file(&socket_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("stale socket {}", socket_path.display()))(e)),
+    }
+    let listener = tokio::net::UnixListener::bind(&socket_path)
+        .map_err(io(format!("control socket {}", socket_path.display())))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io(format!("chmod {}", socket_path.display())))?;
+    }
+    let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<ControlMsg>(64);
+    tokio::spawn(accept_loop(listener, ctl_tx));
+
+    // Journal source.
+    let sources = Sources::start(&journal_cfg, &state_dir)?;
+    let mut sources = sources;
+
+    let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler".into()))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler".into()))?;
+    let mut heal_tick = tokio::time::interval(HEAL_EVERY);
+    let mut house_tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    let watchdog = watchdog_interval();
+    let mut dog_tick = tokio::time::interval(watchdog.map(|w| w / 2).unwrap_or(Duration::from_secs(3600)));
+
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&format!("{n} ban(s) enforced; watching {}", sources.describe())),
+        ],
+    );
+    log::info!("crowdwall {} running; control socket {}", env!("CARGO_PKG_VERSION"), socket_path.display());
+
+    loop {
+        tokio::select! {
+            batch = sources.recv() => {
+                match batch {
+                    Some(batch) => {
+                        if batch.gap {
+                            log::warn!("journal cursor not found (vacuumed?): entries may have been missed");
+                        }
+                        match core.handle_entries(&batch.entries) {
+                            Ok(new) => {
+                                if !new.is_empty() {
+                                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&status_line(&core))]);
+                                }
+                            }
+                            Err(e) => log::error!("processing entries: {e}"),
+                        }
+                        // Only now is the batch's effect durable (store written, kernel
+                        // updated): moving the cursor earlier could skip entries after a crash.
+                        sources.commit(&batch.cursor);
+                    }
+                    None => {
+                        if let Some(e) = sources.finish() {
+                            log::error!("journal source stopped: {e}");
+                            return Err(DaemonError::Source(e));
+                        }
+                    }
+                }
+            }
+            Some((req, reply)) = ctl_rx.recv() => {
+                let extra = StatusExtra { sources: sources.status() };
+                let _ = reply.send(core.handle_request(req, &extra));
+            }
+            _ = heal_tick.tick() => {
+                if let Err(e) = core.heal() {
+                    log::error!("firewall check: {e}");
+                }
+            }
+            _ = house_tick.tick() => {
+                if own_enabled {
+                    core.set_own_addresses(own_addresses());
+                }
+                if let Err(e) = core.housekeeping() {
+                    log::error!("housekeeping: {e}");
+                }
+            }
+            _ = dog_tick.tick(), if watchdog.is_some() => {
+                // Ping only while both ends move: the journal thread loops (it updates its
+                // heartbeat even when idle) and netlink answered recently.
+                let limit = from_duration(watchdog.unwrap_or_default());
+                let now = time::now();
+                if sources.heartbeat_age(now) < limit && now - core.last_fw_ok < limit {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                } else {
+                    log::error!("watchdog not fed: journal or netlink stalled");
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    sources.stop();
+    let _ = std::fs::remove_file(&socket_path);
+    log::info!("stopped; table inet {table} stays in place and its bans expire by themselves");
+    Ok(())
+}
+
+fn status_line<F: Firewall>(core: &Core<F>) -> String {
+    format!(
+        "{} entries read, {} ban(s) made, {} element(s) in the kernel",
+        core.stats.entries,
+        core.stats.decisions_local,
+        core.applied.len()
+    )
+}
+
+fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        Some(Duration::from_micros(usec))
+    } else {
+        None
+    }
+}
+
+async fn accept_loop(listener: tokio::net::UnixListener, tx: tokio::sync::mpsc::Sender<ControlMsg>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_client(stream, tx.clone()));
+            }
+            Err(e) => {
+                log::warn!("control socket accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_client(stream: tokio::net::UnixStream, tx: tokio::sync::mpsc::Sender<ControlMsg>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let (rd, mut wr) = stream.into_split();
+    let mut line = String::new();
+    let mut limited = BufReader::new(rd.take(crate::control::MAX_REQUEST as u64));
+    let resp = match tokio::time::timeout(Duration::from_secs(10), limited.read_line(&mut line)).await {
+        Ok(Ok(n)) if n > 0 && line.ends_with('\n') => match serde_json::from_str::<Request>(&line) {
+            Ok(req) => {
+                let (otx, orx) = tokio::sync::oneshot::channel();
+                if tx.send((req, otx)).await.is_err() {
+                    Response::Error("daemon is shutting down".into())
+                } else {
+                    orx.await.unwrap_or(Response::Error("daemon is shutting down".into()))
+                }
+            }
+            Err(e) => Response::Error(format!("bad request: {e}")),
+        },
+        Ok(Ok(_)) => Response::Error("request too long or not terminated by a newline".into()),
+        Ok(Err(e)) => Response::Error(format!("reading request: {e}")),
+        Err(_) => Response::Error("request timed out".into()),
+    };
+    if let Ok(mut out) = serde_json::to_vec(&resp) {
+        out.push(b'\n');
+        let _ = wr.write_all(&out).await;
+    }
+}
+
+/// The daemon's log sources. Only the journal for now.
+struct Sources {
+    #[cfg(feature = "journald")]
+    journal: Option<JournalHandle>,
+}
+
+#[cfg(feature = "journald")]
+struct JournalHandle {
+    rx: tokio::sync::mpsc::Receiver<crate::source::journal::JournalBatch>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stats: std::sync::Arc<crate::source::journal::JournalStats>,
+    cursor_file: crate::source::cursor::CursorFile,
+    thread: Option<std::thread::JoinHandle<Result<(), crate::source::SourceError>>>,
+    directory: Option<PathBuf>,
+}
+
+impl Sources {
+    #[cfg(feature = "journald")]
+    fn start(cfg: &crate::config::JournalSection, state_dir: &std::path::Path) -> Result<Sources, DaemonError> {
+        use crate::source::{cursor::CursorFile, journal};
+        if !cfg.enabled {
+            return Ok(Sources { journal: None });
+        }
+        let cursor_file = CursorFile::new(state_dir.join("journal.cursor"));
+        let cursor = cursor_file
+            .load()
+            .map_err(|e| DaemonError::Source(e.to_string()))?;
+        match &cursor {
+            Some(_) => log::info!("journal: resuming from the saved cursor"),
+            None => log::info!("journal: first start, reading from the tail"),
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stats = journal::JournalStats::new();
+        let thread = journal::spawn(
+            journal::JournalConfig {
+                matches: cfg.match_pairs(),
+                directory: cfg.directory.clone(),
+                cursor,
+                start_at_head: false,
+            },
+            tx,
+            stop.clone(),
+            stats.clone(),
+        )
+        .map_err(|e| DaemonError::Source(e.to_string()))?;
+        Ok(Sources {
+            journal: Some(JournalHandle {
+                rx,
+                stop,
+                stats,
+                cursor_file,
+                thread: Some(thread),
+                directory: cfg.directory.clone(),
+            }),
+        })
+    }
+
+    #[cfg(not(feature = "journald"))]
+    fn start(cfg: &crate::config::JournalSection, _state_dir: &std::path::Path) -> Result<Sources, DaemonError> {
+        if cfg.enabled {
+            log::warn!("built without journald support: [journal] is ignored");
+        }
+        Ok(Sources {})
+    }
+
+    fn describe(&self) -> String {
+        #[cfg(feature = "journald")]
+        if let Some(j) = &self.journal {
+            return match &j.directory {
+                Some(d) => format!("journal directory {}", d.display()),
+                None => "the system journal".into(),
+            };
+        }
+        "no log source".into()
+    }
+
+    #[cfg(feature = "journald")]
+    async fn recv(&mut self) -> Option<crate::source::journal::JournalBatch> {
+        match &mut self.journal {
+            Some(j) => j.rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    #[cfg(not(feature = "journald"))]
+    async fn recv(&mut self) -> Option<Batch> {
+        std::future::pending().await
+    }
+
+    fn commit(&mut self, cursor: &str) {
+        #[cfg(feature = "journald")]
+        if let Some(j) = &self.journal {
+            if let Err(e) = j.cursor_file.store(cursor) {
+                log::error!("saving the journal cursor: {e}");
+            }
+        }
+        let _ = cursor;
+    }
+
+    /// The source ended: its error, if it had one.
+    fn finish(&mut self) -> Option<String> {
+        #[cfg(feature = "journald")]
+        if let Some(j) = &mut self.journal {
+            let r = j.thread.take().map(|t| t.join());
+            self.journal = None;
+            return match r {
+                Some(Ok(Err(e))) => Some(e.to_string()),
+                Some(Err(_)) => Some("journal thread panicked".into()),
+                _ => Some("journal thread ended".into()),
+            };
+        }
+        None
+    }
+
+    fn heartbeat_age(&self, now: Micros) -> Micros {
+        #[cfg(feature = "journald")]
+        if let Some(j) = &self.journal {
+            return now - j.stats.last_progress.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        let _ = now;
+        0
+    }
+
+    fn status(&self) -> serde_json::Value {
+        #[cfg(feature = "journald")]
+        if let Some(j) = &self.journal {
+            use std::sync::atomic::Ordering::Relaxed;
+            let caught_up = j.stats.caught_up.load(Relaxed);
+            let newest = j.stats.newest_entry.load(Relaxed);
+            let lag = if caught_up || newest == 0 { 0 } else { (time::now() - newest).max(0) / SECOND };
+            return json!([{
+                "name": "journal",
+                "directory": j.directory,
+                "entries_read": j.stats.entries.load(Relaxed),
+                "skipped": j.stats.skipped.load(Relaxed),
+                "gaps": j.stats.gaps.load(Relaxed),
+                "caught_up": caught_up,
+                "newest_entry": if newest > 0 { Some(format_rfc3339(newest)) } else { None },
+                "lag_s": lag,
+            }]);
+        }
+        json!([])
+    }
+
+    fn stop(&mut self) {
+        #[cfg(feature = "journald")]
+        if let Some(mut j) = self.journal.take() {
+            j.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            j.rx.close();
+            if let Some(t) = j.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// A batch from a source: entries and the position after them.
+#[cfg(not(feature = "journald"))]
+struct Batch {
+    entries: Vec<LogEntry>,
+    cursor: String,
+    gap: bool,
+}

@@ -1,1 +1,496 @@
-fn main() {}
+//! The `crowdwall` command: the daemon (`run`) and the tools around it.
+
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use crowdwall::config::{Config, DEFAULT_PATH};
+use crowdwall::control::{self, ControlError, Request, Response};
+use crowdwall::enforce::Firewall;
+use crowdwall::parse::{Parsed, Parsers};
+use crowdwall::replay::Replay;
+use crowdwall::source::text::{parse_line, SyslogContext, TextReader};
+use crowdwall::source::LogEntry;
+use crowdwall::time;
+
+/// Exit code when the daemon cannot be reached.
+const EXIT_UNREACHABLE: u8 = 3;
+
+#[derive(Parser)]
+#[command(name = "crowdwall", version, about = "Crowd-powered intrusion prevention: journal -> scenarios -> nftables bans")]
+struct Cli {
+    /// Configuration file (the embedded default is used when the default path is missing).
+    #[arg(long, global = true, default_value = DEFAULT_PATH)]
+    config: PathBuf,
+    /// Control socket of the daemon (default: from the config).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon.
+    Run {
+        /// Read this journal directory instead of the system journal.
+        #[arg(long)]
+        journal_dir: Option<PathBuf>,
+        /// State directory (store, cursor) instead of the config's.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Check a configuration file and exit non-zero, naming file, line and problem, if it is broken.
+    CheckConfig {
+        /// The file to check (default: --config).
+        file: Option<PathBuf>,
+    },
+    /// List, add or delete decisions (bans).
+    #[command(subcommand)]
+    Decisions(DecisionsCmd),
+    /// The daemon's state: sources, parsers, buckets, decisions, kernel sets.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the detection pipeline on log files (syslog text or `journalctl -o json`) without
+    /// the kernel; prints decisions (or events) as JSON lines.
+    Replay {
+        /// Print parsed events instead of decisions.
+        #[arg(long)]
+        events: bool,
+        /// Year of RFC 3164 timestamps, which carry none (default: this year).
+        #[arg(long)]
+        year: Option<i32>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show which parser and event a log line yields, or why none.
+    Explain {
+        /// A syslog line, a `journalctl -o json` line, or a bare sshd message.
+        line: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage crowdwall's nftables table.
+    #[command(subcommand)]
+    Firewall(FirewallCmd),
+}
+
+#[derive(Subcommand)]
+enum DecisionsCmd {
+    /// Active decisions.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ban an address or CIDR range.
+    Add {
+        value: String,
+        /// How long (90s, 10m, 4h, 7d); default: [ban] duration.
+        #[arg(long)]
+        duration: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift every decision on exactly this address or range.
+    Delete { value: String },
+}
+
+#[derive(Subcommand)]
+enum FirewallCmd {
+    /// Delete the table and every ban in it (the daemon re-creates it when it runs).
+    Remove,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("crowdwall: {e:#}");
+            if e.downcast_ref::<ControlError>()
+                .is_some_and(|c| matches!(c, ControlError::Connect { .. }))
+            {
+                ExitCode::from(EXIT_UNREACHABLE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    if systemd_journal_logger::connected_to_journal() {
+        if let Ok(l) = systemd_journal_logger::JournalLog::new() {
+            if l.install().is_ok() {
+                log::set_max_level(log::LevelFilter::Info);
+                return;
+            }
+        }
+    }
+    static STDERR: StderrLog = StderrLog;
+    if log::set_logger(&STDERR).is_ok() {
+        log::set_max_level(match std::env::var("CROWDWALL_LOG").as_deref() {
+            Ok("debug") => log::LevelFilter::Debug,
+            Ok("warn") => log::LevelFilter::Warn,
+            _ => log::LevelFilter::Info,
+        });
+    }
+}
+
+/// Plain stderr logging when not under systemd.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!(
+                "{} {:<5} {}",
+                time::format_rfc3339(time::now()),
+                r.level(),
+                r.args()
+            );
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn load_config(path: &Path) -> Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn socket_of(cli_socket: &Option<PathBuf>, config: &Path) -> Result<PathBuf> {
+    if let Some(s) = cli_socket {
+        return Ok(s.clone());
+    }
+    Ok(load_config(config)?.daemon.socket)
+}
+
+fn call(socket: &Path, req: Request) -> Result<serde_json::Value> {
+    match control::call(socket, &req)? {
+        Response::Ok(v) => Ok(v),
+        Response::Error(m) => bail!("{m}"),
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Run {
+            journal_dir,
+            state_dir,
+        } => {
+            let cfg = load_config(&cli.config)
+                .context("refusing to start with a broken configuration; nothing was changed")?;
+            crowdwall::daemon::run(
+                cfg,
+                crowdwall::daemon::RunOptions {
+                    journal_dir,
+                    state_dir,
+                    socket: cli.socket,
+                },
+            )?;
+        }
+        Cmd::CheckConfig { file } => {
+            let path = file.unwrap_or(cli.config);
+            let cfg = load_config(&path)?;
+            let specs = cfg.scenario_specs()?;
+            let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            println!(
+                "{}: ok ({} scenario(s): {})",
+                cfg.origin.display(),
+                names.len(),
+                names.join(", ")
+            );
+        }
+        Cmd::Decisions(d) => {
+            let socket = socket_of(&cli.socket, &cli.config)?;
+            match d {
+                DecisionsCmd::List { json } => {
+                    let v = call(&socket, Request::List)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        print_decisions(&v);
+                    }
+                }
+                DecisionsCmd::Add {
+                    value,
+                    duration,
+                    reason,
+                } => {
+                    let v = call(
+                        &socket,
+                        Request::Add {
+                            value,
+                            duration,
+                            reason,
+                        },
+                    )?;
+                    println!(
+                        "banned {} until {}",
+                        v["value"].as_str().unwrap_or("?"),
+                        v["until"].as_str().unwrap_or("?")
+                    );
+                }
+                DecisionsCmd::Delete { value } => {
+                    let v = call(&socket, Request::Delete { value })?;
+                    println!(
+                        "unbanned {} ({} decision(s))",
+                        v["value"].as_str().unwrap_or("?"),
+                        v["deleted"]
+                    );
+                }
+            }
+        }
+        Cmd::Status { json } => {
+            let socket = socket_of(&cli.socket, &cli.config)?;
+            let v = call(&socket, Request::Status)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_status(&v);
+            }
+        }
+        Cmd::Replay {
+            events,
+            year,
+            files,
+        } => replay(&cli.config, events, year, &files)?,
+        Cmd::Explain { line, json } => explain(&line, json)?,
+        Cmd::Firewall(FirewallCmd::Remove) => {
+            let cfg = load_config(&cli.config)?;
+            let mut fw = crowdwall::enforce::netlink::NftFirewall::open(
+                crowdwall::enforce::FirewallSpec {
+                    table: cfg.firewall.table.clone(),
+                    priority: cfg.firewall.priority,
+                },
+            )?;
+            fw.remove()?;
+            println!(
+                "table inet {} removed (a running daemon re-creates it within seconds: stop it first to keep it gone)",
+                cfg.firewall.table
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_decisions(v: &serde_json::Value) {
+    let rows = v.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!("no active decisions");
+        return;
+    }
+    println!(
+        "{:<6} {:<40} {:<7} {:<22} {:<10} REASON",
+        "ID", "VALUE", "ORIGIN", "SCENARIO", "REMAINING"
+    );
+    for r in rows {
+        let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+        println!(
+            "{:<6} {:<40} {:<7} {:<22} {:<10} {}",
+            r["id"],
+            s("value"),
+            s("origin"),
+            s("scenario"),
+            s("remaining"),
+            s("reason")
+        );
+    }
+}
+
+fn print_status(v: &serde_json::Value) {
+    println!(
+        "crowdwall {} up {}s",
+        v["version"].as_str().unwrap_or("?"),
+        v["uptime_s"]
+    );
+    for s in v["sources"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "source {}: {} entries read, {} skipped, lag {}s{}",
+            s["name"].as_str().unwrap_or("?"),
+            s["entries_read"],
+            s["skipped"],
+            s["lag_s"],
+            if s["caught_up"].as_bool() == Some(true) {
+                ", caught up"
+            } else {
+                ""
+            }
+        );
+    }
+    let p = &v["parsers"]["sshd"];
+    println!(
+        "parser sshd: {} lines, {} matched, {} unmatched, {} rejected, {} events",
+        p["lines"], p["matched"], p["unmatched"], p["rejected"], p["events"]
+    );
+    let b = &v["buckets"];
+    println!(
+        "buckets: {} live, {} overflows, {} evicted idle, {} evicted by cap",
+        b["live_buckets"], b["overflows"], b["evicted_idle"], b["evicted_cap"]
+    );
+    println!(
+        "decisions: {}",
+        v["decisions"]
+            .as_object()
+            .map(|m| m
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
+    );
+    let f = &v["firewall"];
+    match f["sets"].as_object() {
+        Some(s) => println!(
+            "firewall {}: v4 {} element(s), v6 {}; {} transaction(s), {} failed, {} heal(s)",
+            f["table"].as_str().unwrap_or("?"),
+            s["v4"],
+            s["v6"],
+            f["stats"]["transactions"],
+            f["stats"]["transaction_failures"],
+            f["stats"]["heals"]
+        ),
+        None => println!("firewall: {}", f["error"].as_str().unwrap_or("unknown")),
+    }
+}
+
+fn this_year() -> i32 {
+    crowdwall::source::text::year_of(time::now())
+}
+
+fn replay(config: &Path, events: bool, year: Option<i32>, files: &[PathBuf]) -> Result<()> {
+    let cfg = load_config(config)?;
+    let mut r = Replay::new(&cfg)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let (mut lines, mut bad, mut matched, mut n_events, mut n_decisions) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let started = std::time::Instant::now();
+    let mut evs = Vec::new();
+    let mut decisions = Vec::new();
+    for f in files {
+        let file = std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
+        let ctx = SyslogContext::with_year(year.unwrap_or_else(this_year));
+        let mut reader = TextReader::with_context(BufReader::with_capacity(1 << 20, file), ctx);
+        for item in &mut reader {
+            lines += 1;
+            let entry = match item {
+                Ok(e) => e,
+                Err(e) => {
+                    bad += 1;
+                    if bad <= 10 {
+                        eprintln!("{}: {e} (skipped)", f.display());
+                    }
+                    continue;
+                }
+            };
+            evs.clear();
+            decisions.clear();
+            let res = r.feed(&entry, events.then_some(&mut evs), &mut decisions);
+            if matches!(res, Some((_, Parsed::Matched(_)))) {
+                matched += 1;
+            }
+            for e in &evs {
+                n_events += 1;
+                serde_json::to_writer(&mut out, e)?;
+                out.write_all(b"\n")?;
+            }
+            for d in &decisions {
+                n_decisions += 1;
+                if !events {
+                    serde_json::to_writer(
+                        &mut out,
+                        &serde_json::json!({
+                            "value": d.value_text(),
+                            "origin": d.origin,
+                            "scenario": d.scenario,
+                            "reason": d.reason,
+                            "created": time::format_rfc3339(d.created),
+                            "until": time::format_rfc3339(d.until),
+                            "duration": time::format_duration(time::to_duration(d.until - d.created)),
+                        }),
+                    )?;
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "replayed {lines} lines in {secs:.2}s ({:.0} lines/s): {bad} unreadable, {matched} matched, {} events, {n_decisions} decisions, {} refused (allowlisted)",
+        lines as f64 / secs.max(1e-9),
+        if events { n_events.to_string() } else { "-".into() },
+        r.refused.len()
+    );
+    eprintln!("matched={matched}");
+    Ok(())
+}
+
+fn explain(line: &str, json: bool) -> Result<()> {
+    let mut ctx = SyslogContext::with_year(this_year());
+    let (entry, how) = match parse_line(line, &mut ctx) {
+        Ok(e) => (e, "log line"),
+        Err(_) => (
+            LogEntry {
+                time: time::now(),
+                identifier: "sshd".into(),
+                pid: Some(1),
+                message: line.to_string(),
+            },
+            "bare sshd message (no syslog header)",
+        ),
+    };
+    let mut parsers = Parsers::new();
+    let mut events = Vec::new();
+    let res = parsers.parse(&entry, &mut events);
+    let verdict = match res {
+        None => format!(
+            "no parser for identifier '{}' (parsers take: {})",
+            entry.identifier,
+            Parsers::identifiers().join(", ")
+        ),
+        Some((p, Parsed::Matched(pat))) => format!("parser {p}: pattern '{pat}' matched"),
+        Some((p, Parsed::Unmatched)) => format!("parser {p}: no pattern matched (not a security event, or a wording crowdwall does not know yet)"),
+        Some((p, Parsed::Rejected(why))) => format!("parser {p}: line rejected before matching: {why}"),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "input": how,
+                "identifier": entry.identifier,
+                "pid": entry.pid,
+                "message": entry.message,
+                "verdict": verdict,
+                "events": events,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("input:      {how}");
+    println!("identifier: {}  pid: {}", entry.identifier, entry.pid.map(|p| p.to_string()).unwrap_or("-".into()));
+    println!("message:    {}", entry.message);
+    println!("verdict:    {verdict}");
+    if events.is_empty() {
+        println!("events:     none");
+    }
+    for e in &events {
+        println!(
+            "event:      {} {} from {}{}",
+            e.kind,
+            if e.count > 1 { format!("x{}", e.count) } else { String::new() },
+            e.ip,
+            e.user.as_ref().map(|u| format!(" user={u:?}")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}

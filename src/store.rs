@@ -1,1 +1,230 @@
-//! TODO
+//! The embedded store: decisions and offence history in SQLite (WAL). The source of truth the
+//! kernel is reconciled against.
+
+use std::path::Path;
+
+use ipnet::IpNet;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::decide::{Decision, Origin};
+use crate::time::Micros;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A row that does not read back (hand-edited database?).
+    #[error("store: row {id}: {message}")]
+    BadRow { id: i64, message: String },
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Store::init(conn)
+    }
+
+    /// A private in-memory store, for tests and replay.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Store::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Store, StoreError> {
+        // WAL: readers never block the writer; NORMAL sync is durable across a daemon crash
+        // (not a power cut, where the kernel state is lost anyway).
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < 1 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS decisions (
+                     id INTEGER PRIMARY KEY,
+                     value TEXT NOT NULL,
+                     origin TEXT NOT NULL,
+                     scenario TEXT NOT NULL,
+                     reason TEXT NOT NULL DEFAULT '',
+                     created INTEGER NOT NULL,
+                     until INTEGER NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS decisions_until ON decisions(until);
+                 CREATE INDEX IF NOT EXISTS decisions_value ON decisions(value);
+                 CREATE TABLE IF NOT EXISTS offences (
+                     value TEXT PRIMARY KEY,
+                     count INTEGER NOT NULL,
+                     last INTEGER NOT NULL
+                 );
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        debug_assert!(SCHEMA_VERSION == 1);
+        Ok(Store { conn })
+    }
+
+    /// Stores a decision and sets its id.
+    pub fn insert(&mut self, d: &mut Decision) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO decisions (value, origin, scenario, reason, created, until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                d.value.to_string(),
+                d.origin.as_str(),
+                d.scenario,
+                d.reason,
+                d.created,
+                d.until
+            ],
+        )?;
+        d.id = self.conn.last_insert_rowid();
+        Ok(())
+    }
+
+    /// Decisions still in force at `now`, oldest first.
+    pub fn active(&self, now: Micros) -> Result<Vec<Decision>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, value, origin, scenario, reason, created, until
+             FROM decisions WHERE until > ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([now], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, value, origin, scenario, reason, created, until) = row?;
+            let value: IpNet = value.parse().map_err(|_| StoreError::BadRow {
+                id,
+                message: format!("value '{value}' is not a CIDR"),
+            })?;
+            let origin: Origin = origin
+                .parse()
+                .map_err(|message| StoreError::BadRow { id, message })?;
+            out.push(Decision {
+                id,
+                value,
+                origin,
+                scenario,
+                reason,
+                created,
+                until,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ends every decision on exactly this value; returns how many there were.
+    pub fn delete_value(&mut self, value: &IpNet, now: Micros) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM decisions WHERE value = ?1 AND until > ?2",
+            params![value.to_string(), now],
+        )?)
+    }
+
+    /// Removes expired decisions and forgotten offences.
+    pub fn prune(&mut self, now: Micros, forget_before: Micros) -> Result<usize, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM decisions WHERE until <= ?1", [now])?;
+        self.conn
+            .execute("DELETE FROM offences WHERE last < ?1", [forget_before])?;
+        Ok(n)
+    }
+
+    /// How often `value` was banned by a local scenario since `since`.
+    pub fn offences(&self, value: &IpNet, since: Micros) -> Result<u32, StoreError> {
+        let n: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT count FROM offences WHERE value = ?1 AND last >= ?2",
+                params![value.to_string(), since],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(n.unwrap_or(0).clamp(0, u32::MAX as i64) as u32)
+    }
+
+    pub fn record_offence(&mut self, value: &IpNet, at: Micros) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO offences (value, count, last) VALUES (?1, 1, ?2)
+             ON CONFLICT(value) DO UPDATE SET count = count + 1, last = excluded.last",
+            params![value.to_string(), at],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(v: &str, origin: Origin, until: Micros) -> Decision {
+        Decision {
+            id: 0,
+            value: v.parse().unwrap(),
+            origin,
+            scenario: "s".into(),
+            reason: "r".into(),
+            created: 0,
+            until,
+        }
+    }
+
+    #[test]
+    fn insert_list_delete_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        {
+            let mut s = Store::open(&path).unwrap();
+            let mut a = d("192.0.2.1/32", Origin::Local, 100);
+            s.insert(&mut a).unwrap();
+            assert!(a.id > 0);
+            s.insert(&mut d("2001:db8::/64", Origin::Manual, 200)).unwrap();
+            s.insert(&mut d("192.0.2.9/32", Origin::Local, 10)).unwrap();
+        }
+        // survives reopening
+        let mut s = Store::open(&path).unwrap();
+        let act = s.active(50).unwrap();
+        assert_eq!(act.len(), 2);
+        assert_eq!(act[1].origin, Origin::Manual);
+        assert_eq!(s.delete_value(&"192.0.2.1/32".parse().unwrap(), 50).unwrap(), 1);
+        assert_eq!(s.active(50).unwrap().len(), 1);
+        assert_eq!(s.prune(150, 0).unwrap(), 1, "the expired 192.0.2.9 row");
+    }
+
+    #[test]
+    fn offences_count_and_forget() {
+        let mut s = Store::in_memory().unwrap();
+        let v: IpNet = "192.0.2.1/32".parse().unwrap();
+        assert_eq!(s.offences(&v, 0).unwrap(), 0);
+        s.record_offence(&v, 10).unwrap();
+        s.record_offence(&v, 20).unwrap();
+        assert_eq!(s.offences(&v, 0).unwrap(), 2);
+        assert_eq!(s.offences(&v, 21).unwrap(), 0, "older than the window");
+        s.prune(0, 30).unwrap();
+        assert_eq!(s.offences(&v, 0).unwrap(), 0);
+    }
+}

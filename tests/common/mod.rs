@@ -1,0 +1,143 @@
+//! Helpers for tests on real parts: network namespaces, veth pairs, processes. Tests that need
+//! root or tools skip with a message, unless CROWDWALL_REQUIRE_ROOT_TESTS=1 (CI), where a
+//! missing prerequisite is a failure.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Returns false (after printing why) when the prerequisites are missing and skipping is
+/// allowed; panics when they are required.
+pub fn prerequisites(tools: &[&str], journald: bool) -> bool {
+    let mut missing = Vec::new();
+    if !nix_is_root() {
+        missing.push("root".to_string());
+    }
+    for t in tools {
+        if !Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+        {
+            missing.push(format!("tool {t}"));
+        }
+    }
+    if journald && !Path::new("/run/systemd/journal/socket").exists() {
+        missing.push("a running journald (tests/lab/deps.sh starts one)".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("needs {}", missing.join(", "));
+    if std::env::var("CROWDWALL_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+        panic!("{msg}");
+    }
+    eprintln!("skipped: {msg}");
+    false
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs a command, returning its output (never panics on failure exit).
+pub fn run(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
+}
+
+/// Runs a command and panics with its stderr if it fails.
+pub fn must(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Polls `f` until it is true or `limit` passes. Not a timing assertion: limits are generous
+/// and only bound how long a failing test hangs.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A unique short tag for names (namespaces, veths: at most 15 characters).
+pub fn tag() -> String {
+    format!(
+        "{}{}",
+        std::process::id() % 100_000,
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: String) -> Netns {
+        let _ = run(&["ip", "netns", "del", &name]);
+        must(&["ip", "netns", "add", &name]);
+        must(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "netns", "exec", &self.name];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    pub fn must(&self, args: &[&str]) -> String {
+        let mut v = vec!["ip", "netns", "exec", &self.name];
+        v.extend_from_slice(args);
+        must(&v)
+    }
+
+    /// Whether a TCP connection to addr:port succeeds within 2 s.
+    pub fn can_connect(&self, addr: &str, port: u16) -> bool {
+        self.exec(&["nc", "-z", "-w", "2", addr, &port.to_string()])
+            .status
+            .success()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+/// Joins two namespaces with a veth pair: `a_addr` and `b_addr` are CIDR-suffixed addresses.
+pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
+    let t = tag();
+    let (ea, eb) = (format!("cwa{t}"), format!("cwb{t}"));
+    must(&[
+        "ip", "link", "add", &ea, "netns", &a.name, "type", "veth", "peer", "name", &eb,
+        "netns", &b.name,
+    ]);
+    must(&["ip", "-n", &a.name, "addr", "add", a_addr, "dev", &ea]);
+    must(&["ip", "-n", &b.name, "addr", "add", b_addr, "dev", &eb]);
+    must(&["ip", "-n", &a.name, "link", "set", &ea, "up"]);
+    must(&["ip", "-n", &b.name, "link", "set", &eb, "up"]);
+}
