@@ -462,18 +462,14 @@ pub fn parse_journal_json(line: &str) -> Result<LogEntry, TextError> {
         .or(e.comm.as_ref())
         .and_then(json_field_text)
         .unwrap_or_default();
-    let pid = match e.pid.as_ref().or(e.syslog_pid.as_ref()) {
-        None => None,
-        Some(v) => {
-            let text = json_field_text(v).unwrap_or_default();
-            Some(text.trim().parse::<u32>().map_err(|_| {
-                TextError::BadField(
-                    "_PID",
-                    format!("'{}'", text.chars().take(32).collect::<String>()),
-                )
-            })?)
-        }
+    // As the journal source does: _PID (set by journald), else SYSLOG_PID (from the
+    // client's syslog header, may be anything); a value that is not a number is no pid.
+    let parse_pid = |v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .and_then(json_field_text)
+            .and_then(|t| t.trim().parse::<u32>().ok())
     };
+    let pid = parse_pid(&e.pid).or_else(|| parse_pid(&e.syslog_pid));
     Ok(LogEntry {
         time,
         identifier,
@@ -833,6 +829,11 @@ mod tests {
         assert_eq!(e.message, "a");
         assert_eq!(e.identifier, "");
         assert_eq!(e.pid, None);
+        let e = parse_journal_json(
+            r#"{"MESSAGE":"m","__REALTIME_TIMESTAMP":"5","_PID":"x","SYSLOG_PID":"9"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.pid, Some(9));
     }
 
     #[test]
