@@ -1,1 +1,352 @@
-//! The systemd journal through sd-journal. OWNER: source helper.
+//! The systemd journal through sd-journal, on a thread of its own.
+//!
+//! `sd_journal` handles are not `Send`, so [`spawn`] opens the journal on a dedicated thread
+//! that loops `next()`/`wait()` and hands [`JournalBatch`]es to the async side through a
+//! bounded tokio channel (`blocking_send`: a slow consumer slows the reader down instead of
+//! growing memory).
+//!
+//! # Cursor contract (exactly-once across restarts)
+//!
+//! The journal thread **never** writes the cursor file. Each batch carries the cursor of its
+//! last entry; the consumer stores [`JournalBatch::cursor`] (with
+//! [`super::cursor::CursorFile::store`]) only **after** it has fully processed the batch, and
+//! passes the loaded cursor back as [`JournalConfig::cursor`] on the next start. Reading then
+//! resumes at the entry after that cursor: an entry is neither processed twice nor skipped
+//! (except a crash between processing and storing, which repeats at most that one batch).
+//!
+//! If the saved entry no longer exists (vacuumed, journal files removed), sd-journal lands on
+//! the oldest entry after the saved position; the first batch then has `gap = true` and
+//! [`JournalStats::gaps`] is incremented: entries in between may have been lost.
+//!
+//! Without a cursor (first start) reading starts at the tail: only entries written after
+//! [`spawn`] returned are read (or from the head, with [`JournalConfig::start_at_head`]).
+
+use std::ffi::{CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use systemd::journal::{Journal, OpenDirectoryOptions, OpenOptions};
+use tokio::sync::mpsc::Sender;
+
+use super::{LogEntry, SourceError};
+use crate::time::{self, Micros};
+
+/// At most this many entries per batch.
+pub const BATCH_MAX: usize = 1024;
+/// How long one `sd_journal_wait` blocks when caught up; also the heartbeat period when idle
+/// and the worst-case reaction time to `stop`.
+pub const WAIT: Duration = Duration::from_millis(500);
+
+/// What to read and where to start.
+#[derive(Debug, Clone, Default)]
+pub struct JournalConfig {
+    /// `(FIELD, value)` matches. Values of the same field are OR-ed, different fields AND-ed
+    /// (e.g. `SYSLOG_IDENTIFIER=sshd`, `SYSLOG_IDENTIFIER=sshd-session`). Empty: every entry.
+    pub matches: Vec<(String, String)>,
+    /// Read the journal files of this directory instead of the local system journal.
+    pub directory: Option<PathBuf>,
+    /// Resume point loaded by the caller (see the module's cursor contract).
+    pub cursor: Option<String>,
+    /// Without a cursor: start at the oldest entry instead of the tail. For tests and
+    /// backfills; the daemon's first start uses the tail.
+    pub start_at_head: bool,
+}
+
+/// Entries read in one go, in journal order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalBatch {
+    /// May be empty when every entry moved over was skipped (unreadable); the cursor still
+    /// advances so that skipped entries are not read again.
+    pub entries: Vec<LogEntry>,
+    /// Cursor of the last entry moved over: store it after processing `entries`.
+    pub cursor: String,
+    /// The resume cursor was not found: entries between it and this batch may have been
+    /// vacuumed.
+    pub gap: bool,
+}
+
+/// Counters shared with the rest of the daemon (metrics, watchdog).
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    /// Entries converted and sent.
+    pub entries: AtomicU64,
+    /// Entries skipped because their MESSAGE could not be read (missing, corrupt).
+    pub skipped: AtomicU64,
+    /// Wall clock (µs) of the last loop iteration, idle waits included: a watchdog heartbeat.
+    /// It stops moving while the thread is blocked on a full channel (a stalled consumer).
+    pub last_progress: AtomicI64,
+    /// `__REALTIME_TIMESTAMP` (µs) of the newest entry read.
+    pub newest_entry: AtomicI64,
+    /// True once everything available has been read; false while a backlog is drained.
+    pub caught_up: AtomicBool,
+    /// Times the resume cursor was not found (possible loss).
+    pub gaps: AtomicU64,
+}
+
+impl JournalStats {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+}
+
+fn jerr(what: impl Into<String>) -> impl FnOnce(systemd::Error) -> SourceError {
+    let what = what.into();
+    move |source| SourceError::Journal { what, source }
+}
+
+/// Starts the journal thread. Returns once the journal is open, the matches are set and the
+/// read position is established, so that with no cursor (tail) every entry written after this
+/// returns will be read. Opening errors are returned here; later read errors end the thread
+/// with an error (the channel closes; join the handle to see why).
+///
+/// The thread stops when `stop` is set (within [`WAIT`]) or the receiver is dropped. While it
+/// is blocked handing a batch to a full channel it only notices the receiver being dropped:
+/// keep receiving until the channel closes, or drop the receiver, after setting `stop`.
+pub fn spawn(
+    cfg: JournalConfig,
+    tx: Sender<JournalBatch>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<JournalStats>,
+) -> Result<JoinHandle<Result<(), SourceError>>, SourceError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), SourceError>>(1);
+    let handle = std::thread::Builder::new()
+        .name("crowdwall-journal".into())
+        .spawn(move || {
+            let mut reader = match Reader::open(&cfg, &stats) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The error goes to `spawn`'s caller; the thread itself ends quietly.
+                    let _ = ready_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            drop(ready_tx);
+            reader.run(&tx, &stop)
+        })
+        .map_err(|e| SourceError::Thread(format!("cannot start: {e}")))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e)
+        }
+        // The thread ended without reporting: it panicked while opening.
+        Err(_) => match handle.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(SourceError::Thread(
+                "ended while opening the journal".into(),
+            )),
+        },
+    }
+}
+
+struct Reader {
+    j: Journal,
+    stats: Arc<JournalStats>,
+    /// The journal is positioned ON an entry that has not been read yet (the resume cursor
+    /// was vacuumed and `next()` landed on the oldest remaining entry).
+    pending_current: bool,
+    gap: bool,
+}
+
+impl Reader {
+    fn open(cfg: &JournalConfig, stats: &Arc<JournalStats>) -> Result<Reader, SourceError> {
+        let mut j = match &cfg.directory {
+            Some(dir) => {
+                let what = || format!("open directory {}", dir.display());
+                let c_dir =
+                    CString::new(dir.as_os_str().as_bytes()).map_err(|e| jerr(what())(e.into()))?;
+                OpenDirectoryOptions::default()
+                    .open_directory(c_dir.as_c_str())
+                    .map_err(jerr(what()))?
+            }
+            None => OpenOptions::default()
+                .system(true)
+                .local_only(true)
+                .open()
+                .map_err(jerr("open the system journal"))?,
+        };
+        for (field, value) in &cfg.matches {
+            // sd-journal ORs values of a field and ANDs fields on its own (within one
+            // conjunction term); no match_or/match_and is needed for that shape.
+            j.match_add(field, value.as_bytes().to_vec())
+                .map_err(jerr(format!("match {field}={value}")))?;
+        }
+        let mut r = Reader {
+            j,
+            stats: stats.clone(),
+            pending_current: false,
+            gap: false,
+        };
+        r.position(cfg)?;
+        stats.last_progress.store(time::now(), Ordering::Relaxed);
+        Ok(r)
+    }
+
+    fn position(&mut self, cfg: &JournalConfig) -> Result<(), SourceError> {
+        match &cfg.cursor {
+            Some(cursor) => {
+                self.j
+                    .seek_cursor(cursor.as_str())
+                    .map_err(jerr("seek to the saved cursor"))?;
+                // After seek_cursor, next() lands ON the saved entry if it still exists.
+                if self.j.next().map_err(jerr("read after seek"))? > 0 {
+                    let found = self
+                        .j
+                        .test_cursor(cursor.as_str())
+                        .map_err(jerr("test cursor"))?;
+                    if !found {
+                        // Vacuumed: this is the oldest entry after the saved one, unread.
+                        self.pending_current = true;
+                        self.mark_gap();
+                    }
+                } else {
+                    // Nothing at or after the saved position: the journal (for our matches)
+                    // ends before it, so the entry is gone; new entries follow from here.
+                    self.mark_gap();
+                }
+            }
+            None if cfg.start_at_head => {
+                self.j.seek_head().map_err(jerr("seek to the head"))?;
+            }
+            None => {
+                // seek_tail alone is not on an entry; previous() moves onto the last one, so
+                // the following next() returns only newer entries.
+                self.j.seek_tail().map_err(jerr("seek to the tail"))?;
+                self.j.previous().map_err(jerr("read the last entry"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn mark_gap(&mut self) {
+        self.gap = true;
+        self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn run(&mut self, tx: &Sender<JournalBatch>, stop: &AtomicBool) -> Result<(), SourceError> {
+        loop {
+            self.stats
+                .last_progress
+                .store(time::now(), Ordering::Relaxed);
+            if stop.load(Ordering::Relaxed) || tx.is_closed() {
+                return Ok(());
+            }
+            let (batch, more) = self.read_batch()?;
+            if let Some(batch) = batch {
+                if tx.blocking_send(batch).is_err() {
+                    return Ok(()); // receiver gone: nobody to read for
+                }
+            }
+            if !more {
+                self.stats.caught_up.store(true, Ordering::Relaxed);
+                // APPEND, INVALIDATE (rotation, vacuum) and timeouts all mean "try next()
+                // again"; sd-journal follows rotated files by itself.
+                self.j.wait(Some(WAIT)).map_err(jerr("wait"))?;
+            } else {
+                self.stats.caught_up.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Reads up to [`BATCH_MAX`] entries. Returns the batch (None if no entry was moved over)
+    /// and whether more entries may be waiting (the batch is full).
+    fn read_batch(&mut self) -> Result<(Option<JournalBatch>, bool), SourceError> {
+        let mut entries = Vec::new();
+        let mut moved = 0usize;
+        let mut full = false;
+        loop {
+            if self.pending_current {
+                self.pending_current = false;
+            } else if self.j.next().map_err(jerr("next"))? == 0 {
+                break;
+            }
+            moved += 1;
+            if let Some(e) = self.entry()? {
+                entries.push(e);
+            }
+            if moved >= BATCH_MAX {
+                full = true;
+                break;
+            }
+        }
+        if moved == 0 {
+            return Ok((None, false));
+        }
+        // After next() returned 0 the journal stays on the last entry it was on, so this is
+        // the cursor of the last entry moved over either way.
+        let cursor = self.j.cursor().map_err(jerr("cursor"))?;
+        self.stats
+            .entries
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        let gap = std::mem::take(&mut self.gap);
+        Ok((
+            Some(JournalBatch {
+                entries,
+                cursor,
+                gap,
+            }),
+            full,
+        ))
+    }
+
+    /// Converts the current entry. `None`: MESSAGE missing or unreadable (counted, skipped).
+    fn entry(&mut self) -> Result<Option<LogEntry>, SourceError> {
+        let time = self
+            .j
+            .timestamp_usec()
+            .map_err(jerr("realtime timestamp"))?;
+        let time = Micros::try_from(time).unwrap_or(Micros::MAX);
+        self.stats.newest_entry.fetch_max(time, Ordering::Relaxed);
+
+        let message = match self.j.get_data(c"MESSAGE") {
+            Ok(Some(f)) => match f.value() {
+                Some(v) => String::from_utf8_lossy(v).into_owned(),
+                None => String::new(),
+            },
+            // Missing, or an error reading this entry's data (corrupt object, too large):
+            // skip it rather than stall the source on it.
+            Ok(None) | Err(_) => {
+                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
+        };
+        let identifier = self.identifier();
+        let pid = self
+            .field_u32(c"_PID")
+            .or_else(|| self.field_u32(c"SYSLOG_PID"));
+        Ok(Some(LogEntry {
+            time,
+            identifier,
+            pid,
+            message,
+        }))
+    }
+
+    /// SYSLOG_IDENTIFIER, else _COMM, else empty.
+    fn identifier(&mut self) -> String {
+        for field in [c"SYSLOG_IDENTIFIER", c"_COMM"] {
+            if let Ok(Some(f)) = self.j.get_data(field) {
+                if let Some(v) = f.value() {
+                    return String::from_utf8_lossy(v).into_owned();
+                }
+            }
+        }
+        String::new()
+    }
+
+    fn field_u32(&mut self, field: &CStr) -> Option<u32> {
+        match self.j.get_data(field) {
+            Ok(Some(f)) => f
+                .value()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|s| s.parse().ok()),
+            _ => None,
+        }
+    }
+}

@@ -25,3 +25,32 @@ pub struct LogEntry {
     /// The message text (the journal's `MESSAGE`, or what follows `tag[pid]: ` in syslog).
     pub message: String,
 }
+
+/// Errors of the log sources that are not about one line of text (see [`text::TextError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading or writing a cursor file failed.
+    #[error("cursor file {path}: {source}")]
+    CursorIo {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A cursor file exists but does not hold a usable cursor (empty, garbage, truncated).
+    #[error("cursor file {path}: {reason}")]
+    CursorInvalid {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// An sd-journal call failed; `what` says which step (open, match, seek, read...).
+    #[cfg(feature = "journald")]
+    #[error("journal: {what}: {source}")]
+    Journal {
+        what: String,
+        #[source]
+        source: systemd::Error,
+    },
+    /// The journal thread could not be started or ended without reporting.
+    #[error("journal thread: {0}")]
+    Thread(String),
+}

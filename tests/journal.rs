@@ -1,0 +1,680 @@
+//! Integration tests of the sd-journal source.
+//!
+//! - Journal files built with `systemd-journal-remote` from generated export format, read with
+//!   `JournalConfig::directory`.
+//! - The real system journald (started standalone when no journald is running), written to
+//!   with `systemd-cat`.
+//!
+//! Missing tools or no root: the test prints "skipped: <reason>" and passes, unless
+//! `CROWDWALL_REQUIRE_ROOT_TESTS=1`, then it fails with the reason.
+#![cfg(feature = "journald")]
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crowdwall::source::journal::{self, JournalBatch, JournalConfig, JournalStats, BATCH_MAX};
+use crowdwall::source::{LogEntry, SourceError};
+use tokio::sync::mpsc;
+
+const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+const JOURNALD: &str = "/lib/systemd/systemd-journald";
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+const BOOT_ID: &str = "0123456789abcdef0123456789abcdef";
+const T0: i64 = 1_700_000_000_000_000;
+
+/// Skips the calling test (returns from it) unless root tests are required.
+macro_rules! require {
+    ($cond:expr) => {
+        match $cond {
+            Ok(v) => v,
+            Err(reason) => {
+                if std::env::var("CROWDWALL_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+                    panic!("required test cannot run: {reason}");
+                }
+                eprintln!("skipped: {reason}");
+                return;
+            }
+        }
+    };
+}
+
+fn is_root() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not root".into());
+    }
+    Ok(())
+}
+
+fn have(path: &str) -> Result<(), String> {
+    if Path::new(path).exists() {
+        Ok(())
+    } else {
+        Err(format!("{path} not installed"))
+    }
+}
+
+/// One entry of a generated journal.
+#[derive(Clone)]
+struct Gen {
+    time: i64,
+    ident: &'static str,
+    pid: u32,
+    /// None: the entry has no MESSAGE field.
+    message: Option<Vec<u8>>,
+}
+
+impl Gen {
+    fn expected(&self) -> LogEntry {
+        LogEntry {
+            time: self.time,
+            identifier: self.ident.to_string(),
+            pid: Some(self.pid),
+            message: String::from_utf8_lossy(self.message.as_deref().unwrap_or_default())
+                .into_owned(),
+        }
+    }
+}
+
+/// Journal export format: `NAME=value` lines; binary values (not UTF-8, or with a newline) as
+/// `NAME\n`, a little-endian u64 length, the bytes, `\n`; a blank line ends an entry.
+fn export(entries: &[Gen]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        // journal-remote fills in missing __MONOTONIC_TIMESTAMP/_BOOT_ID with zeros; real
+        // values make cursor comparisons across files meaningful.
+        let mono = e.time - T0 + 1_000_000;
+        write!(
+            out,
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={mono}\n_BOOT_ID={BOOT_ID}\n\
+             SYSLOG_IDENTIFIER={}\n_PID={}\n",
+            e.time, e.ident, e.pid
+        )
+        .unwrap();
+        if let Some(m) = &e.message {
+            if std::str::from_utf8(m).is_ok() && !m.contains(&b'\n') {
+                out.extend_from_slice(b"MESSAGE=");
+                out.extend_from_slice(m);
+                out.push(b'\n');
+            } else {
+                out.extend_from_slice(b"MESSAGE\n");
+                out.extend_from_slice(&(m.len() as u64).to_le_bytes());
+                out.extend_from_slice(m);
+                out.push(b'\n');
+            }
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Writes `entries` into `dir/remote.journal` with systemd-journal-remote.
+fn make_journal(dir: &Path, entries: &[Gen]) -> Result<(), String> {
+    have(JOURNAL_REMOTE)?;
+    let mut child = Command::new(JOURNAL_REMOTE)
+        .arg("-o")
+        .arg(dir.join("remote.journal"))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {JOURNAL_REMOTE}: {e}"))?;
+    let data = export(entries);
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(&data)
+        .map_err(|e| format!("writing to {JOURNAL_REMOTE}: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        // A failure here is a broken fixture, not a missing tool: fail loudly.
+        panic!(
+            "{JOURNAL_REMOTE} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// sshd / cron / sshd-session interleaved, plus one non-UTF-8 message and one entry without
+/// MESSAGE (an sshd one, so it passes the match and must be skipped by the source).
+fn fixture(n: usize) -> Vec<Gen> {
+    (0..n)
+        .map(|i| {
+            let ident = match i % 3 {
+                0 => "sshd",
+                1 => "cron",
+                _ => "sshd-session",
+            };
+            let message = match i {
+                3 => Some(b"Invalid user \xff\xfe from 203.0.113.9".to_vec()),
+                6 => None,
+                _ => Some(format!("{ident} message {i}").into_bytes()),
+            };
+            Gen {
+                time: T0 + i as i64 * 1000,
+                ident,
+                pid: 1000 + i as u32,
+                message,
+            }
+        })
+        .collect()
+}
+
+fn sshd_matches() -> Vec<(String, String)> {
+    vec![
+        ("SYSLOG_IDENTIFIER".into(), "sshd".into()),
+        ("SYSLOG_IDENTIFIER".into(), "sshd-session".into()),
+    ]
+}
+
+fn expected_sshd(entries: &[Gen]) -> Vec<LogEntry> {
+    entries
+        .iter()
+        .filter(|e| e.ident != "cron" && e.message.is_some())
+        .map(Gen::expected)
+        .collect()
+}
+
+/// A running source and what it produced.
+struct Run {
+    rx: mpsc::Receiver<JournalBatch>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<JournalStats>,
+    handle: Option<JoinHandle<Result<(), SourceError>>>,
+    batches: Vec<JournalBatch>,
+}
+
+impl Run {
+    fn start(cfg: JournalConfig) -> Run {
+        let (tx, rx) = mpsc::channel(4);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = JournalStats::new();
+        let handle = journal::spawn(cfg, tx, stop.clone(), stats.clone()).expect("spawn");
+        Run {
+            rx,
+            stop,
+            stats,
+            handle: Some(handle),
+            batches: Vec::new(),
+        }
+    }
+
+    fn entries(&self) -> Vec<LogEntry> {
+        self.batches
+            .iter()
+            .flat_map(|b| b.entries.iter().cloned())
+            .collect()
+    }
+
+    /// Receives until `n` entries arrived (or the timeout: the caller's assertion then shows
+    /// what is missing), then keeps listening for `settle` to catch extra entries.
+    fn collect(&mut self, n: usize, timeout: Duration, settle: Duration) {
+        let start = Instant::now();
+        let mut enough_at: Option<Instant> = None;
+        loop {
+            match self.rx.try_recv() {
+                Ok(b) => {
+                    self.batches.push(b);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            let have = self.batches.iter().map(|b| b.entries.len()).sum::<usize>();
+            if have >= n && enough_at.is_none() {
+                enough_at = Some(Instant::now());
+            }
+            match enough_at {
+                Some(t) if t.elapsed() >= settle => break,
+                None if start.elapsed() >= timeout => break,
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// Waits until the source has read everything available.
+    fn wait_caught_up(&mut self, timeout: Duration) {
+        let start = Instant::now();
+        while !self.stats.caught_up.load(Ordering::Relaxed) && start.elapsed() < timeout {
+            while let Ok(b) = self.rx.try_recv() {
+                self.batches.push(b);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Batches sent just before caught_up was set.
+        std::thread::sleep(Duration::from_millis(50));
+        while let Ok(b) = self.rx.try_recv() {
+            self.batches.push(b);
+        }
+    }
+
+    fn stop(mut self) -> Vec<JournalBatch> {
+        self.stop.store(true, Ordering::Relaxed);
+        // Keep draining so a thread blocked on a full channel can finish.
+        let handle = self.handle.take().expect("handle");
+        while !handle.is_finished() {
+            while let Ok(b) = self.rx.try_recv() {
+                self.batches.push(b);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        handle
+            .join()
+            .expect("journal thread panicked")
+            .expect("journal thread error");
+        while let Ok(b) = self.rx.try_recv() {
+            self.batches.push(b);
+        }
+        std::mem::take(&mut self.batches)
+    }
+}
+
+fn dir_cfg(dir: &Path, cursor: Option<String>) -> JournalConfig {
+    JournalConfig {
+        matches: sshd_matches(),
+        directory: Some(dir.to_path_buf()),
+        cursor,
+        start_at_head: true,
+    }
+}
+
+fn read_all(dir: &Path, cursor: Option<String>) -> (Vec<JournalBatch>, Arc<JournalStats>) {
+    let mut run = Run::start(dir_cfg(dir, cursor));
+    run.wait_caught_up(Duration::from_secs(30));
+    let stats = run.stats.clone();
+    (run.stop(), stats)
+}
+
+fn flatten(batches: &[JournalBatch]) -> Vec<LogEntry> {
+    batches
+        .iter()
+        .flat_map(|b| b.entries.iter().cloned())
+        .collect()
+}
+
+#[test]
+fn directory_from_head_filters_orders_and_converts() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = fixture(3000);
+    require!(make_journal(dir.path(), &gen));
+    let (batches, stats) = read_all(dir.path(), None);
+    let got = flatten(&batches);
+    let want = expected_sshd(&gen);
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+    // The non-UTF-8 message came through lossily, the entry without MESSAGE was skipped.
+    assert_eq!(
+        got[2].message,
+        "Invalid user \u{fffd}\u{fffd} from 203.0.113.9"
+    );
+    assert_eq!(stats.skipped.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.entries.load(Ordering::Relaxed), want.len() as u64);
+    assert_eq!(stats.gaps.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        stats.newest_entry.load(Ordering::Relaxed),
+        gen.iter()
+            .filter(|e| e.ident != "cron")
+            .map(|e| e.time)
+            .max()
+            .unwrap()
+    );
+    assert!(stats.caught_up.load(Ordering::Relaxed));
+    assert!(
+        batches.len() >= 2,
+        "2000 matching entries need several batches"
+    );
+    assert!(batches
+        .iter()
+        .all(|b| b.entries.len() <= BATCH_MAX && !b.gap));
+}
+
+#[test]
+fn no_matches_reads_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = fixture(10);
+    require!(make_journal(dir.path(), &gen));
+    let mut cfg = dir_cfg(dir.path(), None);
+    cfg.matches.clear();
+    let mut run = Run::start(cfg);
+    run.wait_caught_up(Duration::from_secs(10));
+    let got = flatten(&run.stop());
+    let want: Vec<_> = gen
+        .iter()
+        .filter(|e| e.message.is_some())
+        .map(Gen::expected)
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn resume_from_every_batch_cursor_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = fixture(3500);
+    require!(make_journal(dir.path(), &gen));
+    let want = expected_sshd(&gen);
+    let (batches, _) = read_all(dir.path(), None);
+    assert_eq!(flatten(&batches), want);
+    // What a consumer would have processed up to each stored cursor, then a restart.
+    let mut done = 0;
+    for b in &batches {
+        done += b.entries.len();
+        let (rest, stats) = read_all(dir.path(), Some(b.cursor.clone()));
+        assert_eq!(
+            flatten(&rest),
+            want[done..],
+            "resuming after {done} entries"
+        );
+        assert!(rest.iter().all(|b| !b.gap));
+        assert_eq!(stats.gaps.load(Ordering::Relaxed), 0);
+    }
+    assert_eq!(done, want.len());
+}
+
+#[test]
+fn resume_at_the_end_then_new_entries_follow() {
+    // Restarting on the last entry's cursor reads nothing; entries appended later (a second
+    // journal file in the directory, as after rotation) are read exactly once.
+    let dir = tempfile::tempdir().unwrap();
+    let gen = fixture(9);
+    require!(make_journal(dir.path(), &gen));
+    let (batches, _) = read_all(dir.path(), None);
+    let cursor = batches.last().expect("a batch").cursor.clone();
+
+    let mut run = Run::start(dir_cfg(dir.path(), Some(cursor)));
+    run.wait_caught_up(Duration::from_secs(10));
+    assert!(run.entries().is_empty());
+    let later: Vec<Gen> = (0..4)
+        .map(|i| Gen {
+            time: T0 + 1_000_000_000 + i * 1000,
+            ident: "sshd",
+            pid: 7,
+            message: Some(format!("later {i}").into_bytes()),
+        })
+        .collect();
+    let sub = dir.path().join("later");
+    std::fs::create_dir(&sub).unwrap();
+    make_journal(&sub, &later).unwrap();
+    std::fs::rename(sub.join("remote.journal"), dir.path().join("later.journal")).unwrap();
+    run.collect(4, Duration::from_secs(10), Duration::from_millis(700));
+    let want: Vec<_> = later.iter().map(Gen::expected).collect();
+    assert_eq!(run.entries(), want);
+    run.stop();
+}
+
+#[test]
+fn vacuumed_cursor_lands_on_oldest_and_reports_a_gap() {
+    let gen = fixture(30);
+    let old = tempfile::tempdir().unwrap();
+    require!(make_journal(old.path(), &gen[..12]));
+    let (batches, _) = read_all(old.path(), None);
+    let cursor = batches.last().expect("a batch").cursor.clone();
+
+    // The "vacuumed" journal: only entries from 20 on are left.
+    let new = tempfile::tempdir().unwrap();
+    make_journal(new.path(), &gen[20..]).unwrap();
+    let (rest, stats) = read_all(new.path(), Some(cursor));
+    assert_eq!(flatten(&rest), expected_sshd(&gen[20..]));
+    assert!(rest[0].gap, "first batch after a lost cursor is marked");
+    assert!(rest[1..].iter().all(|b| !b.gap));
+    assert_eq!(stats.gaps.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn opening_errors_are_returned_by_spawn() {
+    require!(have(JOURNAL_REMOTE));
+    let (tx, _rx) = mpsc::channel(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad_dir = JournalConfig {
+        directory: Some(PathBuf::from("/nonexistent/crowdwall-journal")),
+        ..Default::default()
+    };
+    let e = journal::spawn(bad_dir, tx.clone(), stop.clone(), JournalStats::new()).unwrap_err();
+    assert!(
+        e.to_string().contains("/nonexistent/crowdwall-journal"),
+        "{e}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    make_journal(dir.path(), &fixture(3)).unwrap();
+    let bad_match = JournalConfig {
+        matches: vec![("not a field".into(), "x".into())],
+        directory: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let e = journal::spawn(bad_match, tx, stop, JournalStats::new()).unwrap_err();
+    assert!(e.to_string().contains("not a field"), "{e}");
+}
+
+#[test]
+fn dropping_the_receiver_stops_the_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = fixture(5000);
+    require!(make_journal(dir.path(), &gen));
+    // Capacity 1 and nobody reading: the thread blocks in blocking_send until rx is dropped.
+    let (tx, rx) = mpsc::channel(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let h = journal::spawn(dir_cfg(dir.path(), None), tx, stop, JournalStats::new()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    drop(rx);
+    let start = Instant::now();
+    while !h.is_finished() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "thread did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.join().unwrap().unwrap();
+}
+
+/// Throughput of the directory source (run with `--ignored --nocapture`, ideally `--release`).
+#[test]
+#[ignore]
+fn throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen: Vec<Gen> = (0..200_000)
+        .map(|i| Gen {
+            time: T0 + i as i64,
+            ident: if i % 10 == 0 { "cron" } else { "sshd" },
+            pid: 1000 + (i % 5000) as u32,
+            message: Some(
+                format!(
+                    "Failed password for invalid user admin from 203.0.113.{} port {} ssh2",
+                    i % 250,
+                    1024 + i % 60000
+                )
+                .into_bytes(),
+            ),
+        })
+        .collect();
+    require!(make_journal(dir.path(), &gen));
+    for matches in [sshd_matches(), vec![]] {
+        let mut cfg = dir_cfg(dir.path(), None);
+        cfg.matches = matches.clone();
+        let (tx, mut rx) = mpsc::channel(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = JournalStats::new();
+        let start = Instant::now();
+        let h = journal::spawn(cfg, tx, stop.clone(), stats.clone()).unwrap();
+        let mut n = 0usize;
+        let want = if matches.is_empty() { 200_000 } else { 180_000 };
+        while n < want {
+            n += rx.blocking_recv().expect("batch").entries.len();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        h.join().unwrap().unwrap();
+        println!(
+            "{} entries in {secs:.3}s: {:.0} entries/s (matches: {})",
+            n,
+            n as f64 / secs,
+            if matches.is_empty() {
+                "none"
+            } else {
+                "SYSLOG_IDENTIFIER"
+            }
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real system journal.
+
+fn journald_alive() -> bool {
+    UnixDatagram::unbound()
+        .and_then(|s| s.connect(JOURNAL_SOCKET))
+        .is_ok()
+}
+
+/// Makes sure a system journald is running: starts `/lib/systemd/systemd-journald` standalone
+/// (it stays in the foreground; it is left running for the following tests) when nothing
+/// answers on its socket. Idempotent; a lock file serializes tests running in parallel, in
+/// this process and in others.
+fn ensure_journald() -> Result<(), String> {
+    is_root()?;
+    have(JOURNALD)?;
+    have("/usr/bin/systemd-cat")?;
+    have("/usr/bin/journalctl")?;
+    if journald_alive() {
+        return Ok(());
+    }
+    let lock =
+        File::create("/run/crowdwall-test-journald.lock").map_err(|e| format!("lock file: {e}"))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("flock: {e}"))?;
+    if journald_alive() {
+        return Ok(());
+    }
+    std::fs::create_dir_all("/run/systemd/journal")
+        .map_err(|e| format!("mkdir /run/systemd/journal: {e}"))?;
+    Command::new(JOURNALD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: a Ctrl-C on the test run does not take it down mid-write.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {JOURNALD}: {e}"))?;
+    let start = Instant::now();
+    while !journald_alive() {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!(
+                "{JOURNALD} started but {JOURNAL_SOCKET} does not answer"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn unique_ident() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "cwtest-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn systemd_cat(ident: &str, lines: &[&str]) {
+    let mut child = Command::new("systemd-cat")
+        .arg("-t")
+        .arg(ident)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("systemd-cat");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    for l in lines {
+        writeln!(stdin, "{l}").expect("write to systemd-cat");
+    }
+    drop(stdin);
+    assert!(child.wait().expect("systemd-cat").success());
+}
+
+/// Waits until journalctl shows `n` entries of `ident`, so that they are in the journal files
+/// (systemd-cat returns before journald has processed its stream).
+fn wait_visible(ident: &str, n: usize) {
+    let start = Instant::now();
+    loop {
+        let out = Command::new("journalctl")
+            .args(["--no-pager", "-o", "cat", "-t", ident])
+            .output()
+            .expect("journalctl");
+        if String::from_utf8_lossy(&out.stdout).lines().count() >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "journalctl never showed {n} entries of {ident}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn messages(entries: &[LogEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.message.as_str()).collect()
+}
+
+#[test]
+fn system_journal_tail_then_resume_with_cursor() {
+    require!(ensure_journald());
+    let ident = unique_ident();
+    let cfg = |cursor| JournalConfig {
+        matches: vec![("SYSLOG_IDENTIFIER".into(), ident.clone())],
+        directory: None,
+        cursor,
+        start_at_head: false,
+    };
+    // Written before the start: the tail start must not return it.
+    systemd_cat(&ident, &["before start"]);
+    wait_visible(&ident, 1);
+
+    let mut run = Run::start(cfg(None));
+    systemd_cat(&ident, &["one", "two", "three"]);
+    run.collect(3, Duration::from_secs(20), Duration::from_millis(700));
+    let got = run.entries();
+    assert_eq!(messages(&got), ["one", "two", "three"]);
+    assert!(got.iter().all(|e| e.identifier == ident && e.pid.is_some()));
+    assert!(run.stats.last_progress.load(Ordering::Relaxed) > 0);
+    let batches = run.stop();
+    let cursor = batches.last().expect("a batch").cursor.clone();
+    assert!(batches.iter().all(|b| !b.gap));
+
+    // Written while stopped: read after the restart, exactly once.
+    systemd_cat(&ident, &["four", "five"]);
+    wait_visible(&ident, 6);
+    let mut run = Run::start(cfg(Some(cursor)));
+    run.collect(2, Duration::from_secs(20), Duration::from_millis(700));
+    assert_eq!(messages(&run.entries()), ["four", "five"]);
+    assert_eq!(run.stats.gaps.load(Ordering::Relaxed), 0);
+    run.stop();
+}
+
+#[test]
+fn system_journal_heartbeat_moves_while_idle() {
+    require!(ensure_journald());
+    let run = Run::start(JournalConfig {
+        matches: vec![("SYSLOG_IDENTIFIER".into(), unique_ident())],
+        ..Default::default()
+    });
+    let first = run.stats.last_progress.load(Ordering::Relaxed);
+    let start = Instant::now();
+    while run.stats.last_progress.load(Ordering::Relaxed) == first {
+        assert!(start.elapsed() < Duration::from_secs(10), "heartbeat stuck");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(run.stats.caught_up.load(Ordering::Relaxed));
+    run.stop();
+}
