@@ -31,14 +31,16 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 command -v cargo >/dev/null 2>&1 || { echo "deps: cargo not found: install a Rust toolchain (rustup) first" >&2; exit 1; }
 
-# A real journald. Under systemd it is already running; elsewhere start it standalone.
-if [ ! -S /run/systemd/journal/socket ]; then
+# A real journald. Under systemd it is already running; elsewhere start it standalone (it
+# stays in the foreground). The socket file alone proves nothing: a killed journald leaves it
+# behind, so readiness is a write that succeeds.
+journal_ok() { systemd-cat -t crowdwall-deps true >/dev/null 2>&1; }
+if ! journal_ok; then
   echo "deps: starting systemd-journald standalone"
-  mkdir -p /run/systemd/journal /var/log/journal
-  systemd-tmpfiles --create --prefix /var/log/journal >/dev/null 2>&1 || true
-  nohup /lib/systemd/systemd-journald >/dev/null 2>&1 &
-  for _ in $(seq 1 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
-  [ -S /run/systemd/journal/socket ] || { echo "deps: journald did not start" >&2; exit 1; }
+  mkdir -p /run/systemd/journal
+  /lib/systemd/systemd-journald </dev/null >/dev/null 2>&1 &
+  for _ in $(seq 1 100); do journal_ok && break; sleep 0.1; done
+  journal_ok || { echo "deps: journald did not start" >&2; exit 1; }
 fi
 # syslog(3) writers such as sshd log through /dev/log: point it at journald.
 if [ -S /run/systemd/journal/dev-log ] && [ ! -S /dev/log ]; then
