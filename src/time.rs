@@ -46,7 +46,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'h' => 3600,
             'd' => 86400,
             'w' => 7 * 86400,
-            _ => return Err(format!("bad unit '{c}' in duration '{s}' (use s, m, h, d, w)")),
+            _ => {
+                return Err(format!(
+                    "bad unit '{c}' in duration '{s}' (use s, m, h, d, w)"
+                ))
+            }
         };
         let n: u64 = num
             .parse()

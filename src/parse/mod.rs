@@ -197,7 +197,10 @@ mod tests {
             parse_ip("::ffff:203.0.113.5"),
             Some("203.0.113.5".parse().unwrap())
         );
-        assert_eq!(parse_ip("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            parse_ip("2001:db8::1"),
+            Some("2001:db8::1".parse().unwrap())
+        );
         assert_eq!(parse_ip("example.com"), None);
     }
 
