@@ -529,32 +529,26 @@ impl Firewall for NftFirewall {
 
     fn is_intact(&mut self) -> Result<bool, EnforceError> {
         let t = self.table.as_bytes_with_nul().to_vec();
-        let queries: [(u16, &str, Vec<(u16, &[u8])>); 4] = [
-            (NFT_MSG_GETTABLE, "GETTABLE", vec![(NFTA_TABLE_NAME, &t)]),
-            (
-                NFT_MSG_GETCHAIN,
-                "GETCHAIN input",
-                vec![
-                    (NFTA_CHAIN_TABLE, &t),
-                    (NFTA_CHAIN_NAME, CHAIN.to_bytes_with_nul()),
-                ],
-            ),
-            (
-                NFT_MSG_GETSET,
-                "GETSET v4",
-                vec![
-                    (NFTA_SET_TABLE, &t),
-                    (NFTA_SET_NAME, SET_V4.to_bytes_with_nul()),
-                ],
-            ),
-            (
-                NFT_MSG_GETSET,
-                "GETSET v6",
-                vec![
-                    (NFTA_SET_TABLE, &t),
-                    (NFTA_SET_NAME, SET_V6.to_bytes_with_nul()),
-                ],
-            ),
+        let (table_q, chain_q, v4_q, v6_q) = (
+            [(NFTA_TABLE_NAME, &t[..])],
+            [
+                (NFTA_CHAIN_TABLE, &t[..]),
+                (NFTA_CHAIN_NAME, CHAIN.to_bytes_with_nul()),
+            ],
+            [
+                (NFTA_SET_TABLE, &t[..]),
+                (NFTA_SET_NAME, SET_V4.to_bytes_with_nul()),
+            ],
+            [
+                (NFTA_SET_TABLE, &t[..]),
+                (NFTA_SET_NAME, SET_V6.to_bytes_with_nul()),
+            ],
+        );
+        let queries: [(u16, &str, &[Attr]); 4] = [
+            (NFT_MSG_GETTABLE, "GETTABLE", &table_q),
+            (NFT_MSG_GETCHAIN, "GETCHAIN input", &chain_q),
+            (NFT_MSG_GETSET, "GETSET v4", &v4_q),
+            (NFT_MSG_GETSET, "GETSET v6", &v6_q),
         ];
         // Plain requests in one datagram: nfnetlink processes each in turn, replying with the
         // object and then an ack.
@@ -1186,8 +1180,11 @@ impl<'a> Iterator for Attrs<'a> {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
+/// An attribute to send: type and payload.
+type Attr<'a> = (u16, &'a [u8]);
+
 /// A plain (non-batch) nf_tables request with string attributes.
-fn request(ty: u16, flags: u16, seq: u32, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+fn request(ty: u16, flags: u16, seq: u32, attrs: &[Attr]) -> Vec<u8> {
     let mut m = Vec::with_capacity(128);
     m.extend_from_slice(&0u32.to_ne_bytes());
     m.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | ty).to_ne_bytes());
