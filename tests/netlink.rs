@@ -428,6 +428,17 @@ fn apply_removes_adds_and_refreshes() {
         assert_timeout(&find(&l, b), 5000);
         assert_timeout(&find(&l, d), 7000);
 
+        // Ranges reaching the family's last address have no end element; they still delete
+        // and refresh.
+        let top4 = net("255.255.255.128/25");
+        let top6 = net("ffff::/16");
+        fw.apply(&[], &[elem(top4, 100), elem(top6, 100)]).unwrap();
+        fw.apply(&[top4, top6], &[elem(top4, 900)]).unwrap();
+        let l = fw.list().unwrap();
+        assert_eq!(l.len(), 4, "{l:?}");
+        assert_timeout(&find(&l, top4), 900);
+        fw.apply(&[top4], &[]).unwrap();
+
         // An empty apply touches nothing.
         fw.apply(&[], &[]).unwrap();
         assert_eq!(fw.list().unwrap().len(), 3);

@@ -14,6 +14,21 @@
 //! carry as many elements as fit one 64 KiB netlink attribute, so 100k bans are ~50 messages
 //! and ~50 acks, far from the receive buffer's limit.
 //!
+//! # Kernel behaviour relied on (checked by `tests/netlink.rs` on 6.18)
+//!
+//! - A range ending at the family's last address is sent as a start element alone (its end
+//!   would be one past the last address); the kernel accepts it, matches it open-ended, and
+//!   deletes it by its start. `nft` shows it as the expected prefix.
+//! - Adjacent ranges are fine: the end of one and the start of the next share a key and are
+//!   told apart by the INTERVAL_END flag.
+//! - BEGIN/END carry no NLM_F_ACK: only kernels >= 6.10 would ack them (6.18 does when asked).
+//! - Every other message is acked whether the batch commits or aborts; on abort the errors name
+//!   the failing message, and with NETLINK_EXT_ACK the offset of the failing element.
+//! - 100k single IPv4 bans are 200k rbtree elements: the kernel spends ~0.4 s inside
+//!   `sendmsg` on them (userspace builds the 5 MB batch in ~50 ms). Dumping them back takes
+//!   ~1 s, most of it in the kernel, whose rbtree dump resumes each 32 KiB part by walking
+//!   from the first element.
+//!
 //! Objects (table, chain, sets, rules) are serialised by the `nftnl` crate; element messages
 //! by `libnftnl` through `nftnl-sys`, because the safe crate has no element timeouts or flags
 //! and adds with `NLM_F_EXCL`. Replies are parsed by hand: they are a few plain attributes.
