@@ -1,1 +1,1391 @@
-//! nftables through netlink. OWNER: netlink helper.
+//! nftables through netlink: the production [`Firewall`].
+//!
+//! Everything lives in one `inet` table of our own: an `input` base chain with two rules
+//! (`ip saddr @v4 drop`, `ip6 saddr @v6 drop`) and two interval sets with per-element
+//! timeouts, so bans keep expiring in the kernel when the daemon is gone.
+//!
+//! # Transport, and why it looks the way it does
+//!
+//! See `notes/netlink-nftables.md`. In short: every call is one nfnetlink batch built into one
+//! contiguous buffer and sent with one `sendmsg` (a batch split over several sends is seen by
+//! the kernel as a batch without END and silently aborted). The kernel runs the whole batch
+//! inside `sendmsg`, so all acks are queued when it returns: we drain the socket and match
+//! every `nlmsgerr` to its sequence number, never stopping at the first one. Element messages
+//! carry as many elements as fit one 64 KiB netlink attribute, so 100k bans are ~50 messages
+//! and ~50 acks, far from the receive buffer's limit.
+//!
+//! # Kernel behaviour relied on (checked by `tests/netlink.rs` on 6.18)
+//!
+//! - A range ending at the family's last address is sent as a start element alone (its end
+//!   would be one past the last address); the kernel accepts it, matches it open-ended, and
+//!   deletes it by its start. `nft` shows it as the expected prefix.
+//! - Adjacent ranges are fine: the end of one and the start of the next share a key and are
+//!   told apart by the INTERVAL_END flag.
+//! - BEGIN/END carry no NLM_F_ACK: only kernels >= 6.10 would ack them (6.18 does when asked).
+//! - Every other message is acked whether the batch commits or aborts; on abort the errors name
+//!   the failing message, and with NETLINK_EXT_ACK the offset of the failing element.
+//! - 100k single IPv4 bans are 200k rbtree elements: the kernel spends ~0.4 s inside
+//!   `sendmsg` on them (userspace builds the 5 MB batch in ~50 ms). Dumping them back takes
+//!   ~1 s, most of it in the kernel, whose rbtree dump resumes each 32 KiB part by walking
+//!   from the first element.
+//!
+//! Objects (table, chain, sets, rules) are serialised by the `nftnl` crate; element messages
+//! by `libnftnl` through `nftnl-sys`, because the safe crate has no element timeouts or flags
+//! and adds with `NLM_F_EXCL`. Replies are parsed by hand: they are a few plain attributes.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::io::{self, IoSlice};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::raw::{c_char, c_int};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use nftnl::expr::{Ipv4HeaderField, Ipv6HeaderField, NetworkHeaderField, Payload};
+use nftnl::set::Set;
+use nftnl::{nft_expr, Chain, ChainType, Hook, MsgType, NlMsg, Policy, ProtoFamily, Rule, Table};
+use nftnl_sys as sys;
+use nix::errno::Errno;
+use nix::sys::socket::{recv, sendmsg, MsgFlags, NetlinkAddr};
+
+use super::{Element, EnforceError, Family, Firewall, FirewallSpec, Interval, KernelElement};
+use crate::time::{self, Micros};
+
+const CHAIN: &CStr = c"input";
+const SET_V4: &CStr = c"v4";
+const SET_V6: &CStr = c"v6";
+/// Transaction-local set ids, so the rules' lookups bind to the sets created in the same batch.
+const SET_ID_V4: u32 = 1;
+const SET_ID_V6: u32 = 2;
+
+/// Bytes of element attributes per message. The elements nest's length is a u16, and
+/// libnftnl writes without bounds checks into a buffer of `nft_nlmsg_maxsize()` (64 KiB + a
+/// page), so this must stay below 65,535 minus the nest header, with room to spare.
+const ELEM_BUDGET: usize = 65_000;
+/// Large enough that the acks and dump replies of any batch we send never overflow it.
+const RCVBUF: usize = 8 << 20;
+/// Receive buffer for one datagram; dump skbs are at most 32 KiB + headers.
+const RECV_CHUNK: usize = 256 << 10;
+/// Acks are queued before `sendmsg` returns; this only covers a slow scheduler.
+const ACK_WAIT: Duration = Duration::from_millis(500);
+/// A dump is produced as we read it; each part comes at once, this bounds a stuck kernel.
+const DUMP_WAIT: Duration = Duration::from_secs(5);
+const DUMP_ATTEMPTS: usize = 3;
+/// A ban of less than a second is not worth a kernel element (and 0 would mean "no timeout"
+/// to some kernels).
+const MIN_TIMEOUT_MS: u64 = 1_000;
+/// About 100 years: "permanent" bans expressed as far-future expiries stay well inside the
+/// kernel's jiffies range (`nf_msecs_to_jiffies64` returns ERANGE beyond it).
+const MAX_TIMEOUT_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+// Netlink / nf_tables UAPI numbers (linux/netlink.h, linux/netfilter/nf_tables.h): stable ABI,
+// spelled out because not every libc version exports them.
+const NLMSG_HDRLEN: usize = 16;
+const NFGENMSG_LEN: usize = 4;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_DUMP_INTR: u16 = 0x10;
+const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_CAPPED: u16 = 0x100;
+const NLM_F_ACK_TLVS: u16 = 0x200;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+const NLMSGERR_ATTR_OFFS: u16 = 2;
+const SOL_NETLINK: c_int = 270;
+const NETLINK_CAP_ACK: c_int = 10;
+const NETLINK_EXT_ACK: c_int = 11;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NFT_MSG_GETSET: u16 = 10;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFT_SET_INTERVAL: u32 = 0x4;
+const NFT_SET_TIMEOUT: u32 = 0x10;
+const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;
+/// Strips NLA_F_NESTED / NLA_F_NET_BYTEORDER from an attribute type.
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// The nftables backend: one netlink socket, one table.
+pub struct NftFirewall {
+    spec: FirewallSpec,
+    table: CString,
+    sock: mnl::Socket,
+    portid: u32,
+    seq: u32,
+    /// What SO_SNDBUF was last set to; only ever raised.
+    sndbuf: usize,
+    rbuf: Vec<u8>,
+}
+
+// SAFETY: `mnl::Socket` is a heap struct holding an fd and a sockaddr, with no thread affinity
+// and no shared state; we own it exclusively and only touch it through `&mut self`.
+unsafe impl Send for NftFirewall {}
+
+impl NftFirewall {
+    /// Opens a NETLINK_NETFILTER socket in the calling thread's network namespace.
+    pub fn open(spec: FirewallSpec) -> Result<Self, EnforceError> {
+        let table =
+            CString::new(spec.table.clone()).map_err(|_| invalid("table name contains NUL"))?;
+        // NFT_NAME_MAXLEN is 256 with the NUL; the element message budget assumes it too.
+        if spec.table.is_empty() || spec.table.len() > 255 {
+            return Err(invalid("table name must be 1..=255 bytes"));
+        }
+        let sock = mnl::Socket::new(mnl::Bus::Netfilter).map_err(|e| io_err("open socket", e))?;
+        let portid = sock.portid();
+        let fd = sock.as_raw_fd();
+        set_buf_opt(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF)
+            .map_err(|e| io_err("set SO_RCVBUF", e))?;
+        // CAP_ACK: error acks must not echo our 64 KiB element messages back.
+        set_int_opt(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1)
+            .map_err(|e| io_err("set NETLINK_CAP_ACK", e))?;
+        // EXT_ACK only adds detail (it names the offending element); kernels before 4.12
+        // lack it and still work.
+        if let Err(e) = set_int_opt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1) {
+            log::debug!("NETLINK_EXT_ACK unavailable: {e}");
+        }
+        Ok(NftFirewall {
+            spec,
+            table,
+            sock,
+            portid,
+            seq: 0,
+            sndbuf: 0,
+            rbuf: vec![0; RECV_CHUNK],
+        })
+    }
+
+    pub fn spec(&self) -> &FirewallSpec {
+        &self.spec
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        // 0 is avoided: nftnl uses it for "no sequence check".
+        self.seq = self.seq.wrapping_add(1).max(1);
+        self.seq
+    }
+
+    /// Emits add; delete; add of the table, then the chain, sets and rules. Deleting the table
+    /// inside the transaction makes the result independent of what was there before, and the
+    /// old table stays in force until the commit swaps in the new one.
+    fn push_skeleton(&mut self, b: &mut Batch) -> Result<(), EnforceError> {
+        let tname = self.spec.table.clone();
+        let table = Table::new(&self.table, ProtoFamily::Inet);
+        b.push_obj(
+            self.next_seq(),
+            format!("NEWTABLE {tname}"),
+            &table,
+            MsgType::Add,
+        )?;
+        b.push_obj(
+            self.next_seq(),
+            format!("DELTABLE {tname}"),
+            &table,
+            MsgType::Del,
+        )?;
+        b.push_obj(
+            self.next_seq(),
+            format!("NEWTABLE {tname}"),
+            &table,
+            MsgType::Add,
+        )?;
+
+        let mut chain = Chain::new(CHAIN, &table);
+        chain.set_hook(Hook::In, self.spec.priority);
+        chain.set_type(ChainType::Filter);
+        chain.set_policy(Policy::Accept);
+        b.push_obj(
+            self.next_seq(),
+            "NEWCHAIN input".into(),
+            &chain,
+            MsgType::Add,
+        )?;
+
+        let v4 = Set::<Ipv4Addr>::new_named(SET_V4, SET_ID_V4, &table, ProtoFamily::Inet);
+        let v6 = Set::<Ipv6Addr>::new_named(SET_V6, SET_ID_V6, &table, ProtoFamily::Inet);
+        for ptr in [v4.as_ptr(), v6.as_ptr()] {
+            // SAFETY: `ptr` is the live nftnl_set owned by `v4`/`v6`, which outlive this call.
+            unsafe {
+                sys::nftnl_set_set_u32(
+                    ptr.as_ptr(),
+                    sys::NFTNL_SET_FLAGS as u16,
+                    NFT_SET_INTERVAL | NFT_SET_TIMEOUT,
+                )
+            };
+        }
+        b.push_obj(self.next_seq(), "NEWSET v4".into(), &v4, MsgType::Add)?;
+        b.push_obj(self.next_seq(), "NEWSET v6".into(), &v6, MsgType::Add)?;
+
+        let mut r4 = Rule::new(&chain);
+        r4.add_expr(&nft_expr!(meta nfproto));
+        r4.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
+        r4.add_expr(&Payload::Network(NetworkHeaderField::Ipv4(
+            Ipv4HeaderField::Saddr,
+        )));
+        r4.add_expr(&nft_expr!(lookup & v4));
+        r4.add_expr(&nft_expr!(counter));
+        r4.add_expr(&nft_expr!(verdict drop));
+        b.push_obj(
+            self.next_seq(),
+            "NEWRULE ip saddr @v4 drop".into(),
+            &r4,
+            MsgType::Add,
+        )?;
+
+        let mut r6 = Rule::new(&chain);
+        r6.add_expr(&nft_expr!(meta nfproto));
+        r6.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
+        r6.add_expr(&Payload::Network(NetworkHeaderField::Ipv6(
+            Ipv6HeaderField::Saddr,
+        )));
+        r6.add_expr(&nft_expr!(lookup & v6));
+        r6.add_expr(&nft_expr!(counter));
+        r6.add_expr(&nft_expr!(verdict drop));
+        b.push_obj(
+            self.next_seq(),
+            "NEWRULE ip6 saddr @v6 drop".into(),
+            &r6,
+            MsgType::Add,
+        )?;
+        Ok(())
+    }
+
+    /// Appends element messages for `elems` (one family), packed up to [`ELEM_BUDGET`].
+    fn push_elems(
+        &mut self,
+        b: &mut Batch,
+        op: ElemOp,
+        family: Family,
+        elems: &[KElem],
+    ) -> Result<(), EnforceError> {
+        let mut start = 0;
+        while start < elems.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < elems.len() && bytes + elems[end].wire_size() <= ELEM_BUDGET {
+                bytes += elems[end].wire_size();
+                end += 1;
+            }
+            let seq = self.next_seq();
+            b.push_elems(seq, &self.table, op, family, &elems[start..end])?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Sends a finished batch and waits for its verdict.
+    fn transact(&mut self, b: Batch) -> Result<(), EnforceError> {
+        self.drain_stale()?;
+        self.send(&b.buf)?;
+        let acked: Vec<u32> = b
+            .msgs
+            .iter()
+            .filter(|m| m.wants_ack())
+            .map(|m| m.seq)
+            .collect();
+        let quiet: Vec<u32> = b
+            .msgs
+            .iter()
+            .filter(|m| !m.wants_ack())
+            .map(|m| m.seq)
+            .collect();
+        let acks = self.wait_acks(&acked, &quiet, true)?;
+        // The first failing message (in batch order) is the cause; later ones often fail
+        // only because of it.
+        let failed = b
+            .msgs
+            .iter()
+            .enumerate()
+            .find_map(|(i, m)| acks.get(&m.seq).filter(|a| a.errno != 0).map(|a| (i, a)));
+        if let Some((i, ack)) = failed {
+            return Err(kernel_error(b.describe(i, ack.offset), ack));
+        }
+        let missing = acked.iter().filter(|s| !acks.contains_key(s)).count();
+        if missing > 0 {
+            return Err(EnforceError::Protocol(format!(
+                "{missing} of {} acks never came; the transaction's outcome is unknown",
+                acked.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads acks until every sequence in `acked` has one (or, with `stop_on_error`, one
+    /// failed), or until [`ACK_WAIT`] passes after the socket first runs dry. Errors for
+    /// `quiet` sequences (BEGIN/END, which are acked only on kernels >= 6.10) are collected
+    /// but not waited for.
+    fn wait_acks(
+        &mut self,
+        acked: &[u32],
+        quiet: &[u32],
+        stop_on_error: bool,
+    ) -> Result<HashMap<u32, Ack>, EnforceError> {
+        let mut pending: std::collections::HashSet<u32> = acked.iter().copied().collect();
+        let known: std::collections::HashSet<u32> = acked.iter().chain(quiet).copied().collect();
+        let mut acks = HashMap::new();
+        let mut failed = false;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            match self.recv_nowait()? {
+                Some(n) => {
+                    for m in messages(&self.rbuf[..n])? {
+                        if m.ty != NLMSG_ERROR || !known.contains(&m.seq) {
+                            continue;
+                        }
+                        let ack = parse_ack(&m)?;
+                        pending.remove(&m.seq);
+                        failed |= ack.errno != 0;
+                        acks.entry(m.seq).or_insert(ack);
+                    }
+                }
+                None => {
+                    if pending.is_empty() || (stop_on_error && failed) {
+                        break;
+                    }
+                    let d = *deadline.get_or_insert_with(|| Instant::now() + ACK_WAIT);
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    poll_readable(self.sock.as_raw_fd(), left).map_err(|e| io_err("poll", e))?;
+                }
+            }
+        }
+        Ok(acks)
+    }
+
+    /// Discards replies left over from an earlier call that returned early (an error, an
+    /// interrupted dump), so they cannot be mistaken for this call's.
+    fn drain_stale(&mut self) -> Result<(), EnforceError> {
+        while self.recv_nowait()?.is_some() {}
+        Ok(())
+    }
+
+    fn send(&mut self, buf: &[u8]) -> Result<(), EnforceError> {
+        // netlink_sendmsg refuses (EMSGSIZE) a datagram larger than sk_sndbuf - 32; the
+        // kernel doubles the value we set, the margin covers the rest.
+        let want = buf.len() + 4096;
+        if want > self.sndbuf {
+            set_buf_opt(
+                self.sock.as_raw_fd(),
+                libc::SO_SNDBUFFORCE,
+                libc::SO_SNDBUF,
+                want,
+            )
+            .map_err(|e| io_err("set SO_SNDBUF", e))?;
+            self.sndbuf = want;
+        }
+        let kernel = NetlinkAddr::new(0, 0);
+        let sent = loop {
+            match sendmsg(
+                self.sock.as_raw_fd(),
+                &[IoSlice::new(buf)],
+                &[],
+                MsgFlags::empty(),
+                Some(&kernel),
+            ) {
+                Err(Errno::EINTR) => continue,
+                r => break r,
+            }
+        }
+        .map_err(|e| io_err("sendmsg", e.into()))?;
+        if sent != buf.len() {
+            return Err(EnforceError::Protocol(format!(
+                "sendmsg sent {sent} of {} bytes",
+                buf.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// One datagram into `self.rbuf`, or None when the socket is empty.
+    fn recv_nowait(&mut self) -> Result<Option<usize>, EnforceError> {
+        loop {
+            // MSG_TRUNC makes recv return the datagram's real length, so truncation is seen.
+            match recv(self.sock.as_raw_fd(), &mut self.rbuf, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC) {
+                Ok(n) if n > self.rbuf.len() => {
+                    return Err(EnforceError::Protocol(format!("reply of {n} bytes truncated")))
+                }
+                Ok(n) => return Ok(Some(n)),
+                Err(Errno::EAGAIN) => return Ok(None),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ENOBUFS) => {
+                    return Err(EnforceError::Protocol(
+                        "receive buffer overflowed (ENOBUFS): replies were lost; the kernel state is unknown".into(),
+                    ))
+                }
+                Err(e) => return Err(io_err("recv", e.into())),
+            }
+        }
+    }
+
+    /// Dumps one set's elements, retrying when the set changed under the dump.
+    fn dump_set(&mut self, family: Family) -> Result<Vec<RawElem>, EnforceError> {
+        let what = format!("GETSETELEM {}", family_set(family).to_string_lossy());
+        for _ in 0..DUMP_ATTEMPTS {
+            let seq = self.next_seq();
+            let req = request(
+                NFT_MSG_GETSETELEM,
+                NLM_F_DUMP,
+                seq,
+                &[
+                    (NFTA_SET_ELEM_LIST_TABLE, self.table.as_bytes_with_nul()),
+                    (
+                        NFTA_SET_ELEM_LIST_SET,
+                        family_set(family).to_bytes_with_nul(),
+                    ),
+                ],
+            );
+            self.drain_stale()?;
+            self.send(&req)?;
+            let mut out = Vec::new();
+            let mut interrupted = false;
+            let mut done = false;
+            while !done {
+                let n = match self.recv_nowait()? {
+                    Some(n) => n,
+                    None => {
+                        if !poll_readable(self.sock.as_raw_fd(), DUMP_WAIT)
+                            .map_err(|e| io_err("poll", e))?
+                        {
+                            return Err(EnforceError::Protocol(format!("{what}: dump stalled")));
+                        }
+                        continue;
+                    }
+                };
+                for m in messages(&self.rbuf[..n])? {
+                    if m.seq != seq || m.portid != self.portid {
+                        continue;
+                    }
+                    interrupted |= m.flags & NLM_F_DUMP_INTR != 0;
+                    match m.ty {
+                        NLMSG_ERROR => {
+                            let ack = parse_ack(&m)?;
+                            if ack.errno != 0 {
+                                return Err(kernel_error(what, &ack));
+                            }
+                        }
+                        NLMSG_DONE => {
+                            let status = m.payload.get(..4).map(ne_i32).unwrap_or(0);
+                            if status < 0 {
+                                let ack = Ack {
+                                    errno: -status,
+                                    msg: None,
+                                    offset: None,
+                                };
+                                return Err(kernel_error(what, &ack));
+                            }
+                            done = true;
+                        }
+                        t if t == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM => {
+                            parse_elems(m.payload, family, &mut out)?
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if !interrupted {
+                return Ok(out);
+            }
+        }
+        Err(EnforceError::Protocol(format!(
+            "{what}: set changed during {DUMP_ATTEMPTS} dumps"
+        )))
+    }
+}
+
+impl Firewall for NftFirewall {
+    fn load(&mut self, elements: &[Element]) -> Result<(), EnforceError> {
+        let now = time::now();
+        let (v4, v6) = expand_adds(elements, now);
+        let mut b = Batch::new();
+        b.begin(self.next_seq())?;
+        self.push_skeleton(&mut b)?;
+        self.push_elems(&mut b, ElemOp::New, Family::V4, &v4)?;
+        self.push_elems(&mut b, ElemOp::New, Family::V6, &v6)?;
+        b.end(self.next_seq())?;
+        self.transact(b)
+    }
+
+    fn apply(&mut self, remove: &[Interval], add: &[Element]) -> Result<(), EnforceError> {
+        let (r4, r6) = expand_removes(remove);
+        let (a4, a6) = expand_adds(add, time::now());
+        if r4.is_empty() && r6.is_empty() && a4.is_empty() && a6.is_empty() {
+            return Ok(());
+        }
+        let mut b = Batch::new();
+        b.begin(self.next_seq())?;
+        // Deletes first: an interval in both lists is thereby refreshed with its new timeout
+        // (re-adding alone is ignored by kernels before 6.12).
+        self.push_elems(&mut b, ElemOp::Del, Family::V4, &r4)?;
+        self.push_elems(&mut b, ElemOp::Del, Family::V6, &r6)?;
+        self.push_elems(&mut b, ElemOp::New, Family::V4, &a4)?;
+        self.push_elems(&mut b, ElemOp::New, Family::V6, &a6)?;
+        b.end(self.next_seq())?;
+        self.transact(b)
+    }
+
+    fn is_intact(&mut self) -> Result<bool, EnforceError> {
+        let t = self.table.as_bytes_with_nul().to_vec();
+        let (table_q, chain_q, v4_q, v6_q) = (
+            [(NFTA_TABLE_NAME, &t[..])],
+            [
+                (NFTA_CHAIN_TABLE, &t[..]),
+                (NFTA_CHAIN_NAME, CHAIN.to_bytes_with_nul()),
+            ],
+            [
+                (NFTA_SET_TABLE, &t[..]),
+                (NFTA_SET_NAME, SET_V4.to_bytes_with_nul()),
+            ],
+            [
+                (NFTA_SET_TABLE, &t[..]),
+                (NFTA_SET_NAME, SET_V6.to_bytes_with_nul()),
+            ],
+        );
+        let queries: [(u16, &str, &[Attr]); 4] = [
+            (NFT_MSG_GETTABLE, "GETTABLE", &table_q),
+            (NFT_MSG_GETCHAIN, "GETCHAIN input", &chain_q),
+            (NFT_MSG_GETSET, "GETSET v4", &v4_q),
+            (NFT_MSG_GETSET, "GETSET v6", &v6_q),
+        ];
+        // Plain requests in one datagram: nfnetlink processes each in turn, replying with the
+        // object and then an ack.
+        let mut buf = Vec::new();
+        let mut seqs = Vec::new();
+        for (ty, _, attrs) in &queries {
+            let seq = self.next_seq();
+            buf.extend(request(*ty, NLM_F_ACK, seq, attrs));
+            seqs.push(seq);
+        }
+        self.drain_stale()?;
+        self.send(&buf)?;
+        let acks = self.wait_acks(&seqs, &[], false)?;
+        let mut intact = true;
+        for (seq, (_, what, _)) in seqs.iter().zip(&queries) {
+            match acks.get(seq) {
+                None => return Err(EnforceError::Protocol(format!("{what}: no reply"))),
+                Some(a) if a.errno == 0 => {}
+                Some(a) if a.errno == libc::ENOENT => intact = false,
+                Some(a) => return Err(kernel_error(what.to_string(), a)),
+            }
+        }
+        Ok(intact)
+    }
+
+    fn list(&mut self) -> Result<Vec<KernelElement>, EnforceError> {
+        let mut out = merge(Family::V4, self.dump_set(Family::V4)?);
+        out.extend(merge(Family::V6, self.dump_set(Family::V6)?));
+        Ok(out)
+    }
+
+    fn remove(&mut self) -> Result<(), EnforceError> {
+        let table = Table::new(&self.table, ProtoFamily::Inet);
+        let mut b = Batch::new();
+        b.begin(self.next_seq())?;
+        b.push_obj(
+            self.next_seq(),
+            format!("DELTABLE {}", self.spec.table),
+            &table,
+            MsgType::Del,
+        )?;
+        b.end(self.next_seq())?;
+        match self.transact(b) {
+            Err(EnforceError::Kernel { errno, .. }) if errno == libc::ENOENT => Ok(()),
+            r => r,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elements as sent
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ElemOp {
+    New,
+    Del,
+}
+
+/// One kernel set element: the start or the (exclusive) end of an interval.
+#[derive(Debug, Clone, Copy)]
+struct KElem {
+    range: Interval,
+    key: u128,
+    end: bool,
+    timeout_ms: Option<u64>,
+}
+
+impl KElem {
+    fn key_bytes(&self) -> ([u8; 16], usize) {
+        let mut out = [0u8; 16];
+        match self.range.family {
+            Family::V4 => {
+                out[..4].copy_from_slice(&(self.key as u32).to_be_bytes());
+                (out, 4)
+            }
+            Family::V6 => (self.key.to_be_bytes(), 16),
+        }
+    }
+
+    /// Exactly what libnftnl emits for the element: list-elem nest, key nest, data value,
+    /// optional timeout (u64) and flags (u32), each attribute 4-aligned.
+    fn wire_size(&self) -> usize {
+        let key = match self.range.family {
+            Family::V4 => 4,
+            Family::V6 => 16,
+        };
+        4 + 4
+            + 4
+            + key
+            + if self.timeout_ms.is_some() { 12 } else { 0 }
+            + if self.end { 8 } else { 0 }
+    }
+}
+
+/// Start element, plus the end element unless the range reaches the family's last address
+/// (the end would be one past it; the kernel treats an unterminated start as open-ended).
+fn interval_elems(range: Interval, timeout_ms: Option<u64>, out: &mut Vec<KElem>) {
+    out.push(KElem {
+        range,
+        key: range.first,
+        end: false,
+        timeout_ms,
+    });
+    if range.last < Interval::family_max(range.family) {
+        // The end element must carry no timeout: the kernel rejects it (EINVAL).
+        out.push(KElem {
+            range,
+            key: range.last + 1,
+            end: true,
+            timeout_ms: None,
+        });
+    }
+}
+
+fn timeout_ms(expires: Micros, now: Micros) -> u64 {
+    let ms = (expires.saturating_sub(now) / 1000).max(0) as u64;
+    ms.clamp(MIN_TIMEOUT_MS, MAX_TIMEOUT_MS)
+}
+
+fn expand_adds(elements: &[Element], now: Micros) -> (Vec<KElem>, Vec<KElem>) {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for e in elements.iter().filter(|e| e.expires > now) {
+        let out = match e.range.family {
+            Family::V4 => &mut v4,
+            Family::V6 => &mut v6,
+        };
+        interval_elems(e.range, Some(timeout_ms(e.expires, now)), out);
+    }
+    (v4, v6)
+}
+
+fn expand_removes(remove: &[Interval]) -> (Vec<KElem>, Vec<KElem>) {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for r in remove {
+        let out = match r.family {
+            Family::V4 => &mut v4,
+            Family::V6 => &mut v6,
+        };
+        interval_elems(*r, None, out);
+    }
+    (v4, v6)
+}
+
+fn family_set(family: Family) -> &'static CStr {
+    match family {
+        Family::V4 => SET_V4,
+        Family::V6 => SET_V6,
+    }
+}
+
+/// A libnftnl set used only as a container of elements to serialise.
+struct ElemList(NonNull<sys::nftnl_set>);
+
+impl ElemList {
+    fn new(table: &CStr, set: &CStr) -> Result<Self, EnforceError> {
+        // SAFETY: plain allocation; null is handled.
+        let ptr = NonNull::new(unsafe { sys::nftnl_set_alloc() }).ok_or_else(oom)?;
+        let list = ElemList(ptr);
+        // SAFETY: `ptr` is a valid set; libnftnl copies (strdup) both strings.
+        let rc = unsafe {
+            sys::nftnl_set_set_str(ptr.as_ptr(), sys::NFTNL_SET_TABLE as u16, table.as_ptr())
+                | sys::nftnl_set_set_str(ptr.as_ptr(), sys::NFTNL_SET_NAME as u16, set.as_ptr())
+        };
+        if rc < 0 {
+            return Err(oom());
+        }
+        Ok(list)
+    }
+
+    fn add(&mut self, e: &KElem) -> Result<(), EnforceError> {
+        // SAFETY: plain allocation; null is handled.
+        let elem = NonNull::new(unsafe { sys::nftnl_set_elem_alloc() }).ok_or_else(oom)?;
+        let (key, len) = e.key_bytes();
+        // SAFETY: `elem` is valid and not yet shared; the key (<= 16 bytes, below libnftnl's
+        // 64-byte data limit) is copied. On failure we still own `elem` and free it.
+        unsafe {
+            let p = elem.as_ptr();
+            if sys::nftnl_set_elem_set(
+                p,
+                sys::NFTNL_SET_ELEM_KEY as u16,
+                key.as_ptr().cast(),
+                len as u32,
+            ) < 0
+            {
+                sys::nftnl_set_elem_free(p);
+                return Err(oom());
+            }
+            if let Some(t) = e.timeout_ms {
+                sys::nftnl_set_elem_set_u64(p, sys::NFTNL_SET_ELEM_TIMEOUT as u16, t);
+            }
+            if e.end {
+                sys::nftnl_set_elem_set_u32(
+                    p,
+                    sys::NFTNL_SET_ELEM_FLAGS as u16,
+                    NFT_SET_ELEM_INTERVAL_END,
+                );
+            }
+            // The set takes ownership of the element (freed with the set).
+            sys::nftnl_set_elem_add(self.0.as_ptr(), p);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ElemList {
+    fn drop(&mut self) {
+        // SAFETY: we own the set; this also frees its elements.
+        unsafe { sys::nftnl_set_free(self.0.as_ptr()) };
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The batch buffer
+
+#[derive(Debug)]
+enum What {
+    Begin,
+    End,
+    Obj(String),
+    Elems {
+        op: ElemOp,
+        family: Family,
+        ranges: Vec<Interval>,
+    },
+}
+
+struct Sent {
+    seq: u32,
+    start: usize,
+    len: usize,
+    what: What,
+}
+
+impl Sent {
+    fn wants_ack(&self) -> bool {
+        !matches!(self.what, What::Begin | What::End)
+    }
+}
+
+/// One nfnetlink batch in one contiguous buffer, plus what each message was, for errors.
+struct Batch {
+    buf: Vec<u8>,
+    msgs: Vec<Sent>,
+    /// Where libnftnl writes one message; u64 for the alignment nlmsghdr needs.
+    scratch: Box<[u64]>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        let max = nftnl::nft_nlmsg_maxsize() as usize;
+        Batch {
+            buf: Vec::new(),
+            msgs: Vec::new(),
+            scratch: vec![0u64; max.div_ceil(8)].into_boxed_slice(),
+        }
+    }
+
+    /// Lets `write` serialise one message at the start of the scratch buffer and appends it.
+    ///
+    /// # Safety
+    /// `write` must write one netlink message of at most `nft_nlmsg_maxsize()` bytes at the
+    /// pointer it is given, and nothing beyond.
+    unsafe fn push_raw(
+        &mut self,
+        seq: u32,
+        what: What,
+        write: impl FnOnce(*mut c_char),
+    ) -> Result<(), EnforceError> {
+        write(self.scratch.as_mut_ptr().cast());
+        // SAFETY: the scratch is initialised u64 memory; viewing it as bytes is always valid.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(self.scratch.as_ptr().cast::<u8>(), self.scratch.len() * 8)
+        };
+        let len = ne_u32(&bytes[..4]) as usize;
+        if len < NLMSG_HDRLEN || len > bytes.len() {
+            return Err(EnforceError::Protocol(format!(
+                "built a message of bad length {len}"
+            )));
+        }
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&bytes[..len]);
+        self.buf.resize(start + align4(len), 0);
+        self.msgs.push(Sent {
+            seq,
+            start,
+            len,
+            what,
+        });
+        Ok(())
+    }
+
+    fn begin(&mut self, seq: u32) -> Result<(), EnforceError> {
+        // SAFETY: nftnl_batch_begin writes a fixed 20-byte header into the scratch buffer.
+        unsafe {
+            self.push_raw(seq, What::Begin, |buf| {
+                sys::nftnl_batch_begin(buf, seq);
+            })
+        }
+    }
+
+    fn end(&mut self, seq: u32) -> Result<(), EnforceError> {
+        // SAFETY: as for `begin`.
+        unsafe {
+            self.push_raw(seq, What::End, |buf| {
+                sys::nftnl_batch_end(buf, seq);
+            })
+        }
+    }
+
+    fn push_obj<T: NlMsg>(
+        &mut self,
+        seq: u32,
+        what: String,
+        obj: &T,
+        ty: MsgType,
+    ) -> Result<(), EnforceError> {
+        // SAFETY: the scratch buffer holds nft_nlmsg_maxsize() bytes, which is what
+        // NlMsg::write requires; table/chain/set/rule messages are far smaller.
+        unsafe { self.push_raw(seq, What::Obj(what), |buf| obj.write(buf.cast(), seq, ty)) }
+    }
+
+    fn push_elems(
+        &mut self,
+        seq: u32,
+        table: &CStr,
+        op: ElemOp,
+        family: Family,
+        elems: &[KElem],
+    ) -> Result<(), EnforceError> {
+        let mut list = ElemList::new(table, family_set(family))?;
+        for e in elems {
+            list.add(e)?;
+        }
+        let (ty, flags) = match op {
+            // No NLM_F_EXCL: re-adding an identical element is then a no-op instead of
+            // failing the whole transaction with EEXIST. Overlaps still fail.
+            ElemOp::New => (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_ACK),
+            ElemOp::Del => (NFT_MSG_DELSETELEM, NLM_F_ACK),
+        };
+        let what = What::Elems {
+            op,
+            family,
+            ranges: elems.iter().map(|e| e.range).collect(),
+        };
+        // SAFETY: the elements were packed to ELEM_BUDGET bytes and the table name is at most
+        // 255 bytes, so the message stays well inside the scratch buffer (64 KiB + a page).
+        unsafe {
+            self.push_raw(seq, what, |buf| {
+                let nlh =
+                    sys::nftnl_nlmsg_build_hdr(buf, ty, libc::NFPROTO_INET as u16, flags, seq);
+                sys::nftnl_set_elems_nlmsg_build_payload(nlh, list.0.as_ptr());
+            })?;
+        }
+        // Guard against a wrapped u16 nest length, which the kernel would misparse.
+        let n = self
+            .msgs
+            .last()
+            .map(|m| self.elem_offsets(m).len())
+            .unwrap_or(0);
+        if n != elems.len() {
+            return Err(EnforceError::Protocol(format!(
+                "element message holds {n} of {} elements",
+                elems.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Offsets (from the message start) of each element nest in an element message.
+    fn elem_offsets(&self, m: &Sent) -> Vec<usize> {
+        let msg = &self.buf[m.start..m.start + m.len];
+        let base = NLMSG_HDRLEN + NFGENMSG_LEN;
+        let Some(body) = msg.get(base..) else {
+            return Vec::new();
+        };
+        for (ty, _, pos) in Attrs::new(body) {
+            if ty == NFTA_SET_ELEM_LIST_ELEMENTS {
+                let nest = base + pos + 4;
+                let end = base + pos + ne_u16(&msg[base + pos..]) as usize;
+                let Some(inner) = msg.get(nest..end) else {
+                    return Vec::new();
+                };
+                return Attrs::new(inner).map(|(_, _, p)| nest + p).collect();
+            }
+        }
+        Vec::new()
+    }
+
+    /// Names message `i`, down to the element when the kernel's extended ack points at one.
+    fn describe(&self, i: usize, offset: Option<u32>) -> String {
+        let Some(m) = self.msgs.get(i) else {
+            return "batch".into();
+        };
+        match &m.what {
+            What::Begin | What::End => "batch".into(),
+            What::Obj(s) => s.clone(),
+            What::Elems { op, family, ranges } => {
+                let op = match op {
+                    ElemOp::New => "NEWSETELEM",
+                    ElemOp::Del => "DELSETELEM",
+                };
+                let set = family_set(*family).to_string_lossy();
+                if let Some(off) = offset {
+                    if let Some(k) = self.elem_offsets(m).iter().position(|&p| p == off as usize) {
+                        if let Some(r) = ranges.get(k) {
+                            return format!("{op} {set} {r}");
+                        }
+                    }
+                }
+                match (ranges.first(), ranges.last()) {
+                    (Some(a), Some(b)) => {
+                        format!("{op} {set} ({} elements, {a} .. {b})", ranges.len())
+                    }
+                    _ => format!("{op} {set}"),
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+
+#[derive(Debug, Clone)]
+struct Ack {
+    errno: i32,
+    msg: Option<String>,
+    /// Extended ack: offset of the offending attribute from the start of our message.
+    offset: Option<u32>,
+}
+
+struct NlView<'a> {
+    ty: u16,
+    flags: u16,
+    seq: u32,
+    portid: u32,
+    payload: &'a [u8],
+}
+
+fn messages(buf: &[u8]) -> Result<Vec<NlView<'_>>, EnforceError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + NLMSG_HDRLEN <= buf.len() {
+        let h = &buf[pos..];
+        let len = ne_u32(h) as usize;
+        if len < NLMSG_HDRLEN || pos + len > buf.len() {
+            return Err(EnforceError::Protocol(format!(
+                "malformed netlink message (length {len})"
+            )));
+        }
+        out.push(NlView {
+            ty: ne_u16(&h[4..]),
+            flags: ne_u16(&h[6..]),
+            seq: ne_u32(&h[8..]),
+            portid: ne_u32(&h[12..]),
+            payload: &h[NLMSG_HDRLEN..len],
+        });
+        pos += align4(len);
+    }
+    Ok(out)
+}
+
+fn parse_ack(m: &NlView<'_>) -> Result<Ack, EnforceError> {
+    let p = m.payload;
+    if p.len() < 4 + NLMSG_HDRLEN {
+        return Err(EnforceError::Protocol("short nlmsgerr".into()));
+    }
+    let errno = -ne_i32(p);
+    let mut ack = Ack {
+        errno,
+        msg: None,
+        offset: None,
+    };
+    if m.flags & NLM_F_ACK_TLVS != 0 {
+        // Without CAP_ACK the kernel echoes our whole message before the TLVs.
+        let echoed = if m.flags & NLM_F_CAPPED != 0 {
+            NLMSG_HDRLEN
+        } else {
+            ne_u32(&p[4..]) as usize
+        };
+        if let Some(tlvs) = p.get(4 + align4(echoed)..) {
+            for (ty, data, _) in Attrs::new(tlvs) {
+                match ty {
+                    NLMSGERR_ATTR_MSG => {
+                        let s = data.split(|&c| c == 0).next().unwrap_or(data);
+                        ack.msg = Some(String::from_utf8_lossy(s).into_owned());
+                    }
+                    NLMSGERR_ATTR_OFFS if data.len() >= 4 => ack.offset = Some(ne_u32(data)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(ack)
+}
+
+/// A set element as dumped by the kernel.
+#[derive(Debug, Clone, Copy)]
+struct RawElem {
+    key: u128,
+    end: bool,
+    timeout_ms: Option<u64>,
+    expires_ms: Option<u64>,
+}
+
+fn parse_elems(payload: &[u8], family: Family, out: &mut Vec<RawElem>) -> Result<(), EnforceError> {
+    let body = payload.get(NFGENMSG_LEN..).unwrap_or(&[]);
+    for (ty, list, _) in Attrs::new(body) {
+        if ty != NFTA_SET_ELEM_LIST_ELEMENTS {
+            continue;
+        }
+        for (_, elem, _) in Attrs::new(list) {
+            let mut e = RawElem {
+                key: 0,
+                end: false,
+                timeout_ms: None,
+                expires_ms: None,
+            };
+            let mut key = None;
+            for (ty, data, _) in Attrs::new(elem) {
+                match ty {
+                    NFTA_SET_ELEM_KEY => {
+                        key = Attrs::new(data)
+                            .find(|a| a.0 == NFTA_DATA_VALUE)
+                            .map(|a| a.1);
+                    }
+                    NFTA_SET_ELEM_FLAGS if data.len() >= 4 => {
+                        e.end = be_u32(data) & NFT_SET_ELEM_INTERVAL_END != 0;
+                    }
+                    NFTA_SET_ELEM_TIMEOUT if data.len() >= 8 => e.timeout_ms = Some(be_u64(data)),
+                    NFTA_SET_ELEM_EXPIRATION if data.len() >= 8 => {
+                        e.expires_ms = Some(be_u64(data))
+                    }
+                    _ => {}
+                }
+            }
+            // Elements without a key (catch-all) cannot come from us; skip them.
+            let Some(key) = key else { continue };
+            e.key = match (family, key.len()) {
+                (Family::V4, 4) => u32::from_be_bytes([key[0], key[1], key[2], key[3]]) as u128,
+                (Family::V6, 16) => {
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(key);
+                    u128::from_be_bytes(b)
+                }
+                (_, n) => {
+                    return Err(EnforceError::Protocol(format!(
+                        "set element key of {n} bytes"
+                    )))
+                }
+            };
+            out.push(e);
+        }
+    }
+    Ok(())
+}
+
+/// Pairs start and end elements back into closed intervals. The kernel drops expired starts
+/// from dumps before garbage collection removes their ends, so an end without a start is
+/// skipped; a start without an end runs to the next start or to the family's last address.
+fn merge(family: Family, mut raw: Vec<RawElem>) -> Vec<KernelElement> {
+    // At one key an end (of the interval below) sorts before a start (of the one above).
+    raw.sort_by_key(|e| (e.key, !e.end));
+    let mut out = Vec::new();
+    let mut open: Option<RawElem> = None;
+    let close = |s: RawElem, last: u128, out: &mut Vec<KernelElement>| {
+        out.push(KernelElement {
+            range: Interval {
+                family,
+                first: s.key,
+                last,
+            },
+            timeout_ms: s.timeout_ms,
+            expires_ms: s.expires_ms,
+        })
+    };
+    for e in raw {
+        if e.end {
+            if let Some(s) = open.take() {
+                if e.key > s.key {
+                    close(s, e.key - 1, &mut out);
+                }
+            }
+        } else {
+            if let Some(s) = open.take() {
+                if e.key > s.key {
+                    close(s, e.key - 1, &mut out);
+                }
+            }
+            open = Some(e);
+        }
+    }
+    if let Some(s) = open {
+        close(s, Interval::family_max(family), &mut out);
+    }
+    out
+}
+
+/// Iterates netlink attributes: (type without flag bits, payload, offset of the header).
+/// Stops at the first malformed header.
+struct Attrs<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Attrs<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Attrs { buf, pos: 0 }
+    }
+}
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = (u16, &'a [u8], usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let h = self.buf.get(self.pos..self.pos + 4)?;
+        let len = ne_u16(h) as usize;
+        let ty = ne_u16(&h[2..]) & NLA_TYPE_MASK;
+        let data = self
+            .buf
+            .get(self.pos + 4..self.pos.checked_add(len)?)
+            .filter(|_| len >= 4)?;
+        let at = self.pos;
+        self.pos += align4(len);
+        Some((ty, data, at))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+/// An attribute to send: type and payload.
+type Attr<'a> = (u16, &'a [u8]);
+
+/// A plain (non-batch) nf_tables request with string attributes.
+fn request(ty: u16, flags: u16, seq: u32, attrs: &[Attr]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(128);
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | ty).to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&[libc::NFPROTO_INET as u8, libc::NFNETLINK_V0 as u8, 0, 0]);
+    for (t, data) in attrs {
+        m.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+        m.extend_from_slice(&t.to_ne_bytes());
+        m.extend_from_slice(data);
+        m.resize(align4(m.len()), 0);
+    }
+    let len = m.len() as u32;
+    m[..4].copy_from_slice(&len.to_ne_bytes());
+    m
+}
+
+fn kernel_error(what: String, ack: &Ack) -> EnforceError {
+    let msg = match (&ack.msg, ack.offset) {
+        (Some(m), _) => Some(m.clone()),
+        (None, Some(off)) => Some(format!("offending attribute at offset {off}")),
+        (None, None) => None,
+    };
+    EnforceError::Kernel {
+        what,
+        errno: ack.errno,
+        errno_text: Errno::from_raw(ack.errno).desc().to_string(),
+        message: msg,
+    }
+}
+
+fn io_err(op: &'static str, source: io::Error) -> EnforceError {
+    EnforceError::Io { op, source }
+}
+
+fn invalid(msg: &str) -> EnforceError {
+    io_err(
+        "open",
+        io::Error::new(io::ErrorKind::InvalidInput, msg.to_string()),
+    )
+}
+
+fn oom() -> EnforceError {
+    io_err(
+        "libnftnl allocation",
+        io::Error::from(io::ErrorKind::OutOfMemory),
+    )
+}
+
+fn set_int_opt(fd: RawFd, level: c_int, name: c_int, val: c_int) -> io::Result<()> {
+    // SAFETY: `val` lives across the call and its size is passed; the fd is ours.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&val as *const c_int).cast(),
+            std::mem::size_of::<c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets a buffer size with the *FORCE option (ignores rmem_max/wmem_max; needs
+/// CAP_NET_ADMIN, which nftables needs anyway), falling back to the capped option.
+fn set_buf_opt(fd: RawFd, force: c_int, plain: c_int, size: usize) -> io::Result<()> {
+    let size = c_int::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    match set_int_opt(fd, libc::SOL_SOCKET, force, size) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            log::warn!("socket buffer force failed ({e}); falling back to the capped size");
+            set_int_opt(fd, libc::SOL_SOCKET, plain, size)
+        }
+        r => r,
+    }
+}
+
+/// Waits until `fd` is readable; false on timeout.
+fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = c_int::try_from(timeout.as_millis().max(1)).unwrap_or(c_int::MAX);
+    loop {
+        // SAFETY: one valid pollfd, count 1.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(rc > 0);
+    }
+}
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+// Callers guarantee the lengths (checked before every call), so indexing cannot fail.
+fn ne_u16(b: &[u8]) -> u16 {
+    u16::from_ne_bytes([b[0], b[1]])
+}
+fn ne_u32(b: &[u8]) -> u32 {
+    u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+}
+fn ne_i32(b: &[u8]) -> i32 {
+    i32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+}
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+fn be_u64(b: &[u8]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(first: u32, last: u32) -> Interval {
+        Interval {
+            family: Family::V4,
+            first: first as u128,
+            last: last as u128,
+        }
+    }
+
+    fn raw(key: u128, end: bool) -> RawElem {
+        RawElem {
+            key,
+            end,
+            timeout_ms: if end { None } else { Some(1000) },
+            expires_ms: None,
+        }
+    }
+
+    #[test]
+    fn merge_pairs_adjacent_and_open_intervals() {
+        let got = merge(
+            Family::V4,
+            vec![
+                raw(20, true),
+                raw(10, false),
+                raw(20, false),
+                raw(31, true),
+                raw(u32::MAX as u128, false),
+                raw(5, true),
+            ],
+        );
+        let ranges: Vec<_> = got.iter().map(|k| k.range).collect();
+        assert_eq!(ranges, vec![v4(10, 19), v4(20, 30), v4(u32::MAX, u32::MAX)]);
+    }
+
+    #[test]
+    fn family_max_has_no_end_element() {
+        let mut out = Vec::new();
+        interval_elems(v4(7, u32::MAX), Some(5000), &mut out);
+        assert_eq!(out.len(), 1);
+        interval_elems(v4(7, 8), Some(5000), &mut out);
+        assert_eq!(out.len(), 3);
+        assert!(out[2].end && out[2].key == 9 && out[2].timeout_ms.is_none());
+    }
+
+    #[test]
+    fn timeouts_are_clamped() {
+        assert_eq!(timeout_ms(1_500_000, 1_000_000), 1000);
+        assert_eq!(timeout_ms(61_000_000, 1_000_000), 60_000);
+        assert_eq!(timeout_ms(i64::MAX, 0), MAX_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn request_is_well_formed() {
+        let m = request(NFT_MSG_GETTABLE, NLM_F_ACK, 7, &[(NFTA_TABLE_NAME, b"t\0")]);
+        assert_eq!(ne_u32(&m) as usize, m.len());
+        let v = messages(&m).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].seq, 7);
+        let attrs: Vec<_> = Attrs::new(&v[0].payload[4..]).collect();
+        assert_eq!(attrs, vec![(NFTA_TABLE_NAME, &b"t\0"[..], 0)]);
+    }
+}
