@@ -88,12 +88,20 @@ fn main() {
         let ip = Ipv4Addr::new(198, 18, (i / 250) as u8, (i % 250 + 1) as u8);
         let iv = Interval::single(ip.into());
         for k in 0..6 {
-            let msg = format!("MESSAGE=Failed password for invalid user bench{k} from {ip} port {} ssh2", 40000 + k);
-            systemd::journal::send(&[&msg, "SYSLOG_IDENTIFIER=sshd", "PRIORITY=5"]).expect("journal send");
+            let msg = format!(
+                "MESSAGE=Failed password for invalid user bench{k} from {ip} port {} ssh2",
+                40000 + k
+            );
+            systemd::journal::send(&[&msg, "SYSLOG_IDENTIFIER=sshd", "PRIORITY=5"])
+                .expect("journal send");
         }
         let t0 = Instant::now();
         loop {
-            if fw.list().map(|els| els.iter().any(|e| e.range == iv)).unwrap_or(false) {
+            if fw
+                .list()
+                .map(|els| els.iter().any(|e| e.range == iv))
+                .unwrap_or(false)
+            {
                 lat_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
                 break;
             }
@@ -112,7 +120,10 @@ fn main() {
     println!("timeouts={timeouts}");
     println!("latency_p50_ms={:.2}", percentile(&lat_ms, 0.50));
     println!("latency_p99_ms={:.2}", percentile(&lat_ms, 0.99));
-    println!("latency_max_ms={:.2}", lat_ms.last().copied().unwrap_or(f64::NAN));
+    println!(
+        "latency_max_ms={:.2}",
+        lat_ms.last().copied().unwrap_or(f64::NAN)
+    );
     println!("idle_rss_kib={idle}");
     println!("rss_after_bans_kib={loaded}");
 }

@@ -56,7 +56,9 @@ impl fmt::Debug for Dur {
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -332,7 +334,9 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(text) => Config::parse(&text, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) =>
+            {
                 Config::embedded()
             }
             Err(source) => Err(ConfigError::Read {
@@ -344,10 +348,7 @@ impl Config {
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             ConfigError::Parse {
                 path: path.to_path_buf(),
                 line,
@@ -375,7 +376,8 @@ impl Config {
                     if !f.is_empty()
                         && !v.is_empty()
                         && f.bytes()
-                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') => {}
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') => {
+                }
                 _ => {
                     return Err(self.invalid(
                         "journal.matches",
@@ -400,10 +402,7 @@ impl Config {
             return Err(self.invalid("ban.duration", "must be more than 0s"));
         }
         if self.ban.max_duration.0 < self.ban.duration.0 {
-            return Err(self.invalid(
-                "ban.max_duration",
-                "must be at least ban.duration",
-            ));
+            return Err(self.invalid("ban.max_duration", "must be at least ban.duration"));
         }
         if self.detect.max_buckets == 0 {
             return Err(self.invalid("detect.max_buckets", "must be at least 1"));
@@ -561,7 +560,10 @@ mod tests {
         let specs = c.scenario_specs().unwrap();
         let bf = specs.iter().find(|s| s.name == "ssh-bruteforce").unwrap();
         assert_eq!(bf.capacity, 3);
-        assert_eq!(bf.leak, 10_000_000, "untouched keys keep the built-in value");
+        assert_eq!(
+            bf.leak, 10_000_000,
+            "untouched keys keep the built-in value"
+        );
         assert!(!specs.iter().any(|s| s.name == "ssh-probing"));
         let mine = specs.iter().find(|s| s.name == "my-enum").unwrap();
         assert_eq!(mine.distinct, Some(Field::User));
@@ -587,8 +589,14 @@ mod tests {
 
     #[test]
     fn nets_canonicalise() {
-        assert_eq!(parse_net("::ffff:192.0.2.1").unwrap().to_string(), "192.0.2.1/32");
-        assert_eq!(parse_net("2001:db8::/32").unwrap().to_string(), "2001:db8::/32");
+        assert_eq!(
+            parse_net("::ffff:192.0.2.1").unwrap().to_string(),
+            "192.0.2.1/32"
+        );
+        assert_eq!(
+            parse_net("2001:db8::/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
         assert!(parse_net("300.1.1.1").is_err());
     }
 }

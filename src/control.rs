@@ -36,7 +36,9 @@ pub enum Response {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("cannot reach the daemon at {path}: {source} (is it running? `systemctl status crowdwall`)")]
+    #[error(
+        "cannot reach the daemon at {path}: {source} (is it running? `systemctl status crowdwall`)"
+    )]
     Connect {
         path: String,
         #[source]
@@ -80,9 +82,14 @@ mod tests {
             reason: None,
         };
         let s = serde_json::to_string(&r).unwrap();
-        assert_eq!(s, r#"{"cmd":"add","value":"192.0.2.1","duration":"1h","reason":null}"#);
+        assert_eq!(
+            s,
+            r#"{"cmd":"add","value":"192.0.2.1","duration":"1h","reason":null}"#
+        );
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"delete","value":"x","all":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"cmd":"delete","value":"x","all":1}"#).is_err()
+        );
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"drop_table"}"#).is_err());
     }
 }

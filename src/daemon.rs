@@ -274,14 +274,9 @@ impl<F: Firewall> Core<F> {
                     Some(s) => time::parse_duration(&s).map(from_duration)?,
                     None => self.policy.duration,
                 };
-                let mut d = decide::manual(
-                    net,
-                    dur,
-                    reason.as_deref().unwrap_or(""),
-                    &self.allow,
-                    now,
-                )
-                .map_err(|e| e.to_string())?;
+                let mut d =
+                    decide::manual(net, dur, reason.as_deref().unwrap_or(""), &self.allow, now)
+                        .map_err(|e| e.to_string())?;
                 self.store.insert(&mut d).map_err(|e| e.to_string())?;
                 log::warn!(
                     "manual ban {} for {} ({})",
@@ -306,8 +301,12 @@ impl<F: Firewall> Core<F> {
                         decide::value_text(&net)
                     ));
                 }
-                log::warn!("unban {} ({n} decision(s) deleted)", decide::value_text(&net));
-                self.sync().map_err(|e| format!("deleted, but the kernel refused it: {e}"))?;
+                log::warn!(
+                    "unban {} ({n} decision(s) deleted)",
+                    decide::value_text(&net)
+                );
+                self.sync()
+                    .map_err(|e| format!("deleted, but the kernel refused it: {e}"))?;
                 Ok(json!({ "deleted": n, "value": decide::value_text(&net) }))
             }
             Request::Status => Ok(self.status(extra, now)),
@@ -410,87 +409,6 @@ pub struct RunOptions {
     pub socket: Option<PathBuf>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::enforce::memory::MemoryFirewall;
-
-    fn core() -> Core<MemoryFirewall> {
-        let cfg = Config::embedded().unwrap();
-        let mut c = Core::new(cfg, Store::in_memory().unwrap(), MemoryFirewall::new()).unwrap();
-        c.reconcile().unwrap();
-        c
-    }
-
-    fn add(c: &mut Core<MemoryFirewall>, v: &str, dur: &str) -> Response {
-        c.handle_request(
-            Request::Add {
-                value: v.into(),
-                duration: Some(dur.into()),
-                reason: None,
-            },
-            &StatusExtra::default(),
-        )
-    }
-
-    #[test]
-    fn manual_add_and_delete_reach_the_firewall() {
-        let mut c = core();
-        assert!(matches!(add(&mut c, "192.0.2.7", "1h"), Response::Ok(_)));
-        assert!(matches!(add(&mut c, "198.51.100.0/24", "2h"), Response::Ok(_)));
-        assert_eq!(c.firewall().elements.len(), 2);
-        // an address inside the range with a longer ban splits it, without a full reload.
-        let loads = c.stats.full_loads;
-        assert!(matches!(add(&mut c, "198.51.100.9", "5h"), Response::Ok(_)));
-        assert_eq!(c.firewall().elements.len(), 4);
-        assert_eq!(c.stats.full_loads, loads);
-        let r = c.handle_request(Request::Delete { value: "192.0.2.7".into() }, &StatusExtra::default());
-        assert!(matches!(r, Response::Ok(_)), "{r:?}");
-        assert_eq!(c.firewall().elements.len(), 3);
-        let r = c.handle_request(Request::Delete { value: "192.0.2.7".into() }, &StatusExtra::default());
-        assert!(matches!(r, Response::Error(ref m) if m.contains("no active decision")), "{r:?}");
-    }
-
-    #[test]
-    fn allowlisted_manual_ban_is_refused_clearly() {
-        let mut c = core();
-        c.set_own_addresses(vec!["203.0.113.5".parse().unwrap()]);
-        for v in ["127.0.0.1", "203.0.113.5", "203.0.113.0/24"] {
-            match add(&mut c, v, "1h") {
-                Response::Error(m) => assert!(m.contains("allowlisted"), "{m}"),
-                r => panic!("{v}: {r:?}"),
-            }
-        }
-        assert!(c.firewall().elements.is_empty());
-        match add(&mut c, "10.0.0.1/8", "1h") {
-            Response::Error(m) => assert!(m.contains("host bits"), "{m}"),
-            r => panic!("{r:?}"),
-        }
-    }
-
-    #[test]
-    fn heal_restores_a_removed_table() {
-        let mut c = core();
-        add(&mut c, "192.0.2.7", "1h");
-        c.firewall().remove().unwrap();
-        assert!(c.heal().unwrap());
-        assert_eq!(c.firewall().elements.len(), 1);
-        assert!(!c.heal().unwrap());
-    }
-
-    #[test]
-    fn drift_falls_back_to_a_full_load() {
-        let mut c = core();
-        add(&mut c, "192.0.2.7", "1h");
-        // someone deleted our element behind our back: the delete in the next delta fails.
-        c.firewall().elements.clear();
-        let r = c.handle_request(Request::Delete { value: "192.0.2.7".into() }, &StatusExtra::default());
-        assert!(matches!(r, Response::Ok(_)), "{r:?}");
-        assert_eq!(c.stats.transaction_failures, 1);
-        assert!(c.firewall().elements.is_empty());
-    }
-}
-
 /// A request from the control socket with the way back.
 type ControlMsg = (Request, tokio::sync::oneshot::Sender<Response>);
 
@@ -514,8 +432,10 @@ pub fn run(mut cfg: Config, opts: RunOptions) -> Result<(), DaemonError> {
     // Files the daemon creates (store, cursor, socket) are for root only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let io = |what: String| move |source| DaemonError::Io { what, source };
-    std::fs::create_dir_all(&cfg.daemon.state_dir)
-        .map_err(io(format!("state directory {}", cfg.daemon.state_dir.display())))?;
+    std::fs::create_dir_all(&cfg.daemon.state_dir).map_err(io(format!(
+        "state directory {}",
+        cfg.daemon.state_dir.display()
+    )))?;
     let store = Store::open(&cfg.daemon.state_dir.join("crowdwall.db"))?;
     let fw = crate::enforce::netlink::NftFirewall::open(crate::enforce::FirewallSpec {
         table: cfg.firewall.table.clone(),
@@ -541,7 +461,8 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
     if own_enabled {
         core.set_own_addresses(own_addresses());
     }
-    core.store.prune(time::now(), time::now() - core.forget_after)?;
+    core.store
+        .prune(time::now(), time::now() - core.forget_after)?;
     core.reconcile()?;
     let n = core.applied.len();
     log::info!("table inet {table} loaded with {n} element(s)");
@@ -575,16 +496,24 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
     let mut heal_tick = tokio::time::interval(HEAL_EVERY);
     let mut house_tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     let watchdog = watchdog_interval();
-    let mut dog_tick = tokio::time::interval(watchdog.map(|w| w / 2).unwrap_or(Duration::from_secs(3600)));
+    let mut dog_tick =
+        tokio::time::interval(watchdog.map(|w| w / 2).unwrap_or(Duration::from_secs(3600)));
 
     let _ = sd_notify::notify(
         false,
         &[
             sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(&format!("{n} ban(s) enforced; watching {}", sources.describe())),
+            sd_notify::NotifyState::Status(&format!(
+                "{n} ban(s) enforced; watching {}",
+                sources.describe()
+            )),
         ],
     );
-    log::info!("crowdwall {} running; control socket {}", env!("CARGO_PKG_VERSION"), socket_path.display());
+    log::info!(
+        "crowdwall {} running; control socket {}",
+        env!("CARGO_PKG_VERSION"),
+        socket_path.display()
+    );
 
     loop {
         tokio::select! {
@@ -671,7 +600,10 @@ fn watchdog_interval() -> Option<Duration> {
     }
 }
 
-async fn accept_loop(listener: tokio::net::UnixListener, tx: tokio::sync::mpsc::Sender<ControlMsg>) {
+async fn accept_loop(
+    listener: tokio::net::UnixListener,
+    tx: tokio::sync::mpsc::Sender<ControlMsg>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -690,22 +622,26 @@ async fn serve_client(stream: tokio::net::UnixStream, tx: tokio::sync::mpsc::Sen
     let (rd, mut wr) = stream.into_split();
     let mut line = String::new();
     let mut limited = BufReader::new(rd.take(crate::control::MAX_REQUEST as u64));
-    let resp = match tokio::time::timeout(Duration::from_secs(10), limited.read_line(&mut line)).await {
-        Ok(Ok(n)) if n > 0 && line.ends_with('\n') => match serde_json::from_str::<Request>(&line) {
-            Ok(req) => {
-                let (otx, orx) = tokio::sync::oneshot::channel();
-                if tx.send((req, otx)).await.is_err() {
-                    Response::Error("daemon is shutting down".into())
-                } else {
-                    orx.await.unwrap_or(Response::Error("daemon is shutting down".into()))
+    let resp =
+        match tokio::time::timeout(Duration::from_secs(10), limited.read_line(&mut line)).await {
+            Ok(Ok(n)) if n > 0 && line.ends_with('\n') => {
+                match serde_json::from_str::<Request>(&line) {
+                    Ok(req) => {
+                        let (otx, orx) = tokio::sync::oneshot::channel();
+                        if tx.send((req, otx)).await.is_err() {
+                            Response::Error("daemon is shutting down".into())
+                        } else {
+                            orx.await
+                                .unwrap_or(Response::Error("daemon is shutting down".into()))
+                        }
+                    }
+                    Err(e) => Response::Error(format!("bad request: {e}")),
                 }
             }
-            Err(e) => Response::Error(format!("bad request: {e}")),
-        },
-        Ok(Ok(_)) => Response::Error("request too long or not terminated by a newline".into()),
-        Ok(Err(e)) => Response::Error(format!("reading request: {e}")),
-        Err(_) => Response::Error("request timed out".into()),
-    };
+            Ok(Ok(_)) => Response::Error("request too long or not terminated by a newline".into()),
+            Ok(Err(e)) => Response::Error(format!("reading request: {e}")),
+            Err(_) => Response::Error("request timed out".into()),
+        };
     if let Ok(mut out) = serde_json::to_vec(&resp) {
         out.push(b'\n');
         let _ = wr.write_all(&out).await;
@@ -730,7 +666,10 @@ struct JournalHandle {
 
 impl Sources {
     #[cfg(feature = "journald")]
-    fn start(cfg: &crate::config::JournalSection, state_dir: &std::path::Path) -> Result<Sources, DaemonError> {
+    fn start(
+        cfg: &crate::config::JournalSection,
+        state_dir: &std::path::Path,
+    ) -> Result<Sources, DaemonError> {
         use crate::source::{cursor::CursorFile, journal};
         if !cfg.enabled {
             return Ok(Sources { journal: None });
@@ -771,7 +710,10 @@ impl Sources {
     }
 
     #[cfg(not(feature = "journald"))]
-    fn start(cfg: &crate::config::JournalSection, _state_dir: &std::path::Path) -> Result<Sources, DaemonError> {
+    fn start(
+        cfg: &crate::config::JournalSection,
+        _state_dir: &std::path::Path,
+    ) -> Result<Sources, DaemonError> {
         if cfg.enabled {
             log::warn!("built without journald support: [journal] is ignored");
         }
@@ -830,7 +772,10 @@ impl Sources {
     fn heartbeat_age(&self, now: Micros) -> Micros {
         #[cfg(feature = "journald")]
         if let Some(j) = &self.journal {
-            return now - j.stats.last_progress.load(std::sync::atomic::Ordering::Relaxed);
+            return now
+                - j.stats
+                    .last_progress
+                    .load(std::sync::atomic::Ordering::Relaxed);
         }
         let _ = now;
         0
@@ -842,7 +787,11 @@ impl Sources {
             use std::sync::atomic::Ordering::Relaxed;
             let caught_up = j.stats.caught_up.load(Relaxed);
             let newest = j.stats.newest_entry.load(Relaxed);
-            let lag = if caught_up || newest == 0 { 0 } else { (time::now() - newest).max(0) / SECOND };
+            let lag = if caught_up || newest == 0 {
+                0
+            } else {
+                (time::now() - newest).max(0) / SECOND
+            };
             return json!([{
                 "name": "journal",
                 "directory": j.directory,
@@ -875,4 +824,106 @@ struct Batch {
     entries: Vec<LogEntry>,
     cursor: String,
     gap: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enforce::memory::MemoryFirewall;
+
+    fn core() -> Core<MemoryFirewall> {
+        let cfg = Config::embedded().unwrap();
+        let mut c = Core::new(cfg, Store::in_memory().unwrap(), MemoryFirewall::new()).unwrap();
+        c.reconcile().unwrap();
+        c
+    }
+
+    fn add(c: &mut Core<MemoryFirewall>, v: &str, dur: &str) -> Response {
+        c.handle_request(
+            Request::Add {
+                value: v.into(),
+                duration: Some(dur.into()),
+                reason: None,
+            },
+            &StatusExtra::default(),
+        )
+    }
+
+    #[test]
+    fn manual_add_and_delete_reach_the_firewall() {
+        let mut c = core();
+        assert!(matches!(add(&mut c, "192.0.2.7", "1h"), Response::Ok(_)));
+        assert!(matches!(
+            add(&mut c, "198.51.100.0/24", "2h"),
+            Response::Ok(_)
+        ));
+        assert_eq!(c.firewall().elements.len(), 2);
+        // an address inside the range with a longer ban splits it, without a full reload.
+        let loads = c.stats.full_loads;
+        assert!(matches!(add(&mut c, "198.51.100.9", "5h"), Response::Ok(_)));
+        assert_eq!(c.firewall().elements.len(), 4);
+        assert_eq!(c.stats.full_loads, loads);
+        let r = c.handle_request(
+            Request::Delete {
+                value: "192.0.2.7".into(),
+            },
+            &StatusExtra::default(),
+        );
+        assert!(matches!(r, Response::Ok(_)), "{r:?}");
+        assert_eq!(c.firewall().elements.len(), 3);
+        let r = c.handle_request(
+            Request::Delete {
+                value: "192.0.2.7".into(),
+            },
+            &StatusExtra::default(),
+        );
+        assert!(
+            matches!(r, Response::Error(ref m) if m.contains("no active decision")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn allowlisted_manual_ban_is_refused_clearly() {
+        let mut c = core();
+        c.set_own_addresses(vec!["203.0.113.5".parse().unwrap()]);
+        for v in ["127.0.0.1", "203.0.113.5", "203.0.113.0/24"] {
+            match add(&mut c, v, "1h") {
+                Response::Error(m) => assert!(m.contains("allowlisted"), "{m}"),
+                r => panic!("{v}: {r:?}"),
+            }
+        }
+        assert!(c.firewall().elements.is_empty());
+        match add(&mut c, "10.0.0.1/8", "1h") {
+            Response::Error(m) => assert!(m.contains("host bits"), "{m}"),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn heal_restores_a_removed_table() {
+        let mut c = core();
+        add(&mut c, "192.0.2.7", "1h");
+        c.firewall().remove().unwrap();
+        assert!(c.heal().unwrap());
+        assert_eq!(c.firewall().elements.len(), 1);
+        assert!(!c.heal().unwrap());
+    }
+
+    #[test]
+    fn drift_falls_back_to_a_full_load() {
+        let mut c = core();
+        add(&mut c, "192.0.2.7", "1h");
+        // someone deleted our element behind our back: the delete in the next delta fails.
+        c.firewall().elements.clear();
+        let r = c.handle_request(
+            Request::Delete {
+                value: "192.0.2.7".into(),
+            },
+            &StatusExtra::default(),
+        );
+        assert!(matches!(r, Response::Ok(_)), "{r:?}");
+        assert_eq!(c.stats.transaction_failures, 1);
+        assert!(c.firewall().elements.is_empty());
+    }
 }

@@ -271,7 +271,10 @@ mod tests {
         assert_eq!(p.escalated(4 * H, 2), 16 * H);
         assert_eq!(p.escalated(4 * H, 3), 24 * H);
         assert_eq!(p.escalated(4 * H, 200), 24 * H);
-        let flat = BanPolicy { escalate: false, ..p };
+        let flat = BanPolicy {
+            escalate: false,
+            ..p
+        };
         assert_eq!(flat.escalated(4 * H, 5), 4 * H);
     }
 
@@ -289,9 +292,19 @@ mod tests {
     fn allowlist_wins_over_every_origin() {
         let mut a = Allowlist::new(vec!["203.0.113.0/24".parse().unwrap()]);
         a.set_own(vec!["198.51.100.1".parse().unwrap()]);
-        for ip in ["127.0.0.1", "::1", "169.254.1.1", "fe80::1", "203.0.113.9", "198.51.100.1"] {
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "169.254.1.1",
+            "fe80::1",
+            "203.0.113.9",
+            "198.51.100.1",
+        ] {
             assert!(
-                matches!(from_overflow(&ov(ip), 0, &policy(), &a, 0), Err(DecideError::Allowlisted { .. })),
+                matches!(
+                    from_overflow(&ov(ip), 0, &policy(), &a, 0),
+                    Err(DecideError::Allowlisted { .. })
+                ),
                 "{ip}"
             );
             let net = IpNet::from(ip.parse::<IpAddr>().unwrap());

@@ -168,7 +168,9 @@ impl Engine {
                     };
                     if let Some((old_key, old)) = self.buckets.push(key, fresh) {
                         // push returns the evicted LRU entry, or the same key when replacing.
-                        if old_key != key && old.level_at(t, self.specs[old_key.0 as usize].leak) > 0.0 {
+                        if old_key != key
+                            && old.level_at(t, self.specs[old_key.0 as usize].leak) > 0.0
+                        {
                             self.stats.evicted_cap += 1;
                         } else if old_key != key {
                             self.stats.evicted_idle += 1;
@@ -267,7 +269,9 @@ mod tests {
     #[test]
     fn sixth_event_overflows_a_bucket_of_five() {
         let mut e = Engine::new(vec![spec(5, 10)], 100);
-        let evs: Vec<_> = (0..5).map(|i| ev(i as f64, "192.0.2.1", EventKind::AuthFail)).collect();
+        let evs: Vec<_> = (0..5)
+            .map(|i| ev(i as f64, "192.0.2.1", EventKind::AuthFail))
+            .collect();
         assert!(run(&mut e, &evs).is_empty());
         let o = run(&mut e, &[ev(5.0, "192.0.2.1", EventKind::AuthFail)]);
         assert_eq!(o.len(), 1);
@@ -304,7 +308,13 @@ mod tests {
     fn groups_by_address() {
         let mut e = Engine::new(vec![spec(5, 10)], 100);
         let evs: Vec<_> = (0..10)
-            .map(|i| ev(i as f64 * 0.1, if i % 2 == 0 { "192.0.2.1" } else { "192.0.2.2" }, EventKind::AuthFail))
+            .map(|i| {
+                ev(
+                    i as f64 * 0.1,
+                    if i % 2 == 0 { "192.0.2.1" } else { "192.0.2.2" },
+                    EventKind::AuthFail,
+                )
+            })
             .collect();
         assert!(run(&mut e, &evs).is_empty(), "5 each: no overflow");
     }
@@ -312,7 +322,13 @@ mod tests {
     #[test]
     fn blackhole_suppresses_then_expires() {
         let mut e = Engine::new(vec![spec(0, 10)], 100); // trigger
-        let o = run(&mut e, &[ev(0.0, "192.0.2.1", EventKind::AuthFail), ev(30.0, "192.0.2.1", EventKind::AuthFail)]);
+        let o = run(
+            &mut e,
+            &[
+                ev(0.0, "192.0.2.1", EventKind::AuthFail),
+                ev(30.0, "192.0.2.1", EventKind::AuthFail),
+            ],
+        );
         assert_eq!(o.len(), 1, "second within the blackhole");
         assert_eq!(e.stats().blackholed, 1);
         let o = run(&mut e, &[ev(61.0, "192.0.2.1", EventKind::AuthFail)]);
@@ -322,7 +338,9 @@ mod tests {
     #[test]
     fn success_cancels() {
         let mut e = Engine::new(vec![spec(5, 10)], 100);
-        let mut evs: Vec<_> = (0..5).map(|i| ev(i as f64, "192.0.2.1", EventKind::AuthFail)).collect();
+        let mut evs: Vec<_> = (0..5)
+            .map(|i| ev(i as f64, "192.0.2.1", EventKind::AuthFail))
+            .collect();
         evs.push(ev(5.0, "192.0.2.1", EventKind::Success));
         evs.push(ev(6.0, "192.0.2.1", EventKind::AuthFail));
         assert!(run(&mut e, &evs).is_empty());
@@ -339,14 +357,30 @@ mod tests {
             x.user = Some(u.into());
             x
         };
-        assert!(run(&mut e, &[mk(0.0, "a"), mk(0.1, "a"), mk(0.2, "b"), mk(0.3, "a"), mk(0.4, "b")]).is_empty());
+        assert!(run(
+            &mut e,
+            &[
+                mk(0.0, "a"),
+                mk(0.1, "a"),
+                mk(0.2, "b"),
+                mk(0.3, "a"),
+                mk(0.4, "b")
+            ]
+        )
+        .is_empty());
         assert_eq!(run(&mut e, &[mk(0.5, "c")]).len(), 1);
     }
 
     #[test]
     fn replay_is_deterministic() {
         let evs: Vec<_> = (0..200)
-            .map(|i| ev(i as f64 * 0.7, &format!("192.0.2.{}", i % 7), EventKind::AuthFail))
+            .map(|i| {
+                ev(
+                    i as f64 * 0.7,
+                    &format!("192.0.2.{}", i % 7),
+                    EventKind::AuthFail,
+                )
+            })
             .collect();
         let a = run(&mut Engine::new(vec![spec(5, 10)], 100), &evs);
         let b = run(&mut Engine::new(vec![spec(5, 10)], 100), &evs);
@@ -379,7 +413,13 @@ mod tests {
     #[test]
     fn sweep_drops_empty_buckets() {
         let mut e = Engine::new(vec![spec(5, 10)], 100);
-        run(&mut e, &[ev(0.0, "192.0.2.1", EventKind::AuthFail), ev(0.0, "192.0.2.2", EventKind::AuthFail)]);
+        run(
+            &mut e,
+            &[
+                ev(0.0, "192.0.2.1", EventKind::AuthFail),
+                ev(0.0, "192.0.2.2", EventKind::AuthFail),
+            ],
+        );
         e.sweep(5 * SECOND);
         assert_eq!(e.stats().live_buckets, 2);
         e.sweep(11 * SECOND);

@@ -20,7 +20,11 @@ use crowdwall::time;
 const EXIT_UNREACHABLE: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "crowdwall", version, about = "Crowd-powered intrusion prevention: journal -> scenarios -> nftables bans")]
+#[command(
+    name = "crowdwall",
+    version,
+    about = "Crowd-powered intrusion prevention: journal -> scenarios -> nftables bans"
+)]
 struct Cli {
     /// Configuration file (the embedded default is used when the default path is missing).
     #[arg(long, global = true, default_value = DEFAULT_PATH)]
@@ -267,12 +271,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Explain { line, json } => explain(&line, json)?,
         Cmd::Firewall(FirewallCmd::Remove) => {
             let cfg = load_config(&cli.config)?;
-            let mut fw = crowdwall::enforce::netlink::NftFirewall::open(
-                crowdwall::enforce::FirewallSpec {
+            let mut fw =
+                crowdwall::enforce::netlink::NftFirewall::open(crowdwall::enforce::FirewallSpec {
                     table: cfg.firewall.table.clone(),
                     priority: cfg.firewall.priority,
-                },
-            )?;
+                })?;
             fw.remove()?;
             println!(
                 "table inet {} removed (a running daemon re-creates it within seconds: stop it first to keep it gone)",
@@ -372,7 +375,8 @@ fn replay(config: &Path, events: bool, year: Option<i32>, files: &[PathBuf]) -> 
     let mut r = Replay::new(&cfg)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let (mut lines, mut bad, mut matched, mut n_events, mut n_decisions) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut lines, mut bad, mut matched, mut n_events, mut n_decisions) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let started = std::time::Instant::now();
     let mut evs = Vec::new();
     let mut decisions = Vec::new();
@@ -477,7 +481,11 @@ fn explain(line: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     println!("input:      {how}");
-    println!("identifier: {}  pid: {}", entry.identifier, entry.pid.map(|p| p.to_string()).unwrap_or("-".into()));
+    println!(
+        "identifier: {}  pid: {}",
+        entry.identifier,
+        entry.pid.map(|p| p.to_string()).unwrap_or("-".into())
+    );
     println!("message:    {}", entry.message);
     println!("verdict:    {verdict}");
     if events.is_empty() {
@@ -487,9 +495,16 @@ fn explain(line: &str, json: bool) -> Result<()> {
         println!(
             "event:      {} {} from {}{}",
             e.kind,
-            if e.count > 1 { format!("x{}", e.count) } else { String::new() },
+            if e.count > 1 {
+                format!("x{}", e.count)
+            } else {
+                String::new()
+            },
             e.ip,
-            e.user.as_ref().map(|u| format!(" user={u:?}")).unwrap_or_default()
+            e.user
+                .as_ref()
+                .map(|u| format!(" user={u:?}"))
+                .unwrap_or_default()
         );
     }
     Ok(())

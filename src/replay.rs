@@ -141,13 +141,20 @@ mod tests {
             for i in 0..6i64 {
                 let t = round * 1000 + i;
                 r.feed(
-                    &entry(t, 100 + (round * 10 + i) as u32, "Failed password for root from 198.51.100.9 port 4242 ssh2"),
+                    &entry(
+                        t,
+                        100 + (round * 10 + i) as u32,
+                        "Failed password for root from 198.51.100.9 port 4242 ssh2",
+                    ),
                     None,
                     &mut decisions,
                 );
             }
         }
-        let bf: Vec<_> = decisions.iter().filter(|d| d.scenario == "ssh-bruteforce").collect();
+        let bf: Vec<_> = decisions
+            .iter()
+            .filter(|d| d.scenario == "ssh-bruteforce")
+            .collect();
         assert_eq!(bf.len(), 2, "{decisions:?}");
         assert_eq!(bf[0].until - bf[0].created, 4 * 3600 * SECOND);
         assert_eq!(bf[1].until - bf[1].created, 8 * 3600 * SECOND);

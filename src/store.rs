@@ -19,6 +19,9 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The database was written by a newer crowdwall.
+    #[error("store schema version {found} is newer than this crowdwall knows ({known}): refusing to downgrade it")]
+    Schema { found: i64, known: i64 },
     /// A row that does not read back (hand-edited database?).
     #[error("store: row {id}: {message}")]
     BadRow { id: i64, message: String },
@@ -51,6 +54,12 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Schema {
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
         if version < 1 {
             conn.execute_batch(
                 "BEGIN;
@@ -74,7 +83,6 @@ impl Store {
                  COMMIT;",
             )?;
         }
-        debug_assert!(SCHEMA_VERSION == 1);
         Ok(Store { conn })
     }
 
@@ -202,7 +210,8 @@ mod tests {
             let mut a = d("192.0.2.1/32", Origin::Local, 100);
             s.insert(&mut a).unwrap();
             assert!(a.id > 0);
-            s.insert(&mut d("2001:db8::/64", Origin::Manual, 200)).unwrap();
+            s.insert(&mut d("2001:db8::/64", Origin::Manual, 200))
+                .unwrap();
             s.insert(&mut d("192.0.2.9/32", Origin::Local, 10)).unwrap();
         }
         // survives reopening
@@ -210,7 +219,11 @@ mod tests {
         let act = s.active(50).unwrap();
         assert_eq!(act.len(), 2);
         assert_eq!(act[1].origin, Origin::Manual);
-        assert_eq!(s.delete_value(&"192.0.2.1/32".parse().unwrap(), 50).unwrap(), 1);
+        assert_eq!(
+            s.delete_value(&"192.0.2.1/32".parse().unwrap(), 50)
+                .unwrap(),
+            1
+        );
         assert_eq!(s.active(50).unwrap().len(), 1);
         assert_eq!(s.prune(150, 0).unwrap(), 1, "the expired 192.0.2.9 row");
     }

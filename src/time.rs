@@ -135,7 +135,10 @@ mod format_tests {
     #[test]
     fn rfc3339() {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_rfc3339(1_795_833_181 * SECOND), "2026-11-28T02:33:01Z");
+        assert_eq!(
+            format_rfc3339(1_795_833_181 * SECOND),
+            "2026-11-28T02:33:01Z"
+        );
         assert_eq!(format_rfc3339(951_782_400 * SECOND), "2000-02-29T00:00:00Z");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{EnforceError, Element, Firewall, Interval, KernelElement};
+use super::{Element, EnforceError, Firewall, Interval, KernelElement};
 use crate::time::{now, Micros};
 
 #[derive(Debug, Default)]

@@ -73,8 +73,7 @@ fn partition(family: Family, mut bans: Vec<(Interval, Micros)>) -> Vec<Element> 
         };
         match out.last_mut() {
             Some(prev)
-                if prev.expires == until
-                    && prev.range.last.checked_add(1) == Some(start) =>
+                if prev.expires == until && prev.range.last.checked_add(1) == Some(start) =>
             {
                 prev.range.last = end;
             }
@@ -140,7 +139,9 @@ mod tests {
     }
 
     fn show(els: &[Element]) -> Vec<(String, Micros)> {
-        els.iter().map(|e| (e.range.to_string(), e.expires)).collect()
+        els.iter()
+            .map(|e| (e.range.to_string(), e.expires))
+            .collect()
     }
 
     #[test]
@@ -186,7 +187,11 @@ mod tests {
         );
         assert_eq!(show(&e), vec![("192.0.2.0-192.0.2.255".into(), 10)]);
         let e = elements(
-            [(iv("10.0.0.0/8"), 5), (iv("10.1.0.0/16"), 9), (iv("10.1.2.0/24"), 7)],
+            [
+                (iv("10.0.0.0/8"), 5),
+                (iv("10.1.0.0/16"), 9),
+                (iv("10.1.2.0/24"), 7),
+            ],
             0,
         );
         assert_eq!(
@@ -258,17 +263,32 @@ mod tests {
         applied.insert(iv("192.0.2.2"), 100);
         applied.insert(iv("192.0.2.3"), 5); // lapsing by itself
         let desired = vec![
-            Element { range: iv("192.0.2.1"), expires: 100 },
-            Element { range: iv("192.0.2.2"), expires: 200 },
-            Element { range: iv("192.0.2.4"), expires: 100 },
+            Element {
+                range: iv("192.0.2.1"),
+                expires: 100,
+            },
+            Element {
+                range: iv("192.0.2.2"),
+                expires: 200,
+            },
+            Element {
+                range: iv("192.0.2.4"),
+                expires: 100,
+            },
         ];
         let (rm, add) = diff(&applied, &desired, 0, 10);
         assert_eq!(rm, vec![iv("192.0.2.2")]);
         assert_eq!(
             add,
             vec![
-                Element { range: iv("192.0.2.2"), expires: 200 },
-                Element { range: iv("192.0.2.4"), expires: 100 }
+                Element {
+                    range: iv("192.0.2.2"),
+                    expires: 200
+                },
+                Element {
+                    range: iv("192.0.2.4"),
+                    expires: 100
+                }
             ]
         );
     }

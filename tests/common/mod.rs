@@ -139,8 +139,8 @@ pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
     let t = tag();
     let (ea, eb) = (format!("cwa{t}"), format!("cwb{t}"));
     must(&[
-        "ip", "link", "add", &ea, "netns", &a.name, "type", "veth", "peer", "name", &eb,
-        "netns", &b.name,
+        "ip", "link", "add", &ea, "netns", &a.name, "type", "veth", "peer", "name", &eb, "netns",
+        &b.name,
     ]);
     must(&["ip", "-n", &a.name, "addr", "add", a_addr, "dev", &ea]);
     must(&["ip", "-n", &b.name, "addr", "add", b_addr, "dev", &eb]);
