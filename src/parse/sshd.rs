@@ -41,10 +41,15 @@
 //! Every regex is anchored at both ends. The address is taken either from a fixed position
 //! right after a literal prefix (before any client-controlled text), or from the position sshd
 //! appends at the END of the message, with the user name matched greedily (`.*`) before it, so
-//! a user name such as `x from 6.6.6.6 port 22` can never move it. Where client-controlled text
-//! may follow the address (`Failed publickey` with a certificate ID, `Failed hostbased` with the
-//! client's user and host), the tail must be a bare key type and fingerprint; any other tail
-//! is only counted against the address the pid is already known by. Messages longer than
+//! a user name such as `x from 6.6.6.6 port 22` can never move it. `Failed ...` lines for valid
+//! users take the account name as one token (system accounts have no spaces), so the address is
+//! at a fixed position. For invalid (client-chosen) names, where client-controlled text may
+//! also follow the address (`Failed publickey` with a certificate ID, `Failed hostbased` with
+//! the client's user and host, or a tail like `ssh2: from 6.6.6.6 port 1 ssh2`), the line is
+//! taken on its own only when it is unambiguous: the LAST address followed by a bare key type
+//! and fingerprint (or nothing) must also be the FIRST address that could end the line. Any
+//! other `Failed` line is only counted against the address the pid is already known by (one
+//! pid is one connection, one client). Messages longer than
 //! [`MAX_MESSAGE_LEN`] or containing control characters are rejected before matching.
 //!
 //! Host names where an address should be (UseDNS) give `Parsed::Matched` with no event.
