@@ -178,6 +178,19 @@ impl<F: Firewall> Core<F> {
     fn decide_overflow(&mut self, ov: &Overflow) -> Result<Option<Decision>, DaemonError> {
         let value = IpNet::from(ov.ip);
         let at = ov.last;
+        // An address already banned is not a new offence: several scenarios overflow on the
+        // same attack, and lines still in flight when the ban landed overflow again. Counting
+        // those would escalate a first offender at once.
+        let now = time::now();
+        if self
+            .store
+            .active(now)?
+            .iter()
+            .any(|a| a.value.contains(&value))
+        {
+            self.stats.already_banned += 1;
+            return Ok(None);
+        }
         let prior = self
             .store
             .offences(&value, at.saturating_sub(self.forget_after))?;
@@ -197,18 +210,8 @@ impl<F: Firewall> Core<F> {
                 return Ok(None);
             }
         };
-        let now = time::now();
         if d.until <= now {
             // An old attack read after downtime: its ban would already be over.
-            return Ok(None);
-        }
-        let covered = self
-            .store
-            .active(now)?
-            .iter()
-            .any(|a| a.value.contains(&d.value) && a.until >= d.until);
-        if covered {
-            self.stats.already_banned += 1;
             return Ok(None);
         }
         self.store.insert(&mut d)?;
@@ -924,6 +927,67 @@ mod tests {
         );
         assert!(matches!(r, Response::Ok(_)), "{r:?}");
         assert_eq!(c.stats.transaction_failures, 1);
+        assert!(c.firewall().elements.is_empty());
+    }
+
+    fn sshd(pid: u32, msg: &str) -> LogEntry {
+        LogEntry {
+            time: time::now(),
+            identifier: "sshd".into(),
+            pid: Some(pid),
+            message: msg.into(),
+        }
+    }
+
+    #[test]
+    fn one_attack_overflowing_two_scenarios_is_one_offence() {
+        let mut c = core();
+        // eight invalid users, one failed password each: ssh-bruteforce and ssh-user-enum
+        // both overflow on the same attack.
+        let mut batch = Vec::new();
+        for i in 0..8u32 {
+            batch.push(sshd(
+                1000 + i,
+                &format!("Invalid user u{i} from 198.51.100.2 port {}", 5000 + i),
+            ));
+            batch.push(sshd(
+                1000 + i,
+                &format!(
+                    "Failed password for invalid user u{i} from 198.51.100.2 port {} ssh2",
+                    5000 + i
+                ),
+            ));
+        }
+        let new = c.handle_entries(&batch).unwrap();
+        assert_eq!(new.len(), 1, "{new:?}");
+        assert_eq!(
+            new[0].until - new[0].created,
+            4 * 3600 * SECOND,
+            "first offence: no escalation"
+        );
+        assert!(c.stats.already_banned >= 1);
+        assert_eq!(c.firewall().elements.len(), 1);
+    }
+
+    #[test]
+    fn allowlisted_attacker_is_never_banned() {
+        let cfg = Config::parse(
+            "[allowlist]\ncidrs = [\"198.51.100.0/24\"]\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let mut c = Core::new(cfg, Store::in_memory().unwrap(), MemoryFirewall::new()).unwrap();
+        c.reconcile().unwrap();
+        let batch: Vec<_> = (0..10u32)
+            .map(|i| {
+                sshd(
+                    2000 + i,
+                    "Failed password for root from 198.51.100.2 port 22 ssh2",
+                )
+            })
+            .collect();
+        assert!(c.handle_entries(&batch).unwrap().is_empty());
+        assert!(c.stats.refused_allowlisted >= 1);
         assert!(c.firewall().elements.is_empty());
     }
 }

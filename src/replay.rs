@@ -68,6 +68,9 @@ pub struct Replay {
     allow: Allowlist,
     forget_after: Micros,
     offences: HashMap<IpNet, (u32, Micros)>,
+    /// Bans made so far (value -> until), so that overflows of an address already banned
+    /// are not new offences, as in the daemon.
+    banned: HashMap<IpNet, Micros>,
     overflows: Vec<Overflow>,
     pub refused: Vec<(Overflow, DecideError)>,
 }
@@ -80,6 +83,7 @@ impl Replay {
             allow: Allowlist::new(cfg.allowlist_nets()),
             forget_after: from_duration(cfg.ban.forget_after.0),
             offences: HashMap::new(),
+            banned: HashMap::new(),
             overflows: Vec::new(),
             refused: Vec::new(),
         })
@@ -95,6 +99,13 @@ impl Replay {
         let r = self.detector.feed(entry, events, &mut self.overflows);
         for ov in self.overflows.drain(..) {
             let value = IpNet::from(ov.ip);
+            if self
+                .banned
+                .get(&value)
+                .is_some_and(|&until| ov.last < until)
+            {
+                continue;
+            }
             let prior = match self.offences.get(&value) {
                 Some(&(n, last)) if ov.last - last <= self.forget_after => n,
                 _ => 0,
@@ -102,6 +113,7 @@ impl Replay {
             match decide::from_overflow(&ov, prior, &self.policy, &self.allow, ov.last) {
                 Ok(d) => {
                     self.offences.insert(value, (prior + 1, ov.last));
+                    self.banned.insert(value, d.until);
                     decisions.push(d);
                 }
                 Err(e) => self.refused.push((ov, e)),
@@ -139,7 +151,8 @@ mod tests {
         let mut decisions = vec![];
         for round in 0..2i64 {
             for i in 0..6i64 {
-                let t = round * 1000 + i;
+                // the second round comes after the first ban (4h) ended
+                let t = round * 5 * 3600 + i;
                 r.feed(
                     &entry(
                         t,
