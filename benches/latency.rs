@@ -106,6 +106,7 @@ fn main() {
                 break;
             }
             if t0.elapsed() > Duration::from_secs(5) {
+                eprintln!("timeout: {ip} (ban #{i}) not in the kernel set after 5 s");
                 timeouts += 1;
                 break;
             }
