@@ -1,0 +1,280 @@
+//! The `crowdwall` command as an admin uses it: config checks, replay, explain, and (as root,
+//! in a network namespace) refusal of a broken config and the table's life cycle.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn crowdwall(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_crowdwall"))
+        .args(args)
+        .output()
+        .expect("run crowdwall")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/crowdwall.toml");
+
+#[test]
+fn check_config_accepts_the_default_and_names_line_of_a_broken_one() {
+    let o = crowdwall(&["check-config", CONFIG]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("ok (4 scenario(s)"), "{}", text(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[ban]\nduration = \"4h\"\n\n[scenarios.ssh-bruteforce]\nleak = \"ten seconds\"\n",
+    )
+    .unwrap();
+    let o = crowdwall(&["check-config", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let msg = text(&o);
+    assert!(msg.contains(&format!("{}:5:", bad.display())), "{msg}");
+    assert!(msg.contains("duration"), "{msg}");
+
+    std::fs::write(&bad, "[firewall]\ntabel = \"x\"\n").unwrap();
+    let o = crowdwall(&["check-config", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("tabel"), "{}", text(&o));
+
+    let o = crowdwall(&["check-config", "/nonexistent/crowdwall.toml"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("cannot read"), "{}", text(&o));
+}
+
+fn decided_values(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .map(|v| v["value"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn replay_bans_the_brute_forcer_not_the_prober_from_syslog_and_json() {
+    for f in ["sshd-burst.log", "sshd-burst.json"] {
+        let o = crowdwall(&["--config", CONFIG, "replay", &fixture(f)]);
+        assert!(o.status.success(), "{f}: {}", text(&o));
+        // 203.0.113.50: 3 attempts on one connection (10 lines) + 3 more = 6 -> banned.
+        // 198.51.100.60: one attempt written as 5 lines -> not banned.
+        assert_eq!(
+            decided_values(&o),
+            vec!["203.0.113.50"],
+            "{f}: {}",
+            text(&o)
+        );
+    }
+}
+
+#[test]
+fn replay_events_never_carry_an_injected_address() {
+    let o = crowdwall(&[
+        "--config",
+        CONFIG,
+        "replay",
+        "--events",
+        &fixture("sshd-burst.log"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("\"ip\":\"6.6.6.6\""), "{out}");
+    assert!(out.contains("\"ip\":\"192.0.2.44\""), "{out}");
+    // attempts, not lines: the prober's single attempt is one auth_fail event.
+    let prober_fails = out
+        .lines()
+        .filter(|l| l.contains("198.51.100.60") && l.contains("auth_fail"))
+        .count();
+    assert_eq!(prober_fails, 1, "{out}");
+}
+
+#[test]
+fn replay_counts_and_skips_unreadable_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("mixed.log");
+    let mut body = std::fs::read_to_string(fixture("sshd-burst.log")).unwrap();
+    body.insert_str(0, "this is not syslog\n{\"broken json\n");
+    std::fs::write(&f, body).unwrap();
+    let o = crowdwall(&["--config", CONFIG, "replay", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("2 unreadable"), "{}", text(&o));
+    assert_eq!(decided_values(&o), vec!["203.0.113.50"]);
+}
+
+#[test]
+fn explain_shows_pattern_event_or_why_none() {
+    let o = crowdwall(&[
+        "explain",
+        "Failed password for root from 203.0.113.7 port 4242 ssh2",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("matched") && t.contains("auth_fail") && t.contains("203.0.113.7"),
+        "{t}"
+    );
+
+    let o = crowdwall(&[
+        "explain",
+        "--json",
+        "Nov 28 10:00:00 host sshd[7]: Invalid user x from 6.6.6.6 port 22 from 192.0.2.8 port 5",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ips: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["ip"].as_str())
+        .collect();
+    assert_eq!(ips, vec!["192.0.2.8"], "{v}");
+
+    let o = crowdwall(&["explain", "Nov 28 10:00:00 host CRON[7]: (root) CMD (true)"]);
+    assert!(
+        text(&o).contains("no parser for identifier 'CRON'"),
+        "{}",
+        text(&o)
+    );
+    let o = crowdwall(&[
+        "explain",
+        "Accepted publickey for bob from 192.0.2.1 port 22 ssh2: ED25519 SHA256:x",
+    ]);
+    assert!(text(&o).contains("success"), "{}", text(&o));
+    let o = crowdwall(&["explain", "Server listening on 0.0.0.0 port 22."]);
+    assert!(text(&o).contains("no pattern matched"), "{}", text(&o));
+}
+
+#[test]
+fn cli_without_daemon_says_so_with_exit_code_3() {
+    let o = crowdwall(&["--socket", "/nonexistent/ctl.sock", "decisions", "list"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("is it running"), "{}", text(&o));
+}
+
+/// Root only: a broken config leaves the kernel untouched; a stopped daemon leaves its table
+/// (bans keep being enforced); `firewall remove` takes it out.
+#[test]
+fn broken_config_touches_nothing_and_table_outlives_the_daemon() {
+    if !common::prerequisites(&["ip", "nft"], false) {
+        return;
+    }
+    let ns = common::Netns::new(format!("cwc{}", common::tag()));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[journal]\nenabled = false\n[ban]\nduration = \"0s\"\n",
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_crowdwall");
+    let state = dir.path().join("state");
+    let sock = dir.path().join("ctl.sock");
+    let o = ns.exec(&[
+        bin,
+        "--config",
+        bad.to_str().unwrap(),
+        "--socket",
+        sock.to_str().unwrap(),
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("ban.duration"), "{}", text(&o));
+    assert_eq!(
+        common::must(&["ip", "netns", "exec", &ns.name, "nft", "list", "tables"]).trim(),
+        "",
+        "kernel touched"
+    );
+    assert!(
+        !state.exists(),
+        "state directory created by a refused start"
+    );
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[journal]\nenabled = false\n").unwrap();
+    let mut d = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            bin,
+            "--config",
+            good.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
+            "run",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cli = |args: &[&str]| {
+        let mut v = vec!["--socket", sock.to_str().unwrap()];
+        v.extend_from_slice(args);
+        crowdwall(&v)
+    };
+    assert!(common::wait_until(Duration::from_secs(15), || cli(&[
+        "status"
+    ])
+    .status
+    .success()));
+    let o = cli(&["decisions", "add", "2001:db8:77::/48", "--duration", "1h"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&["decisions", "add", "127.0.0.1"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("allowlisted"), "{}", text(&o));
+    let o = cli(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["firewall"]["sets"]["v6"], 1, "{v}");
+    assert_eq!(v["decisions"]["manual"], 1, "{v}");
+
+    // SIGTERM: clean stop, table and ban stay.
+    common::must(&["kill", "-TERM", &d.id().to_string()]);
+    let st = d.wait().unwrap();
+    assert!(st.success(), "daemon exit {st:?}");
+    let set = common::must(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.name,
+        "nft",
+        "list",
+        "set",
+        "inet",
+        "crowdwall",
+        "v6",
+    ]);
+    assert!(set.contains("2001:db8:77::/48"), "{set}");
+
+    let o = ns.exec(&[
+        bin,
+        "--config",
+        good.to_str().unwrap(),
+        "firewall",
+        "remove",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        common::must(&["ip", "netns", "exec", &ns.name, "nft", "list", "tables"]).trim(),
+        ""
+    );
+}
