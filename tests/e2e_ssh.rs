@@ -174,7 +174,17 @@ fn attack(atk: &Netns, conns: usize) {
                 .expect("sshpass"),
         );
     }
+    // The ban lands mid-attack: connections still open then hang on dropped packets, so
+    // give them a bounded time and kill the rest.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     for mut k in kids {
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = k.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = k.kill();
         let _ = k.wait();
     }
 }

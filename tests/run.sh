@@ -7,5 +7,14 @@ cd "$(dirname "$0")/.."
 bash tests/lab/deps.sh test
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 export CROWDWALL_REQUIRE_ROOT_TESTS=1
+# The sshd parser's cross-check against the benchmark generator's ground truth runs when the
+# shared bench tools sit beside the repository (as on CI).
+gen=../shared/bench/gen_sshd_log.py
+if [ -f "$gen" ]; then
+  gendir=$(mktemp -d)
+  trap 'rm -rf "$gendir"' EXIT
+  python3 "$gen" 200000 --seed 7 -o "$gendir/gen.log" --truth "$gendir/gen.json" 2>/dev/null
+  export SSHD_GEN_LOG="$gendir/gen.log" SSHD_GEN_TRUTH="$gendir/gen.json"
+fi
 cargo build --release --locked
 cargo test --release --locked --no-fail-fast -- --test-threads=2
