@@ -272,6 +272,19 @@ fn ssh_bruteforce_is_dropped_by_the_kernel_and_bans_survive_a_crash() {
         "{ds:?}"
     );
 
+    // Someone flushes the ruleset: the daemon notices and restores its table and the ban
+    // (a periodic check for now; netlink events will make it immediate).
+    srv.must(&["nft", "flush", "ruleset"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || kernel_v4(&srv).contains(ATK)),
+        "table not restored after a flush:\n{}",
+        d.log()
+    );
+    assert!(
+        !atk.can_connect(SRV_ATK, PORT),
+        "attacker connects after the heal"
+    );
+
     // 2. `decisions delete` restores the attacker at once.
     let (ok, out) = d.cli(&["decisions", "delete", ATK]);
     assert!(ok, "{out}");
