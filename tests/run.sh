@@ -7,14 +7,19 @@ cd "$(dirname "$0")/.."
 bash tests/lab/deps.sh test
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 export CROWDWALL_REQUIRE_ROOT_TESTS=1
+gendir=""
+log=$(mktemp)
+trap 'rm -rf "$log" ${gendir:+"$gendir"}' EXIT
 # The sshd parser's cross-check against the benchmark generator's ground truth runs when the
 # shared bench tools sit beside the repository (as on CI).
 gen=../shared/bench/gen_sshd_log.py
 if [ -f "$gen" ]; then
   gendir=$(mktemp -d)
-  trap 'rm -rf "$gendir"' EXIT
   python3 "$gen" 200000 --seed 7 -o "$gendir/gen.log" --truth "$gendir/gen.json" 2>/dev/null
   export SSHD_GEN_LOG="$gendir/gen.log" SSHD_GEN_TRUTH="$gendir/gen.json"
 fi
 cargo build --release --locked
-cargo test --release --locked --no-fail-fast -- --test-threads=2
+cargo test --release --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
+# One closing line over every test binary: "tests: N passed, N failed, N skipped".
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s; exit (f > 0) }' "$log"
