@@ -28,6 +28,12 @@ use crate::time::{self, format_duration, format_rfc3339, from_duration, Micros, 
 /// deleted (a delete racing the kernel's expiry fails the transaction with ENOENT).
 const LAPSE_MARGIN: Micros = 2 * SECOND;
 
+/// After the kernel refused to catch up with the store, retry after this long, doubling up to
+/// [`RETRY_MAX`]: the store stays the source of truth, and a transient refusal (a busy
+/// kernel, a firewall reload in progress) must not leave a ban unenforced until the next one.
+const RETRY_MIN: Micros = 2 * SECOND;
+const RETRY_MAX: Micros = 60 * SECOND;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
@@ -75,6 +81,10 @@ pub struct Core<F: Firewall> {
     started: Micros,
     /// Last time a netlink round trip succeeded (watchdog).
     pub last_fw_ok: Micros,
+    /// When the kernel is behind the store (a transaction failed): when to retry, and the
+    /// current back-off.
+    retry_at: Option<Micros>,
+    retry_backoff: Micros,
 }
 
 impl<F: Firewall> Core<F> {
@@ -92,6 +102,8 @@ impl<F: Firewall> Core<F> {
             stats: CoreStats::default(),
             started: time::now(),
             last_fw_ok: 0,
+            retry_at: None,
+            retry_backoff: 0,
         })
     }
 
@@ -122,10 +134,14 @@ impl<F: Firewall> Core<F> {
         self.stats.full_loads += 1;
         if let Err(e) = self.fw.load(&desired) {
             self.stats.transaction_failures += 1;
+            self.retry_backoff = (self.retry_backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
+            self.retry_at = Some(now + self.retry_backoff);
             return Err(e.into());
         }
         self.applied = desired.iter().map(|e| (e.range, e.expires)).collect();
         self.last_fw_ok = time::now();
+        self.retry_at = None;
+        self.retry_backoff = 0;
         Ok(())
     }
 
@@ -144,6 +160,8 @@ impl<F: Firewall> Core<F> {
             Ok(()) => {
                 self.applied = desired.iter().map(|e| (e.range, e.expires)).collect();
                 self.last_fw_ok = time::now();
+                self.retry_at = None;
+                self.retry_backoff = 0;
                 Ok(())
             }
             Err(e) => {
@@ -235,11 +253,18 @@ impl<F: Firewall> Core<F> {
         Ok(())
     }
 
-    /// Re-creates the table if someone removed it (flush ruleset, firewall reload).
+    /// Re-creates the table if someone removed it (flush ruleset, firewall reload), and
+    /// retries a refused catch-up once its back-off has passed.
     pub fn heal(&mut self) -> Result<bool, DaemonError> {
         let intact = self.fw.is_intact()?;
-        self.last_fw_ok = time::now();
+        let now = time::now();
+        self.last_fw_ok = now;
         if intact {
+            if self.retry_at.is_some_and(|t| now >= t) {
+                log::info!("retrying to bring the kernel up to the store");
+                self.sync()?;
+                return Ok(true);
+            }
             return Ok(false);
         }
         log::warn!(
@@ -356,6 +381,8 @@ impl<F: Firewall> Core<F> {
                 "table": format!("inet {}", self.cfg.firewall.table),
                 "sets": sets,
                 "error": fw_error,
+                // the kernel refused to catch up with the store; a retry is scheduled
+                "behind_store": self.retry_at.is_some(),
                 "stats": self.stats,
             },
             "allowlist": {
@@ -989,5 +1016,29 @@ mod tests {
         assert!(c.handle_entries(&batch).unwrap().is_empty());
         assert!(c.stats.refused_allowlisted >= 1);
         assert!(c.firewall().elements.is_empty());
+    }
+
+    #[test]
+    fn a_refused_transaction_is_retried_until_the_kernel_holds_the_ban() {
+        let mut c = core();
+        // the delta and the full-reload fallback are both refused
+        c.firewall().fail_next = 2;
+        match add(&mut c, "192.0.2.7", "1h") {
+            Response::Error(m) => assert!(m.contains("kernel refused"), "{m}"),
+            r => panic!("{r:?}"),
+        }
+        assert!(c.firewall().elements.is_empty());
+        assert!(c.retry_at.is_some());
+        // not before the back-off
+        assert!(!c.heal().unwrap());
+        assert!(c.firewall().elements.is_empty());
+        c.retry_at = Some(0);
+        assert!(c.heal().unwrap());
+        assert_eq!(
+            c.firewall().elements.len(),
+            1,
+            "the stored ban reached the kernel"
+        );
+        assert!(c.retry_at.is_none());
     }
 }

@@ -364,6 +364,11 @@ fn print_status(v: &serde_json::Value) {
         ),
         None => println!("firewall: {}", f["error"].as_str().unwrap_or("unknown")),
     }
+    if f["behind_store"].as_bool() == Some(true) {
+        println!(
+            "firewall: the kernel refused the last change; retrying with back-off (see the log)"
+        );
+    }
 }
 
 fn this_year() -> i32 {

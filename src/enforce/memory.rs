@@ -12,6 +12,8 @@ pub struct MemoryFirewall {
     pub present: bool,
     pub elements: HashMap<Interval, Micros>,
     pub transactions: u64,
+    /// Refuse this many of the next `load`/`apply` calls (failure injection).
+    pub fail_next: u32,
 }
 
 impl MemoryFirewall {
@@ -45,8 +47,19 @@ impl MemoryFirewall {
     }
 }
 
+impl MemoryFirewall {
+    fn injected_failure(&mut self) -> Result<(), EnforceError> {
+        if self.fail_next > 0 {
+            self.fail_next -= 1;
+            return Err(Self::refuse("injected failure".into(), libc::EBUSY));
+        }
+        Ok(())
+    }
+}
+
 impl Firewall for MemoryFirewall {
     fn load(&mut self, elements: &[Element]) -> Result<(), EnforceError> {
+        self.injected_failure()?;
         let mut set = HashMap::new();
         Self::add_all(&mut set, elements, now())?;
         self.elements = set;
@@ -56,6 +69,7 @@ impl Firewall for MemoryFirewall {
     }
 
     fn apply(&mut self, remove: &[Interval], add: &[Element]) -> Result<(), EnforceError> {
+        self.injected_failure()?;
         if !self.present {
             return Err(Self::refuse("apply: no table".into(), libc::ENOENT));
         }
