@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crowdwall::enforce::netlink::NftFirewall;
@@ -44,37 +43,15 @@ fn main() {
         .unwrap_or(250);
     let ns = common::Netns::new(format!("cwlat{}", common::tag()));
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("crowdwall.toml"),
+    let mut daemon = common::Daemon::new(
+        &ns.name,
+        dir.path(),
         "[journal]\nmatches = [\"SYSLOG_IDENTIFIER=sshd\"]\n",
-    )
-    .expect("config");
-    let bin = env!("CARGO_BIN_EXE_crowdwall");
-    let mut daemon = Command::new("ip")
-        .args(["netns", "exec", &ns.name, bin])
-        .arg("--config")
-        .arg(dir.path().join("crowdwall.toml"))
-        .arg("--socket")
-        .arg(dir.path().join("ctl.sock"))
-        .arg("run")
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("daemon");
-    let up = common::wait_until(Duration::from_secs(20), || {
-        Command::new(bin)
-            .arg("--socket")
-            .arg(dir.path().join("ctl.sock"))
-            .arg("status")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    });
-    assert!(up, "daemon did not start");
+    );
+    daemon.start();
+    let pid = daemon.pid().expect("daemon pid");
     std::thread::sleep(Duration::from_secs(3));
-    let idle = rss_kib(daemon.id());
+    let idle = rss_kib(pid);
 
     // Read the kernel from inside the namespace: setns this (only) thread.
     let f = std::fs::File::open(format!("/run/netns/{}", ns.name)).expect("netns");
@@ -113,9 +90,8 @@ fn main() {
             std::thread::sleep(Duration::from_micros(100));
         }
     }
-    let loaded = rss_kib(daemon.id());
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    let loaded = rss_kib(pid);
+    daemon.kill9();
     lat_ms.sort_by(|a, b| a.total_cmp(b));
     println!("bans={}", lat_ms.len());
     println!("timeouts={timeouts}");

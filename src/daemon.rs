@@ -180,12 +180,14 @@ impl<F: Firewall> Core<F> {
             self.stats.entries += 1;
             self.overflows.clear();
             self.detector.feed(entry, None, &mut self.overflows);
-            for i in 0..self.overflows.len() {
-                let ov = self.overflows[i].clone();
-                if let Some(d) = self.decide_overflow(&ov)? {
+            // Taken out and put back so deciding can borrow self; keeps the buffer's capacity.
+            let overflows = std::mem::take(&mut self.overflows);
+            for ov in &overflows {
+                if let Some(d) = self.decide_overflow(ov)? {
                     new.push(d);
                 }
             }
+            self.overflows = overflows;
         }
         if !new.is_empty() {
             self.sync()?;
@@ -200,12 +202,7 @@ impl<F: Firewall> Core<F> {
         // same attack, and lines still in flight when the ban landed overflow again. Counting
         // those would escalate a first offender at once.
         let now = time::now();
-        if self
-            .store
-            .active(now)?
-            .iter()
-            .any(|a| a.value.contains(&value))
-        {
+        if self.store.covered(ov.ip, now)? {
             self.stats.already_banned += 1;
             return Ok(None);
         }
@@ -518,8 +515,7 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
     tokio::spawn(accept_loop(listener, ctl_tx));
 
     // Journal source.
-    let sources = Sources::start(&journal_cfg, &state_dir)?;
-    let mut sources = sources;
+    let mut sources = Sources::start(&journal_cfg, &state_dir)?;
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler".into()))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler".into()))?;

@@ -144,6 +144,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether a decision in force at `now` covers `ip`: one on the address itself (an index
+    /// look-up), or a range containing it (ranges are few; host entries are not read).
+    pub fn covered(&self, ip: std::net::IpAddr, now: Micros) -> Result<bool, StoreError> {
+        let exact = IpNet::from(ip).to_string();
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT 1 FROM decisions WHERE value = ?1 AND until > ?2 LIMIT 1")?;
+        if st.exists(params![exact, now])? {
+            return Ok(true);
+        }
+        let mut st = self.conn.prepare_cached(
+            "SELECT value FROM decisions WHERE until > ?1
+             AND value NOT LIKE '%/32' AND value NOT LIKE '%/128'",
+        )?;
+        let ranges = st.query_map([now], |r| r.get::<_, String>(0))?;
+        for v in ranges {
+            if v?.parse::<IpNet>().is_ok_and(|n| n.contains(&ip)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Ends every decision on exactly this value; returns how many there were.
     pub fn delete_value(&mut self, value: &IpNet, now: Micros) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
@@ -226,6 +249,24 @@ mod tests {
         );
         assert_eq!(s.active(50).unwrap().len(), 1);
         assert_eq!(s.prune(150, 0).unwrap(), 1, "the expired 192.0.2.9 row");
+    }
+
+    #[test]
+    fn covered_by_address_or_range_in_force() {
+        let mut s = Store::in_memory().unwrap();
+        s.insert(&mut d("192.0.2.1/32", Origin::Local, 100))
+            .unwrap();
+        s.insert(&mut d("198.51.100.0/24", Origin::Manual, 100))
+            .unwrap();
+        s.insert(&mut d("2001:db8::/64", Origin::Manual, 100))
+            .unwrap();
+        let ip = |x: &str| x.parse::<std::net::IpAddr>().unwrap();
+        assert!(s.covered(ip("192.0.2.1"), 50).unwrap());
+        assert!(s.covered(ip("198.51.100.77"), 50).unwrap());
+        assert!(s.covered(ip("2001:db8::5"), 50).unwrap());
+        assert!(!s.covered(ip("192.0.2.2"), 50).unwrap());
+        assert!(!s.covered(ip("2001:db8:1::5"), 50).unwrap());
+        assert!(!s.covered(ip("192.0.2.1"), 100).unwrap(), "expired at 100");
     }
 
     #[test]

@@ -5,7 +5,6 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 fn crowdwall(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_crowdwall"))
@@ -208,48 +207,21 @@ fn broken_config_touches_nothing_and_table_outlives_the_daemon() {
         "state directory created by a refused start"
     );
 
-    let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[journal]\nenabled = false\n").unwrap();
-    let mut d = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            bin,
-            "--config",
-            good.to_str().unwrap(),
-            "--socket",
-            sock.to_str().unwrap(),
-            "run",
-            "--state-dir",
-            state.to_str().unwrap(),
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let cli = |args: &[&str]| {
-        let mut v = vec!["--socket", sock.to_str().unwrap()];
-        v.extend_from_slice(args);
-        crowdwall(&v)
-    };
-    assert!(common::wait_until(Duration::from_secs(15), || cli(&[
-        "status"
-    ])
-    .status
-    .success()));
-    let o = cli(&["decisions", "add", "2001:db8:77::/48", "--duration", "1h"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let o = cli(&["decisions", "add", "127.0.0.1"]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("allowlisted"), "{}", text(&o));
-    let o = cli(&["status", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut d = common::Daemon::new(&ns.name, dir.path(), "[journal]\nenabled = false\n");
+    d.start();
+    let (ok, out) = d.cli(&["decisions", "add", "2001:db8:77::/48", "--duration", "1h"]);
+    assert!(ok, "{out}");
+    let (ok, out) = d.cli(&["decisions", "add", "127.0.0.1"]);
+    assert!(!ok);
+    assert!(out.contains("allowlisted"), "{out}");
+    let (ok, out) = d.cli(&["status", "--json"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["firewall"]["sets"]["v6"], 1, "{v}");
     assert_eq!(v["decisions"]["manual"], 1, "{v}");
 
     // SIGTERM: clean stop, table and ban stay.
-    common::must(&["kill", "-TERM", &d.id().to_string()]);
-    let st = d.wait().unwrap();
+    let st = d.terminate().expect("daemon was running");
     assert!(st.success(), "daemon exit {st:?}");
     let set = common::must(&[
         "ip",
@@ -265,6 +237,7 @@ fn broken_config_touches_nothing_and_table_outlives_the_daemon() {
     ]);
     assert!(set.contains("2001:db8:77::/48"), "{set}");
 
+    let good = dir.path().join("crowdwall.toml");
     let o = ns.exec(&[
         bin,
         "--config",

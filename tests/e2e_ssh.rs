@@ -6,10 +6,10 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{must, prerequisites, run, tag, veth, wait_until, Netns};
+use common::{must, prerequisites, tag, veth, wait_until, Daemon, Netns, Proc};
 
 const SRV_ATK: &str = "198.51.100.1";
 const ATK: &str = "198.51.100.2";
@@ -17,98 +17,6 @@ const SRV_BY: &str = "203.0.113.1";
 const BY: &str = "203.0.113.2";
 /// The plain TCP port reachability is checked on.
 const PORT: u16 = 8080;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Daemon {
-    ns: String,
-    dir: PathBuf,
-    proc: Option<Proc>,
-}
-
-impl Daemon {
-    fn bin() -> &'static str {
-        env!("CARGO_BIN_EXE_crowdwall")
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("daemon.log"))
-            .unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, Self::bin()])
-            .arg("--config")
-            .arg(self.dir.join("crowdwall.toml"))
-            .arg("--socket")
-            .arg(self.dir.join("ctl.sock"))
-            .arg("run")
-            .arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn daemon");
-        self.proc = Some(Proc(child));
-        let ok = wait_until(Duration::from_secs(20), || self.cli(&["status"]).0);
-        assert!(ok, "daemon did not come up:\n{}", self.log());
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            // `ip netns exec` execs the daemon, so this is the daemon's own pid.
-            let _ = run(&["kill", "-9", &p.0.id().to_string()]);
-            let _ = p.0.wait();
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> (bool, String) {
-        let o = Command::new(Self::bin())
-            .arg("--config")
-            .arg(self.dir.join("crowdwall.toml"))
-            .arg("--socket")
-            .arg(self.dir.join("ctl.sock"))
-            .args(args)
-            .output()
-            .expect("run cli");
-        (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        )
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    fn decisions(&self) -> Vec<serde_json::Value> {
-        let (ok, out) = self.cli(&["decisions", "list", "--json"]);
-        assert!(ok, "{out}");
-        serde_json::from_str::<serde_json::Value>(&out)
-            .unwrap_or_else(|e| panic!("{e}: {out}"))
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 /// Addresses in the kernel set v4 of the server namespace, read with the nft CLI (an
 /// independent check of what the daemon's netlink code wrote).
@@ -231,16 +139,11 @@ fn ssh_bruteforce_is_dropped_by_the_kernel_and_bans_survive_a_crash() {
         "attacker reaches the server before any ban"
     );
 
-    std::fs::write(
-        dir.path().join("crowdwall.toml"),
+    let mut d = Daemon::new(
+        &srv.name,
+        dir.path(),
         "[journal]\nmatches = [\"SYSLOG_IDENTIFIER=sshd\", \"SYSLOG_IDENTIFIER=sshd-session\"]\n",
-    )
-    .unwrap();
-    let mut d = Daemon {
-        ns: srv.name.clone(),
-        dir: dir.path().to_path_buf(),
-        proc: None,
-    };
+    );
     d.start();
 
     // 1. Real failed logins get the attacker dropped; the bystander still connects.

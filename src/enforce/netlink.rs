@@ -42,7 +42,7 @@ use std::os::raw::{c_char, c_int};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use nftnl::expr::{Ipv4HeaderField, Ipv6HeaderField, NetworkHeaderField, Payload};
+use nftnl::expr::{Ipv4HeaderField, Ipv6HeaderField, Lookup, NetworkHeaderField, Payload};
 use nftnl::set::Set;
 use nftnl::{nft_expr, Chain, ChainType, Hook, MsgType, NlMsg, Policy, ProtoFamily, Rule, Table};
 use nftnl_sys as sys;
@@ -233,37 +233,34 @@ impl NftFirewall {
         b.push_obj(self.next_seq(), "NEWSET v4".into(), &v4, MsgType::Add)?;
         b.push_obj(self.next_seq(), "NEWSET v6".into(), &v6, MsgType::Add)?;
 
-        let mut r4 = Rule::new(&chain);
-        r4.add_expr(&nft_expr!(meta nfproto));
-        r4.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
-        r4.add_expr(&Payload::Network(NetworkHeaderField::Ipv4(
-            Ipv4HeaderField::Saddr,
-        )));
-        r4.add_expr(&nft_expr!(lookup & v4));
-        r4.add_expr(&nft_expr!(counter));
-        r4.add_expr(&nft_expr!(verdict drop));
-        b.push_obj(
-            self.next_seq(),
-            "NEWRULE ip saddr @v4 drop".into(),
-            &r4,
-            MsgType::Add,
-        )?;
-
-        let mut r6 = Rule::new(&chain);
-        r6.add_expr(&nft_expr!(meta nfproto));
-        r6.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
-        r6.add_expr(&Payload::Network(NetworkHeaderField::Ipv6(
-            Ipv6HeaderField::Saddr,
-        )));
-        r6.add_expr(&nft_expr!(lookup & v6));
-        r6.add_expr(&nft_expr!(counter));
-        r6.add_expr(&nft_expr!(verdict drop));
-        b.push_obj(
-            self.next_seq(),
-            "NEWRULE ip6 saddr @v6 drop".into(),
-            &r6,
-            MsgType::Add,
-        )?;
+        let v4_saddr = Payload::Network(NetworkHeaderField::Ipv4(Ipv4HeaderField::Saddr));
+        let v6_saddr = Payload::Network(NetworkHeaderField::Ipv6(Ipv6HeaderField::Saddr));
+        // Lookup is one type for both sets, so one loop builds both rules.
+        let (in_v4, in_v6) = (Lookup::new(&v4), Lookup::new(&v6));
+        let rules = [
+            (
+                libc::NFPROTO_IPV4,
+                &v4_saddr,
+                &in_v4,
+                "NEWRULE ip saddr @v4 drop",
+            ),
+            (
+                libc::NFPROTO_IPV6,
+                &v6_saddr,
+                &in_v6,
+                "NEWRULE ip6 saddr @v6 drop",
+            ),
+        ];
+        for (nfproto, saddr, lookup, what) in rules {
+            let mut rule = Rule::new(&chain);
+            rule.add_expr(&nft_expr!(meta nfproto));
+            rule.add_expr(&nft_expr!(cmp == nfproto as u8));
+            rule.add_expr(saddr);
+            rule.add_expr(lookup);
+            rule.add_expr(&nft_expr!(counter));
+            rule.add_expr(&nft_expr!(verdict drop));
+            b.push_obj(self.next_seq(), what.into(), &rule, MsgType::Add)?;
+        }
         Ok(())
     }
 

@@ -147,3 +147,121 @@ pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
     must(&["ip", "-n", &a.name, "link", "set", &ea, "up"]);
     must(&["ip", "-n", &b.name, "link", "set", &eb, "up"]);
 }
+
+/// A child process killed (and reaped) on drop.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The crowdwall daemon running in a namespace, with its config, socket, state and log in
+/// `dir`. Killed on drop.
+pub struct Daemon {
+    pub ns: String,
+    pub dir: std::path::PathBuf,
+    proc: Option<Proc>,
+}
+
+impl Daemon {
+    pub fn bin() -> &'static str {
+        env!("CARGO_BIN_EXE_crowdwall")
+    }
+
+    /// Writes `config` to `dir/crowdwall.toml`; `start` runs the daemon on it.
+    pub fn new(ns: &str, dir: &std::path::Path, config: &str) -> Daemon {
+        std::fs::write(dir.join("crowdwall.toml"), config).expect("write daemon config");
+        Daemon {
+            ns: ns.to_string(),
+            dir: dir.to_path_buf(),
+            proc: None,
+        }
+    }
+
+    /// Starts the daemon and waits until it answers `status`.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .expect("daemon log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, Self::bin()])
+            .arg("--config")
+            .arg(self.dir.join("crowdwall.toml"))
+            .arg("--socket")
+            .arg(self.dir.join("ctl.sock"))
+            .arg("run")
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        self.proc = Some(Proc(child));
+        let ok = wait_until(Duration::from_secs(20), || self.cli(&["status"]).0);
+        assert!(ok, "daemon did not come up:\n{}", self.log());
+    }
+
+    /// The daemon's own pid (`ip netns exec` execs it).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.0.id())
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = run(&["kill", "-9", &p.0.id().to_string()]);
+            let _ = p.0.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the daemon's exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut p = self.proc.take()?;
+        let _ = run(&["kill", "-TERM", &p.0.id().to_string()]);
+        p.0.wait().ok()
+    }
+
+    /// Runs the CLI against this daemon: success and stdout+stderr.
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let o = Command::new(Self::bin())
+            .arg("--config")
+            .arg(self.dir.join("crowdwall.toml"))
+            .arg("--socket")
+            .arg(self.dir.join("ctl.sock"))
+            .args(args)
+            .output()
+            .expect("run cli");
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn decisions(&self) -> Vec<serde_json::Value> {
+        let (ok, out) = self.cli(&["decisions", "list", "--json"]);
+        assert!(ok, "{out}");
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap_or_else(|e| panic!("{e}: {out}"))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
