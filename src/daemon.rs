@@ -341,7 +341,7 @@ impl<F: Firewall> Core<F> {
     fn status(&mut self, extra: &StatusExtra, now: Micros) -> serde_json::Value {
         let active = self.store.active(now).unwrap_or_default();
         let mut by_origin: HashMap<&str, usize> = HashMap::new();
-        for o in [Origin::Local, Origin::Manual] {
+        for o in Origin::ALL {
             by_origin.insert(o.as_str(), 0);
         }
         for d in &active {

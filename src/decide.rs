@@ -19,6 +19,23 @@ pub enum Origin {
     Local,
     /// An administrator, through `crowdwall decisions add`.
     Manual,
+    /// The community hub's consensus blocklist.
+    Community,
+    /// A CrowdSec Local API that crowdwall follows as a bouncer.
+    Crowdsec,
+    /// A blocklist feed; the decision's `scenario` names the list (as CrowdSec does).
+    Lists,
+}
+
+impl Origin {
+    /// Every origin, in the order status and counters list them.
+    pub const ALL: [Origin; 5] = [
+        Origin::Local,
+        Origin::Manual,
+        Origin::Community,
+        Origin::Crowdsec,
+        Origin::Lists,
+    ];
 }
 
 impl Origin {
@@ -26,6 +43,9 @@ impl Origin {
         match self {
             Origin::Local => "local",
             Origin::Manual => "manual",
+            Origin::Community => "community",
+            Origin::Crowdsec => "crowdsec",
+            Origin::Lists => "lists",
         }
     }
 }
@@ -42,6 +62,9 @@ impl FromStr for Origin {
         match s {
             "local" => Ok(Origin::Local),
             "manual" => Ok(Origin::Manual),
+            "community" => Ok(Origin::Community),
+            "crowdsec" => Ok(Origin::Crowdsec),
+            "lists" => Ok(Origin::Lists),
             _ => Err(format!("unknown origin '{s}'")),
         }
     }
