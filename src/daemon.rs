@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{parse_net, Config};
@@ -63,6 +64,30 @@ pub struct CoreStats {
     pub transaction_failures: u64,
     pub full_loads: u64,
     pub heals: u64,
+}
+
+/// Decisions from an origin outside this host's scenarios; see [`Core::apply_external`].
+#[derive(Debug, Clone)]
+pub enum ExternalUpdate {
+    /// The origin's whole state (or one list's, by its name in `scenario`).
+    Replace {
+        origin: Origin,
+        list: Option<String>,
+        decisions: Vec<Decision>,
+    },
+    /// Additions, and values whose decisions of this origin end.
+    Delta {
+        origin: Origin,
+        add: Vec<Decision>,
+        remove: Vec<IpNet>,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExternalReport {
+    pub inserted: usize,
+    pub deleted: usize,
+    pub refused_allowlisted: usize,
 }
 
 /// All of the daemon's state.
@@ -240,6 +265,64 @@ impl<F: Firewall> Core<F> {
             d.reason
         );
         Ok(Some(d))
+    }
+
+    /// Applies decisions that come from outside this host's scenarios (community blocklist,
+    /// CrowdSec, feeds). `Replace` makes the origin (or one list of it) exactly `decisions`;
+    /// `Delta` adds `decisions` and ends the listed values. Allowlisted values are dropped and
+    /// counted here, so no origin can bypass the allowlist; then one store transaction and one
+    /// kernel sync.
+    pub fn apply_external(
+        &mut self,
+        update: ExternalUpdate,
+    ) -> Result<ExternalReport, DaemonError> {
+        let mut report = ExternalReport::default();
+        let keep = |d: &Decision, allow: &Allowlist, report: &mut ExternalReport| {
+            if let Some(why) = allow.check(&d.value) {
+                report.refused_allowlisted += 1;
+                log::info!(
+                    "{} from {} ({}) is allowlisted ({why}): not applied",
+                    d.value_text(),
+                    d.origin,
+                    d.scenario
+                );
+                false
+            } else {
+                true
+            }
+        };
+        match update {
+            ExternalUpdate::Replace {
+                origin,
+                list,
+                decisions,
+            } => {
+                let mut kept: Vec<Decision> = decisions
+                    .into_iter()
+                    .filter(|d| keep(d, &self.allow, &mut report))
+                    .collect();
+                let (ins, del) = self
+                    .store
+                    .replace_origin(origin, list.as_deref(), &mut kept)?;
+                report.inserted = ins;
+                report.deleted = del;
+            }
+            ExternalUpdate::Delta {
+                origin,
+                add,
+                remove,
+            } => {
+                report.deleted = self.store.delete_origin_values(origin, &remove)?;
+                for mut d in add {
+                    if keep(&d, &self.allow, &mut report) {
+                        self.store.insert(&mut d)?;
+                        report.inserted += 1;
+                    }
+                }
+            }
+        }
+        self.sync()?;
+        Ok(report)
     }
 
     /// Periodic work: prune the store, sweep, check the table is still there.
@@ -989,6 +1072,67 @@ mod tests {
             "first offence: no escalation"
         );
         assert!(c.stats.already_banned >= 1);
+        assert_eq!(c.firewall().elements.len(), 1);
+    }
+
+    fn ext(v: &str, origin: Origin, list: &str, until: Micros) -> Decision {
+        Decision {
+            id: 0,
+            value: v.parse().unwrap(),
+            origin,
+            scenario: list.into(),
+            reason: String::new(),
+            created: time::now(),
+            until,
+        }
+    }
+
+    #[test]
+    fn external_replace_swaps_one_list_and_the_allowlist_still_wins() {
+        let mut c = core();
+        let until = time::now() + 3600 * SECOND;
+        let first = vec![
+            ext("203.0.113.0/24", Origin::Lists, "drop", until),
+            ext("127.0.0.0/8", Origin::Lists, "drop", until),
+        ];
+        let r = c
+            .apply_external(ExternalUpdate::Replace {
+                origin: Origin::Lists,
+                list: Some("drop".into()),
+                decisions: first,
+            })
+            .unwrap();
+        assert_eq!((r.inserted, r.refused_allowlisted), (1, 1));
+        c.apply_external(ExternalUpdate::Replace {
+            origin: Origin::Lists,
+            list: Some("other".into()),
+            decisions: vec![ext("198.51.100.7/32", Origin::Lists, "other", until)],
+        })
+        .unwrap();
+        // Replacing "drop" leaves "other" alone.
+        let r = c
+            .apply_external(ExternalUpdate::Replace {
+                origin: Origin::Lists,
+                list: Some("drop".into()),
+                decisions: vec![ext("192.0.2.0/24", Origin::Lists, "drop", until)],
+            })
+            .unwrap();
+        assert_eq!((r.inserted, r.deleted), (1, 1));
+        let ranges: Vec<String> = c
+            .firewall()
+            .elements
+            .keys()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(ranges.len(), 2, "{ranges:?}");
+        let r = c
+            .apply_external(ExternalUpdate::Delta {
+                origin: Origin::Lists,
+                add: vec![],
+                remove: vec!["198.51.100.7/32".parse().unwrap()],
+            })
+            .unwrap();
+        assert_eq!(r.deleted, 1);
         assert_eq!(c.firewall().elements.len(), 1);
     }
 

@@ -175,6 +175,66 @@ impl Store {
         )?)
     }
 
+    /// Makes the decisions of `origin` (restricted to one `scenario`, e.g. one feed's name,
+    /// when given) exactly `decisions`, in one SQLite transaction: a feed or blocklist update
+    /// is all or nothing. Returns (inserted, deleted).
+    pub fn replace_origin(
+        &mut self,
+        origin: Origin,
+        scenario: Option<&str>,
+        decisions: &mut [Decision],
+    ) -> Result<(usize, usize), StoreError> {
+        let tx = self.conn.transaction()?;
+        let deleted = match scenario {
+            Some(s) => tx.execute(
+                "DELETE FROM decisions WHERE origin = ?1 AND scenario = ?2",
+                params![origin.as_str(), s],
+            )?,
+            None => tx.execute(
+                "DELETE FROM decisions WHERE origin = ?1",
+                params![origin.as_str()],
+            )?,
+        };
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO decisions (value, origin, scenario, reason, created, until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for d in decisions.iter_mut() {
+                st.execute(params![
+                    d.value.to_string(),
+                    d.origin.as_str(),
+                    d.scenario,
+                    d.reason,
+                    d.created,
+                    d.until
+                ])?;
+                d.id = tx.last_insert_rowid();
+            }
+        }
+        tx.commit()?;
+        Ok((decisions.len(), deleted))
+    }
+
+    /// Ends the decisions of `origin` on exactly these values (a delta from a stream).
+    pub fn delete_origin_values(
+        &mut self,
+        origin: Origin,
+        values: &[IpNet],
+    ) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut n = 0;
+        {
+            let mut st =
+                tx.prepare_cached("DELETE FROM decisions WHERE origin = ?1 AND value = ?2")?;
+            for v in values {
+                n += st.execute(params![origin.as_str(), v.to_string()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Removes expired decisions and forgotten offences.
     pub fn prune(&mut self, now: Micros, forget_before: Micros) -> Result<usize, StoreError> {
         let n = self
