@@ -271,16 +271,18 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Explain { line, json } => explain(&line, json)?,
         Cmd::Firewall(FirewallCmd::Remove) => {
             let cfg = load_config(&cli.config)?;
-            let mut fw =
-                crowdwall::enforce::netlink::NftFirewall::open(crowdwall::enforce::FirewallSpec {
-                    table: cfg.firewall.table.clone(),
-                    priority: cfg.firewall.priority,
-                })?;
+            let mut fw = crowdwall::enforce::netlink::NftFirewall::open(cfg.firewall.spec())?;
             fw.remove()?;
-            println!(
-                "table inet {} removed (a running daemon re-creates it within seconds: stop it first to keep it gone)",
-                cfg.firewall.table
-            );
+            match cfg.firewall.mode {
+                crowdwall::config::FirewallMode::Table => println!(
+                    "table inet {} removed (a running daemon re-creates it at once: stop it first to keep it gone)",
+                    cfg.firewall.table
+                ),
+                crowdwall::config::FirewallMode::Sets => println!(
+                    "crowdwall's sets in table {} emptied; your rules are untouched",
+                    cfg.firewall.table
+                ),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
