@@ -51,10 +51,10 @@ if [ -z "$bin" ]; then
   [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
   say "building test binary '$test_name' (release)"
   # The compiler-artifact line of the test target names its executable.
-  bin=$(cd "$repo" && cargo test --release --locked --test "$test_name" --no-run \
-          --message-format=json 2>/dev/null |
+  bin=$(cd "$repo" && { cargo test -q --release --locked --test "$test_name" --no-run \
+          --message-format=json || true; } |
         grep '"reason":"compiler-artifact"' | grep "\"kind\":\[\"test\"\]" |
-        grep "\"name\":\"$test_name\"" | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -1)
+        grep "\"name\":\"$test_name\"" | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -1 || true)
   [ -n "$bin" ] || { say "cargo did not build a test named '$test_name'"; exit 1; }
 fi
 [ -x "$bin" ] || { say "not an executable: $bin"; exit 1; }
@@ -85,6 +85,7 @@ fetch_deb() { # package -> path of its .deb in the cache
 }
 kdeb=$(fetch_deb "$kpkg")
 bbdeb=$(fetch_deb busybox-static)
+[ -f "$kdeb" ] && [ -f "$bbdeb" ] || exit 1
 kroot="$cache/kernel-$kver"
 if [ ! -f "$kroot/.done" ]; then
   say "unpacking $(basename "$kdeb")"
@@ -264,6 +265,10 @@ if [ -z "$result" ]; then
 else
   rc=${result##*exit=}
   say "$result, boot+run ${secs}s"
+  case "$result" in
+    *" kernel=6.1."*) ;;
+    *) say "the VM did not run a 6.1 kernel"; rc=1 ;;
+  esac
 fi
 if [ "$rc" = 0 ]; then
   say "PASSED"
