@@ -217,7 +217,7 @@ fn setns_thread<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
 
 #[test]
 fn syslog_over_udp_and_a_unix_socket_in_3164_and_5424_bans() {
-    if !prerequisites(&["ip", "nft", "logger"], false) {
+    if !prerequisites(&["ip", "nft", "logger", "nc"], false) {
         return;
     }
     let ns = Netns::new(format!("cwsr{}", tag()));
@@ -228,11 +228,28 @@ fn syslog_over_udp_and_a_unix_socket_in_3164_and_5424_bans() {
         &ns.name,
         dir.path(),
         &format!(
-            "[journal]\nenabled = false\n[syslog]\nenabled = true\nunix = \"{}\"\nudp = \"127.0.0.1:{port}\"\n",
+            "[journal]\nenabled = false\n[syslog]\nenabled = true\nunix = \"{}\"\nudp = \"127.0.0.1:{port}\"\n\
+             [nflog]\nenabled = true\ngroup = 9\n",
             sock.display()
         ),
     );
     d.start();
+    // NFLOG through the daemon: a probe of a closed port on loopback, logged by a rule.
+    ns.must(&[
+        "nft",
+        "add table inet cwf; \
+         add chain inet cwf input { type filter hook input priority 0; }; \
+         add rule inet cwf input tcp dport 9999 log group 9 drop",
+    ]);
+    ns.exec(&["nc", "-z", "-w", "1", "127.0.0.1", "9999"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || source(&d, "nflog")
+            ["entries_read"]
+            .as_u64()
+            >= Some(1)),
+        "{}",
+        status(&d)
+    );
     let msg =
         |ip: &str, i: u32| format!("Failed password for root from {ip} port {} ssh2", 2000 + i);
 
