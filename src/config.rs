@@ -141,11 +141,17 @@ impl Default for JournalSection {
 }
 
 impl JournalSection {
-    /// The matches as (field, value) pairs; validated at load.
+    /// The matches as (field, value) pairs; validated at load. `+` becomes `("+", "")`.
     pub fn match_pairs(&self) -> Vec<(String, String)> {
         self.matches
             .iter()
-            .filter_map(|m| m.split_once('='))
+            .filter_map(|m| {
+                if m == "+" {
+                    Some(("+", ""))
+                } else {
+                    m.split_once('=')
+                }
+            })
             .map(|(f, v)| (f.to_string(), v.to_string()))
             .collect()
     }
@@ -349,6 +355,12 @@ pub struct Config {
     pub allowlist: AllowlistSection,
     pub detect: DetectSection,
     pub scenarios: BTreeMap<String, ScenarioOverride>,
+    /// `[[files]]`: log files to follow (none by default).
+    pub files: Vec<crate::source::file::FileSpec>,
+    /// `[syslog]`: the syslog listener (off by default).
+    pub syslog: crate::source::syslog::SyslogSection,
+    /// `[nflog]`: packets logged by the admin's rules to an NFLOG group (off by default).
+    pub nflog: crate::source::nflog::NflogSection,
     /// Where this config came from, for messages.
     #[serde(skip)]
     pub origin: PathBuf,
@@ -452,7 +464,18 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        for m in &self.journal.matches {
+        for (i, m) in self.journal.matches.iter().enumerate() {
+            if m == "+" {
+                // journalctl's disjunction: one service's matches OR another's.
+                let n = self.journal.matches.len();
+                if i == 0 || i + 1 == n || self.journal.matches[i - 1] == "+" {
+                    return Err(self.invalid(
+                        "journal.matches",
+                        "'+' must stand between two groups of FIELD=value matches",
+                    ));
+                }
+                continue;
+            }
             match m.split_once('=') {
                 Some((f, v))
                     if !f.is_empty()
@@ -565,6 +588,13 @@ impl Config {
         {
             return Err(self.invalid("daemon", "socket and state_dir must not be empty"));
         }
+        for (i, f) in self.files.iter().enumerate() {
+            f.validate()
+                .map_err(|m| self.invalid(format!("files[{i}]"), m))?;
+        }
+        self.syslog
+            .validate()
+            .map_err(|m| self.invalid("syslog", m))?;
         self.scenario_specs()?;
         Ok(())
     }
@@ -739,6 +769,19 @@ mod tests {
         assert!(e.to_string().contains("firewall.table"), "{e}");
         let e = parse("[journal]\nmatches = [\"sshd\"]\n").unwrap_err();
         assert!(e.to_string().contains("journal.matches"), "{e}");
+        for bad in [
+            "[\"+\", \"A=b\"]",
+            "[\"A=b\", \"+\"]",
+            "[\"A=b\", \"+\", \"+\", \"C=d\"]",
+        ] {
+            let e = parse(&format!("[journal]\nmatches = {bad}\n")).unwrap_err();
+            assert!(e.to_string().contains("'+'"), "{e}");
+        }
+        let ok = parse("[journal]\nmatches = [\"A=b\", \"+\", \"_TRANSPORT=kernel\"]\n").unwrap();
+        assert_eq!(
+            ok.journal.match_pairs()[1],
+            ("+".to_string(), String::new())
+        );
     }
 
     #[test]

@@ -476,6 +476,44 @@ impl<F: Firewall> Core<F> {
         Ok(true)
     }
 
+    /// Swaps in what a new configuration changes in the core: scenarios (bucket state is
+    /// kept when they did not change), allowlist, ban policy. `new` is already validated; the
+    /// keys that need a restart were compared by the caller. Returns what changed.
+    pub fn reload(&mut self, new: Config) -> Result<Vec<&'static str>, DaemonError> {
+        let mut changed = Vec::new();
+        if new.scenario_specs()? != self.cfg.scenario_specs()?
+            || new.detect.max_buckets != self.cfg.detect.max_buckets
+        {
+            // Built first: a failure leaves everything as it was.
+            self.detector = Detector::new(&new)?;
+            changed.push("scenarios");
+        }
+        if new.allowlist.cidrs != self.cfg.allowlist.cidrs
+            || new.allowlist.own_addresses != self.cfg.allowlist.own_addresses
+        {
+            let own = if new.allowlist.own_addresses {
+                self.allow.own().to_vec()
+            } else {
+                Vec::new()
+            };
+            self.allow = Allowlist::new(new.allowlist_nets());
+            self.allow.set_own(own);
+            changed.push("allowlist");
+        }
+        let b = (&new.ban, &self.cfg.ban);
+        if b.0.duration != b.1.duration
+            || b.0.max_duration != b.1.max_duration
+            || b.0.escalate != b.1.escalate
+            || b.0.forget_after != b.1.forget_after
+        {
+            self.policy = policy(&new);
+            self.forget_after = from_duration(new.ban.forget_after.0);
+            changed.push("ban");
+        }
+        self.cfg = new;
+        Ok(changed)
+    }
+
     pub fn handle_request(&mut self, req: Request, extra: &StatusExtra) -> Response {
         match self.request(req, extra) {
             Ok(v) => Response::Ok(v),
@@ -543,6 +581,8 @@ impl<F: Firewall> Core<F> {
                 Ok(json!({ "deleted": n, "value": decide::value_text(&net) }))
             }
             Request::Status => Ok(self.status(extra, now)),
+            // Handled by the serve loop, which owns the sources.
+            Request::Reload => Err("reload is handled by the daemon loop".into()),
         }
     }
 
@@ -635,6 +675,22 @@ pub struct RunOptions {
     pub journal_dir: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    /// The file `crowdwall reload` and SIGHUP read again (default: the default path).
+    pub config_path: Option<PathBuf>,
+}
+
+impl RunOptions {
+    fn apply(&self, cfg: &mut Config) {
+        if let Some(d) = &self.state_dir {
+            cfg.daemon.state_dir = d.clone();
+        }
+        if let Some(s) = &self.socket {
+            cfg.daemon.socket = s.clone();
+        }
+        if let Some(j) = &self.journal_dir {
+            cfg.journal.directory = Some(j.clone());
+        }
+    }
 }
 
 /// A descriptor owned elsewhere (the firewall), for AsyncFd.
@@ -658,15 +714,7 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 /// `crowdwall run`: everything up to the first reconcile happens before READY=1, and a broken
 /// config never gets here (main validates it first), so the firewall is not touched by one.
 pub fn run(mut cfg: Config, opts: RunOptions) -> Result<(), DaemonError> {
-    if let Some(d) = opts.state_dir {
-        cfg.daemon.state_dir = d;
-    }
-    if let Some(s) = opts.socket {
-        cfg.daemon.socket = s;
-    }
-    if let Some(j) = opts.journal_dir {
-        cfg.journal.directory = Some(j);
-    }
+    opts.apply(&mut cfg);
     // Files the daemon creates (store, cursor, socket) are for root only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let io = |what: String| move |source| DaemonError::Io { what, source };
@@ -690,7 +738,7 @@ pub fn run(mut cfg: Config, opts: RunOptions) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(io("tokio runtime".into()))?;
-    rt.block_on(serve(Core::new(cfg, store, fw)?, Some(reader)))
+    rt.block_on(serve(Core::new(cfg, store, fw)?, opts, Some(reader)))
 }
 
 /// Every set as read back, indexed like the layout.
@@ -701,17 +749,123 @@ type Reader = std::sync::Arc<
     dyn Fn() -> Result<Vec<Vec<crate::enforce::KernelElement>>, EnforceError> + Send + Sync,
 >;
 
-async fn serve<F: Firewall>(mut core: Core<F>, reader: Option<Reader>) -> Result<(), DaemonError> {
+
+/// `crowdwall reload` and SIGHUP: reads the config file again, refuses it (changing nothing)
+/// when it is broken or changes what needs a restart, else restarts the sources whose
+/// section changed and swaps the core's parts. If a changed source cannot start (an address
+/// in use), the old sources are started again and the reload is refused.
+async fn reload<F: Firewall>(
+    core: &mut Core<F>,
+    journal: &mut Sources,
+    live: &mut crate::source::live::LiveSources,
+    opts: &RunOptions,
+) -> Response {
+    use crate::source::live::{LiveConfig, LiveSources};
+    let path = opts
+        .config_path
+        .clone()
+        .unwrap_or_else(|| crate::config::DEFAULT_PATH.into());
+    let stays = "the running configuration stays";
+    let mut new = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => return Response::Error(format!("{e}; {stays}")),
+    };
+    opts.apply(&mut new);
+    let old = &core.cfg;
+    let mut restart = Vec::new();
+    if new.daemon.state_dir != old.daemon.state_dir {
+        restart.push("daemon.state_dir");
+    }
+    if new.daemon.socket != old.daemon.socket {
+        restart.push("daemon.socket");
+    }
+    if new.firewall.spec() != old.firewall.spec() {
+        restart.push("firewall");
+    }
+    if !restart.is_empty() {
+        return Response::Error(format!(
+            "{}: {} changed, which needs a restart (systemctl restart crowdwall); {stays}",
+            path.display(),
+            restart.join(", ")
+        ));
+    }
+    if let Err(e) = Detector::new(&new) {
+        return Response::Error(format!("{e}; {stays}"));
+    }
+    let state_dir = new.daemon.state_dir.clone();
+    let mut changed = Vec::new();
+    let (oj, nj) = (&old.journal, &new.journal);
+    let journal_changed =
+        oj.enabled != nj.enabled || oj.matches != nj.matches || oj.directory != nj.directory;
+    let old_journal = oj.clone();
+    if journal_changed {
+        // Stopped before the new one starts: it resumes from the cursor of the last batch
+        // processed, so nothing is skipped or read twice.
+        journal.stop();
+        match Sources::start(nj, &state_dir) {
+            Ok(j) => *journal = j,
+            Err(e) => {
+                if let Ok(j) = Sources::start(&old_journal, &state_dir) {
+                    *journal = j;
+                }
+                return Response::Error(format!("{}: journal: {e}; {stays}", path.display()));
+            }
+        }
+        changed.push("journal");
+    }
+    let new_live = LiveConfig::of(&new);
+    if new_live != live.config {
+        let old_live = live.config.clone();
+        live.stop().await;
+        match LiveSources::start(new_live, &state_dir) {
+            Ok(l) => *live = l,
+            Err(e) => {
+                match LiveSources::start(old_live, &state_dir) {
+                    Ok(l) => *live = l,
+                    Err(e2) => log::error!("restarting the previous sources: {e2}"),
+                }
+                if journal_changed {
+                    journal.stop();
+                    if let Ok(j) = Sources::start(&old_journal, &state_dir) {
+                        *journal = j;
+                    }
+                }
+                return Response::Error(format!("{}: {e}; {stays}", path.display()));
+            }
+        }
+        changed.push("sources");
+    }
+    match core.reload(new) {
+        Ok(c) => changed.extend(c),
+        Err(e) => return Response::Error(format!("{e}; {stays}")),
+    }
+    log::info!(
+        "configuration {} reloaded; changed: {}",
+        path.display(),
+        if changed.is_empty() {
+            "nothing".to_string()
+        } else {
+            changed.join(", ")
+        }
+    );
+    Response::Ok(json!({ "config": path, "changed": changed }))
+}
+
+async fn serve<F: Firewall>(
+    mut core: Core<F>,
+    opts: RunOptions,
+    reader: Option<Reader>,
+) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let io = |what: String| move |source| DaemonError::Io { what, source };
 
     let cfg = core.cfg.clone();
-    let own_enabled = cfg.allowlist.own_addresses;
+
     let socket_path = cfg.daemon.socket.clone();
     let state_dir = cfg.daemon.state_dir.clone();
     let table = cfg.firewall.table.clone();
     let journal_cfg = cfg.journal.clone();
-    if own_enabled {
+    if cfg.allowlist.own_addresses {
         core.set_own_addresses(own_addresses());
     }
     core.store
@@ -743,9 +897,16 @@ async fn serve<F: Firewall>(mut core: Core<F>, reader: Option<Reader>) -> Result
 
     // Journal source.
     let mut sources = Sources::start(&journal_cfg, &state_dir)?;
+    // Files, syslog, NFLOG.
+    let mut live = crate::source::live::LiveSources::start(
+        crate::source::live::LiveConfig::of(&cfg),
+        &state_dir,
+    )
+    .map_err(DaemonError::Source)?;
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler".into()))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler".into()))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(io("SIGHUP handler".into()))?;
     let mut heal_tick = tokio::time::interval(HEAL_EVERY);
     let mut readback_tick = tokio::time::interval(cfg.firewall.readback.0);
     readback_tick.tick().await; // the first tick is immediate; the start just loaded everything
@@ -779,7 +940,10 @@ async fn serve<F: Firewall>(mut core: Core<F>, reader: Option<Reader>) -> Result
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&format!(
                 "{n} ban(s) enforced; watching {}",
-                sources.describe()
+                std::iter::once(sources.describe())
+                    .chain(live.describe())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         ],
     );
@@ -825,9 +989,36 @@ async fn serve<F: Firewall>(mut core: Core<F>, reader: Option<Reader>) -> Result
                     }
                 }
             }
+            Some(batch) = live.recv() => {
+                if let Err(e) = core.handle_entries(&batch.entries) {
+                    log::error!("processing {} entries: {e}", batch.source);
+                }
+                // As with the journal cursor: positions move only after the batch's effect
+                // is durable.
+                if let Some(commit) = batch.commit {
+                    if let Err(e) = commit() {
+                        log::error!("saving the {} position: {e}", batch.source);
+                    }
+                }
+            }
             Some((req, reply)) = ctl_rx.recv() => {
-                let extra = StatusExtra { sources: sources.status() };
-                let _ = reply.send(core.handle_request(req, &extra));
+                let resp = if req == Request::Reload {
+                    reload(&mut core, &mut sources, &mut live, &opts).await
+                } else {
+                    let mut all = sources.status();
+                    if let Some(a) = all.as_array_mut() {
+                        a.extend(live.status());
+                    }
+                    let extra = StatusExtra { sources: all };
+                    core.handle_request(req, &extra)
+                };
+                let _ = reply.send(resp);
+            }
+            _ = sighup.recv() => {
+                match reload(&mut core, &mut sources, &mut live, &opts).await {
+                    Response::Ok(_) => {}
+                    Response::Error(e) => log::error!("SIGHUP: reload refused: {e}"),
+                }
             }
             ready = async {
                 match &events {
@@ -876,7 +1067,7 @@ async fn serve<F: Firewall>(mut core: Core<F>, reader: Option<Reader>) -> Result
                 }
             }
             _ = house_tick.tick() => {
-                if own_enabled {
+                if core.cfg.allowlist.own_addresses {
                     core.set_own_addresses(own_addresses());
                 }
                 if let Err(e) = core.housekeeping() {
@@ -900,6 +1091,7 @@ async fn serve<F: Firewall>(mut core: Core<F>, reader: Option<Reader>) -> Result
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     sources.stop();
+    live.stop().await;
     let _ = std::fs::remove_file(&socket_path);
     log::info!("stopped; table inet {table} stays in place and its bans expire by themselves");
     Ok(())

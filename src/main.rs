@@ -55,6 +55,9 @@ enum Cmd {
     /// List, add or delete decisions (bans).
     #[command(subcommand)]
     Decisions(DecisionsCmd),
+    /// Make the running daemon read its configuration file again (as SIGHUP does). A broken
+    /// file is refused with file:line and the running configuration stays.
+    Reload,
     /// The daemon's state: sources, parsers, buckets, decisions, kernel sets.
     Status {
         #[arg(long)]
@@ -199,6 +202,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     journal_dir,
                     state_dir,
                     socket: cli.socket,
+                    config_path: Some(cli.config),
                 },
             )?;
         }
@@ -253,6 +257,23 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     );
                 }
             }
+        }
+        Cmd::Reload => {
+            let socket = socket_of(&cli.socket, &cli.config)?;
+            let v = call(&socket, Request::Reload)?;
+            let changed: Vec<&str> = v["changed"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "reloaded {}; changed: {}",
+                v["config"].as_str().unwrap_or("?"),
+                if changed.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    changed.join(", ")
+                }
+            );
         }
         Cmd::Status { json } => {
             let socket = socket_of(&cli.socket, &cli.config)?;
@@ -319,6 +340,24 @@ fn print_status(v: &serde_json::Value) {
         v["uptime_s"]
     );
     for s in v["sources"].as_array().cloned().unwrap_or_default() {
+        if s["name"] != "journal" {
+            // files, syslog, nflog: their counters as they are
+            let fields: Vec<String> = s
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| *k != "name")
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "source {}: {}",
+                s["name"].as_str().unwrap_or("?"),
+                fields.join(", ")
+            );
+            continue;
+        }
         println!(
             "source {}: {} entries read, {} skipped, lag {}s{}",
             s["name"].as_str().unwrap_or("?"),
