@@ -9,39 +9,23 @@
 //! with ACK set are left out (stray replies of closed connections, not probes). Log only
 //! what you drop: every logged packet is a `port_probe`.
 
-use regex::{CaptureLocations, Regex};
-
 use super::{parse_ip, precheck, Event, EventKind, Parsed, ServiceParser, MAX_MESSAGE_LEN};
 use crate::source::LogEntry;
 
 pub const SERVICE: &str = "firewall";
 
-pub struct KernelParser {
-    re: Regex,
-    locs: CaptureLocations,
-}
-
-impl Default for KernelParser {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// Reads the `KEY=value` fields from `IN=` on (the admin's prefix before it is skipped), one
+/// pass over space-separated tokens: no regex, so a line costs its length.
+#[derive(Default)]
+pub struct KernelParser;
 
 impl KernelParser {
     pub fn new() -> KernelParser {
-        let re = Regex::new(
-            r"^(?:\[ *[0-9]+\.[0-9]+\] )?.*?IN=(\S+) OUT=\S* (?:.* )?SRC=([0-9A-Fa-f:.]+) DST=[0-9A-Fa-f:.]+ (?:.* )?PROTO=(TCP|UDP|UDPLITE|SCTP|DCCP) SPT=[0-9]+ DPT=([0-9]+)((?: .*)?)$",
-        );
-        let re = match re {
-            Ok(r) => r,
-            Err(e) => panic!("kernel pattern: {e}"),
-        };
-        KernelParser {
-            locs: re.capture_locations(),
-            re,
-        }
+        KernelParser
     }
 }
+
+const PROTOS: &[&str] = &["TCP", "UDP", "UDPLITE", "SCTP", "DCCP"];
 
 impl ServiceParser for KernelParser {
     fn parse(&mut self, entry: &LogEntry, out: &mut Vec<Event>) -> Parsed {
@@ -53,18 +37,42 @@ impl ServiceParser for KernelParser {
         if let Some(why) = precheck(m, MAX_MESSAGE_LEN) {
             return Parsed::Rejected(why);
         }
-        if self.re.captures_read(&mut self.locs, m).is_none() {
+        let Some(i) = m
+            .find("IN=")
+            .filter(|&i| i == 0 || m.as_bytes()[i - 1] == b' ')
+        else {
+            return Parsed::Unmatched;
+        };
+        let (mut iface, mut src, mut proto, mut dpt, mut spt, mut ack, mut seen_out) =
+            (None, None, None, None, None, false, false);
+        for tok in m[i..].split(' ') {
+            match tok.split_once('=') {
+                Some(("IN", v)) if iface.is_none() => iface = Some(v),
+                Some(("OUT", _)) => seen_out = true,
+                Some(("SRC", v)) if src.is_none() => src = Some(v),
+                Some(("PROTO", v)) if proto.is_none() => proto = Some(v),
+                Some(("SPT", v)) if spt.is_none() => spt = Some(v),
+                Some(("DPT", v)) if dpt.is_none() => dpt = Some(v),
+                None if tok == "ACK" => ack = true,
+                _ => {}
+            }
+        }
+        let (Some(iface), Some(src), Some(proto), Some(_), Some(dpt)) =
+            (iface, src, proto, spt, dpt)
+        else {
+            return Parsed::Unmatched;
+        };
+        if !seen_out || !PROTOS.contains(&proto) {
             return Parsed::Unmatched;
         }
-        let g = |i: usize| self.locs.get(i).map(|(a, b)| &m[a..b]);
-        let tail = g(5).unwrap_or("");
-        if g(3) == Some("TCP") && tail.split(' ').any(|f| f == "ACK") {
+        if iface.is_empty() {
+            // Outgoing packets (OUTPUT chain) are not probes of this host.
+            return Parsed::Matched("netfilter_log_outgoing");
+        }
+        if proto == "TCP" && ack {
             return Parsed::Matched("tcp_ack");
         }
-        let (Some(ip), Some(port)) = (
-            g(2).and_then(parse_ip),
-            g(4).and_then(|p| p.parse::<u16>().ok()),
-        ) else {
+        let (Some(ip), Ok(port)) = (parse_ip(src), dpt.parse::<u16>()) else {
             return Parsed::Matched("netfilter_log");
         };
         let mut ev = Event::new(entry.time, SERVICE, EventKind::PortProbe, ip);

@@ -331,7 +331,7 @@ impl Parsers {
                 slot("vsftpd", Box::<vsftpd::VsftpdParser>::default()),
                 slot("proftpd", Box::<proftpd::ProftpdParser>::default()),
                 slot("pure-ftpd", Box::<pureftpd::PureFtpdParser>::default()),
-                slot("kernel", Box::<kernel::KernelParser>::default()),
+                slot("kernel", Box::new(kernel::KernelParser)),
             ],
             user: std::collections::HashMap::new(),
         }

@@ -4,14 +4,13 @@
 //!
 //! The client address is the FIRST field of the line (optionally after Apache's
 //! `vhost:port` of `vhost_combined`): the server writes it before any client-controlled text,
-//! so a path, user name, referrer or user agent cannot move it. The rest is matched by one
-//! anchored regex; quoted fields allow backslash escapes (Apache writes `\"`, nginx `\x22`).
+//! so a path, user name, referrer or user agent cannot move it. The rest is read by a small
+//! scanner (one pass, no backtracking); quoted fields allow backslash escapes (Apache writes
+//! `\"`, nginx `\x22`).
 //!
 //! One request can yield several events (a 404 on `/.git/config` is both a probe and a
 //! sensitive file); every probing scenario counts distinct paths, so the same path seen in
 //! both the access and the error log is counted once.
-
-use regex::{CaptureLocations, Regex};
 
 use super::{parse_ip, Event, EventKind, Parsed};
 use crate::time::Micros;
@@ -22,31 +21,67 @@ pub const SERVICE: &str = "http";
 /// real request always fits; longer lines are rejected and counted.
 pub const MAX_WEB_LINE: usize = 16 * 1024;
 
-pub struct AccessLog {
-    re: Regex,
-    locs: CaptureLocations,
+/// The access-log reader. A hand-written scanner (no regex): one pass over the line.
+///
+/// The timestamp is the first `[dd/Mon/yyyy:hh:mm:ss( +zzzz)?] "` after the address: the
+/// user name before it cannot fake one, because both servers escape `"` in logged values
+/// (nginx as `\x22`, Apache as `\"`). Quoted fields end at the first unescaped `"`.
+#[derive(Default)]
+pub struct AccessLog;
+
+/// `dd/Mon/yyyy:hh:mm:ss` optionally followed by ` +zzzz`: its length, if `s` starts with one.
+fn timestamp_len(s: &[u8]) -> Option<usize> {
+    let d = |i: usize| s.get(i).is_some_and(u8::is_ascii_digit);
+    let a = |i: usize| s.get(i).is_some_and(u8::is_ascii_alphabetic);
+    let at = |i: usize, c: u8| s.get(i) == Some(&c);
+    let ok = d(0)
+        && d(1)
+        && at(2, b'/')
+        && a(3)
+        && a(4)
+        && a(5)
+        && at(6, b'/')
+        && (7..11).all(d)
+        && at(11, b':')
+        && d(12)
+        && d(13)
+        && at(14, b':')
+        && d(15)
+        && d(16)
+        && at(17, b':')
+        && d(18)
+        && d(19);
+    if !ok {
+        return None;
+    }
+    if at(20, b' ') && (at(21, b'+') || at(21, b'-')) && (22..26).all(d) {
+        Some(26)
+    } else {
+        Some(20)
+    }
 }
 
-const Q: &str = r#""((?:[^"\\]|\\.)*)""#;
-
-impl Default for AccessLog {
-    fn default() -> Self {
-        Self::new()
+/// A quoted field at the start of `s` (`"..."`, backslash escapes): (content, rest after the
+/// closing quote).
+fn quoted(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    if b.first() != Some(&b'"') {
+        return None;
     }
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some((&s[1..i], &s[i + 1..])),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 impl AccessLog {
     pub fn new() -> AccessLog {
-        // ip ident user [time] "request" status bytes ["referer" "agent" [extra...]]
-        let pat = format!(
-            r#"^(?:[^\s:]+:[0-9]+ )?(\S+) \S+ (.*?) \[([0-9]{{2}}/[A-Za-z]{{3}}/[0-9]{{4}}:[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(?: [+-][0-9]{{4}})?)\] {Q} ([0-9]{{3}}) (?:[0-9]+|-)(?: {Q}(?: {Q})?)?(?: .*)?$"#
-        );
-        let re = match Regex::new(&pat) {
-            Ok(r) => r,
-            Err(e) => panic!("access log pattern: {e}"),
-        };
-        let locs = re.capture_locations();
-        AccessLog { re, locs }
+        AccessLog
     }
 
     /// True when the line has the shape of an access log line (cheap check for dispatch).
@@ -60,21 +95,90 @@ impl AccessLog {
 
     /// Parses one access log line; events go to `out`.
     pub fn parse(&mut self, line: &str, t: Micros, out: &mut Vec<Event>) -> Parsed {
-        if self.re.captures_read(&mut self.locs, line).is_none() {
-            return Parsed::Unmatched;
+        match split_access(line) {
+            None => Parsed::Unmatched,
+            Some(f) => {
+                let Some(ip) = parse_ip(f.ip) else {
+                    return Parsed::Matched("access_no_address");
+                };
+                let user = Some(f.user).filter(|u| *u != "-" && !u.is_empty());
+                classify_request(ip, t, f.request, f.status, user, f.referer, f.agent, out);
+                Parsed::Matched("access")
+            }
         }
-        let g = |i: usize| self.locs.get(i).map(|(a, b)| &line[a..b]);
-        let Some(ip) = g(1).and_then(parse_ip) else {
-            return Parsed::Matched("access_no_address");
-        };
-        let user = g(2).filter(|u| *u != "-" && !u.is_empty());
-        let request = g(4).unwrap_or("");
-        let status: u16 = g(5).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let referer = g(6).unwrap_or("");
-        let agent = g(7).unwrap_or("");
-        classify_request(ip, t, request, status, user, referer, agent, out);
-        Parsed::Matched("access")
     }
+}
+
+/// The fields of one access log line.
+pub struct AccessFields<'a> {
+    pub ip: &'a str,
+    pub user: &'a str,
+    pub request: &'a str,
+    pub status: u16,
+    pub referer: &'a str,
+    pub agent: &'a str,
+}
+
+/// `[vhost:port ]ip ident user [time] "request" status bytes[ "referer" "agent"[ ...]]`.
+pub fn split_access(line: &str) -> Option<AccessFields<'_>> {
+    let (mut first, mut rest) = line.split_once(' ')?;
+    // Apache's vhost_combined starts with `vhost:port`.
+    if parse_ip(first).is_none() {
+        if let Some((_, port)) = first.rsplit_once(':') {
+            if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+                (first, rest) = rest.split_once(' ')?;
+            }
+        }
+    }
+    if first.is_empty() {
+        return None;
+    }
+    let (_ident, rest) = rest.split_once(' ')?;
+    // user, then ` [time] "`; the user may be empty.
+    let mut from = 0;
+    let (user, after_ts) = loop {
+        let j = if from == 0 && rest.starts_with('[') {
+            0
+        } else {
+            from + rest.get(from..)?.find(" [")? + 1
+        };
+        let b = rest.as_bytes();
+        if let Some(n) = b.get(j + 1..).and_then(timestamp_len) {
+            let end = j + 1 + n;
+            if rest.get(end..)?.starts_with("] \"") {
+                let user = if j == 0 { "" } else { &rest[..j - 1] };
+                break (user, &rest[end + 2..]);
+            }
+        }
+        from = j + 1;
+    };
+    let (request, rest) = quoted(after_ts)?;
+    let rest = rest.strip_prefix(' ')?;
+    let (status, rest) = rest.split_at_checked(3)?;
+    if !status.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let status: u16 = status.parse().ok()?;
+    let rest = rest.strip_prefix(' ')?;
+    let (bytes, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    if !(bytes == "-" || (!bytes.is_empty() && bytes.bytes().all(|b| b.is_ascii_digit()))) {
+        return None;
+    }
+    let (referer, agent) = match quoted(rest) {
+        Some((r, tail)) => match tail.strip_prefix(' ').and_then(quoted) {
+            Some((a, _)) => (r, a),
+            None => (r, ""),
+        },
+        None => ("", ""),
+    };
+    Some(AccessFields {
+        ip: first,
+        user,
+        request,
+        status,
+        referer,
+        agent,
+    })
 }
 
 /// Statuses that count as probing when the path is not a static asset (444: nginx's "close
