@@ -175,3 +175,36 @@ impl ServiceParser for DovecotParser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(p: &mut DovecotParser, t: i64, msg: &str) -> u32 {
+        let e = LogEntry {
+            time: t * SECOND,
+            identifier: "dovecot".into(),
+            pid: None,
+            message: msg.into(),
+        };
+        let mut out = vec![];
+        p.parse(&e, &mut out);
+        out.iter().map(|e| e.count).sum()
+    }
+
+    #[test]
+    fn per_attempt_lines_and_summary_count_once() {
+        let mut p = DovecotParser::new();
+        let worker = "auth-worker(7): pam(bob,192.0.2.9): pam_authenticate() failed: Authentication failure (password mismatch?)";
+        let summary = "imap-login: Disconnected (auth failed, 3 attempts in 9 secs): user=<bob>, method=PLAIN, rip=192.0.2.9, lip=10.0.0.1, TLS";
+        let n = feed(&mut p, 0, worker) + feed(&mut p, 1, worker) + feed(&mut p, 2, worker);
+        assert_eq!(n, 3);
+        assert_eq!(feed(&mut p, 3, summary), 0, "already counted");
+        // Only the summary (auth_verbose off): all of it.
+        assert_eq!(feed(&mut p, 4, summary), 3);
+        // Worker lines expire with the horizon.
+        feed(&mut p, 10, worker);
+        p.expire(10 * SECOND + HORIZON + SECOND);
+        assert_eq!(feed(&mut p, 700, summary), 3);
+    }
+}

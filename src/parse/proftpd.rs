@@ -139,3 +139,30 @@ impl ServiceParser for ProftpdParser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_counts_attempts_up_to_its_maximum() {
+        let mut p = ProftpdParser::new();
+        let mut total = 0;
+        for m in [
+            "srv (h[192.0.2.9]) - USER bob (Login failed): Incorrect password.",
+            "srv (h[192.0.2.9]) - USER bob (Login failed): Incorrect password.",
+            "srv (h[192.0.2.9]) - Maximum login attempts (3) exceeded",
+        ] {
+            let e = LogEntry {
+                time: 0,
+                identifier: "proftpd".into(),
+                pid: Some(42),
+                message: m.into(),
+            };
+            let mut out = vec![];
+            assert!(matches!(p.parse(&e, &mut out), Parsed::Matched(_)), "{m}");
+            total += out.iter().map(|e| e.count).sum::<u32>();
+        }
+        assert_eq!(total, 3);
+    }
+}
