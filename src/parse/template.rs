@@ -112,7 +112,7 @@ fn expand(src: &str, lazy: bool) -> Result<(String, bool), TemplateError> {
             PLACEHOLDERS.iter().find(|p| p.0 == name).map(|p| (j, p))
         });
         // `\<` is a regex escape (start of word); leave it and `(?P<name>` alone.
-        let escaped = out.ends_with('\\') || out.ends_with("?P") || out.ends_with('?');
+        let escaped = out.ends_with('\\') || out.ends_with("(?P") || out.ends_with("(?");
         match hit {
             Some((j, &(name, greedy, lazy_body, free))) if !escaped => {
                 if name != "any" && name != "word" && name != "host" {
@@ -311,6 +311,12 @@ mod tests {
         assert!(
             matches!(t.run("user=<bob> a ::ffff:192.0.2.1"), Outcome::Match(f) if f.ip == ip("192.0.2.1"))
         );
+    }
+
+    #[test]
+    fn placeholder_after_an_optional_atom() {
+        let mut t = Template::new(r"x?<ip>").unwrap();
+        assert!(matches!(t.run("192.0.2.1"), Outcome::Match(f) if f.ip == ip("192.0.2.1")));
     }
 
     #[test]
