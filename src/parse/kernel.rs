@@ -37,9 +37,11 @@ impl ServiceParser for KernelParser {
         if let Some(why) = precheck(m, MAX_MESSAGE_LEN) {
             return Parsed::Rejected(why);
         }
+        // The first `IN=` field: at the start or after a space (a prefix may end in `IN=`).
         let Some(i) = m
-            .find("IN=")
-            .filter(|&i| i == 0 || m.as_bytes()[i - 1] == b' ')
+            .match_indices("IN=")
+            .map(|(i, _)| i)
+            .find(|&i| i == 0 || m.as_bytes()[i - 1] == b' ')
         else {
             return Parsed::Unmatched;
         };
@@ -79,5 +81,44 @@ impl ServiceParser for KernelParser {
         ev.port = Some(port);
         out.push(ev);
         Parsed::Matched("netfilter_log")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(m: &str) -> Option<(std::net::IpAddr, u16)> {
+        let e = LogEntry {
+            time: 0,
+            identifier: "kernel".into(),
+            pid: None,
+            message: m.into(),
+        };
+        let mut out = vec![];
+        KernelParser::new().parse(&e, &mut out);
+        out.first().map(|e| (e.ip, e.port.unwrap_or(0)))
+    }
+
+    #[test]
+    fn kernel_log_and_nflog_lines() {
+        let ip: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+        // as the NFLOG source writes them
+        assert_eq!(
+            probe("portscan: IN=eth7 OUT= SRC=203.0.113.9 DST=192.0.2.1 LEN=60 TTL=64 PROTO=TCP SPT=40000 DPT=8080 WINDOW=64240 RES=0x00 SYN URGP=0"),
+            Some((ip, 8080))
+        );
+        assert_eq!(
+            probe("a?SRC=1.1.1.1 IN=eth0 OUT= SRC=203.0.113.9 DST=192.0.2.1 LEN=28 PROTO=UDP SPT=1 DPT=53 LEN=8"),
+            Some((ip, 53))
+        );
+        assert_eq!(
+            probe("DROP-IN= IN=eth0 OUT= MAC=00 SRC=203.0.113.9 DST=192.0.2.1 LEN=40 PROTO=TCP SPT=1 DPT=22 WINDOW=1 RES=0x00 SYN URGP=0"),
+            Some((ip, 22))
+        );
+        // outgoing, ACK, ICMP: no probe
+        assert_eq!(probe("x IN= OUT=eth0 SRC=203.0.113.9 DST=192.0.2.1 LEN=40 PROTO=TCP SPT=1 DPT=22 SYN URGP=0"), None);
+        assert_eq!(probe("x IN=eth0 OUT= SRC=203.0.113.9 DST=192.0.2.1 LEN=40 PROTO=TCP SPT=1 DPT=22 ACK URGP=0"), None);
+        assert_eq!(probe("x IN=eth0 OUT= SRC=203.0.113.9 DST=192.0.2.1 LEN=84 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1"), None);
     }
 }
