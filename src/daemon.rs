@@ -610,7 +610,7 @@ impl<F: Firewall> Core<F> {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": (now - self.started) / SECOND,
             "sources": extra.sources,
-            "parsers": { "sshd": self.detector.parsers.sshd_stats },
+            "parsers": self.detector.parsers.stats(),
             "buckets": self.detector.engine.stats(),
             "overflows": overflows,
             "decisions": by_origin,
