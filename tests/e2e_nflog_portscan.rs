@@ -53,7 +53,7 @@ fn nflog_port_scan_gets_the_scanner_dropped() {
     let ok = wait_until(Duration::from_secs(20), || {
         d.decisions().iter().any(|x| x["value"] == ATK)
             && String::from_utf8_lossy(
-                &srv.exec(&["nft", "list", "set", "inet", "crowdwall", "v4"])
+                &srv.exec(&["nft", "list", "table", "inet", "crowdwall"])
                     .stdout,
             )
             .contains(ATK)

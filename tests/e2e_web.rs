@@ -16,7 +16,7 @@ const SRV_BY: &str = "203.0.113.1";
 const BY: &str = "203.0.113.2";
 
 fn kernel_v4(ns: &Netns) -> String {
-    let o = ns.exec(&["nft", "list", "set", "inet", "crowdwall", "v4"]);
+    let o = ns.exec(&["nft", "list", "table", "inet", "crowdwall"]);
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{must, prerequisites, tag, veth, wait_until, Daemon, Netns};
 
 fn kernel_v4(ns: &Netns) -> String {
-    let o = ns.exec(&["nft", "list", "set", "inet", "crowdwall", "v4"]);
+    let o = ns.exec(&["nft", "list", "table", "inet", "crowdwall"]);
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
