@@ -267,6 +267,9 @@ pub struct Config {
     pub allowlist: AllowlistSection,
     pub detect: DetectSection,
     pub scenarios: BTreeMap<String, ScenarioOverride>,
+    pub api: crate::api::ApiSection,
+    pub crowdsec: crate::ingest::crowdsec::CrowdsecSection,
+    pub feeds: crate::ingest::feeds::FeedsSection,
     /// Where this config came from, for messages.
     #[serde(skip)]
     pub origin: PathBuf,
@@ -412,6 +415,9 @@ impl Config {
             return Err(self.invalid("daemon", "socket and state_dir must not be empty"));
         }
         self.scenario_specs()?;
+        for r in [self.api.check(), self.crowdsec.check(), self.feeds.check()] {
+            r.map_err(|(key, message)| self.invalid(key, message))?;
+        }
         Ok(())
     }
 

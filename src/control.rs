@@ -25,6 +25,15 @@ pub enum Request {
         value: String,
     },
     Status,
+    /// `crowdwall bouncers`: the key is made by the CLI; only its SHA-256 crosses the socket.
+    BouncerAdd {
+        name: String,
+        key_sha256: String,
+    },
+    BouncerList,
+    BouncerDelete {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -136,6 +136,15 @@ impl<F: Firewall> Core<F> {
         &mut self.fw
     }
 
+    /// For the edges that answer from the store inside the loop (bouncer API).
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    pub fn allowlist(&self) -> &Allowlist {
+        &self.allow
+    }
+
     pub fn set_own_addresses(&mut self, own: Vec<IpAddr>) {
         self.allow.set_own(own);
     }
@@ -418,6 +427,11 @@ impl<F: Firewall> Core<F> {
                 Ok(json!({ "deleted": n, "value": decide::value_text(&net) }))
             }
             Request::Status => Ok(self.status(extra, now)),
+            r @ (Request::BouncerAdd { .. }
+            | Request::BouncerList
+            | Request::BouncerDelete { .. }) => {
+                crate::api::bouncer_request(&mut self.store, r, now)
+            }
         }
     }
 
@@ -597,6 +611,16 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<ControlMsg>(64);
     tokio::spawn(accept_loop(listener, ctl_tx));
 
+    // Bouncer API and pulled decisions (CrowdSec, feeds): edges that talk to the Core by
+    // message, answered in the loop below.
+    let (api_tx, mut api_rx) = tokio::sync::mpsc::channel::<crate::api::ApiMsg>(64);
+    crate::api::start(&cfg.api, api_tx.clone())
+        .await
+        .map_err(|e| io("starting".into())(std::io::Error::other(e.to_string())))?;
+    let (ingest_tx, mut ingest_rx) = tokio::sync::mpsc::channel::<crate::ingest::IngestMsg>(16);
+    crate::ingest::start(&cfg, ingest_tx.clone())
+        .map_err(|e| io("starting".into())(std::io::Error::other(e.to_string())))?;
+
     // Journal source.
     let mut sources = Sources::start(&journal_cfg, &state_dir)?;
 
@@ -656,6 +680,8 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
                 let extra = StatusExtra { sources: sources.status() };
                 let _ = reply.send(core.handle_request(req, &extra));
             }
+            Some(msg) = api_rx.recv() => crate::api::handle(&mut core, msg),
+            Some(msg) = ingest_rx.recv() => crate::ingest::handle(&mut core, msg),
             _ = heal_tick.tick() => {
                 if let Err(e) = core.heal() {
                     log::error!("firewall check: {e}");
