@@ -274,7 +274,9 @@ impl Feed {
 
     async fn fetch(&self) -> Result<Fetched, String> {
         let max = self.limits.max_bytes;
-        let too_large = |n: u64| format!("{n} bytes or more is over feeds.max_bytes ({max})");
+        let too_large = |n: u64| {
+            format!("new version refused: {n} bytes or more is over feeds.max_bytes ({max})")
+        };
         // A local file is read in place: small, and the loop's thread is not held long.
         if let Some(p) = &self.path {
             let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
