@@ -401,7 +401,11 @@ impl Feed {
         entries: Vec<IpNet>,
         now: Micros,
     ) -> Result<crate::daemon::ExternalReport, IngestError> {
-        let until = now + self.keep;
+        // The end is rounded up to a quarter of `keep`: versions applied within one quarter
+        // share it, so entries that stay in the list keep their kernel element untouched
+        // instead of being re-timed by every update.
+        let quarter = (self.keep / 4).max(1);
+        let until = ((now + self.keep) / quarter + 1) * quarter;
         let name = self.name.clone();
         let sent = entries.clone();
         let r = ask(tx, |reply| IngestMsg::Feed {
