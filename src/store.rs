@@ -315,7 +315,9 @@ const MIGRATION_2: &str = "BEGIN;
 
 /// Change-log rows of decisions that ended longer ago than this are dropped even if some
 /// bouncer has not pulled since: its own elements carry timeouts and lapse by themselves.
-const LOG_KEEP_EXPIRED: Micros = 86_400 * crate::time::SECOND;
+/// A bouncer silent for longer is no longer waited for either (the log would grow without
+/// bound with a feed's updates): its next pull gets the whole state.
+pub const LOG_HORIZON: Micros = 86_400 * crate::time::SECOND;
 
 /// A decision as the change log remembers it (no reason: bouncers do not get one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -415,13 +417,14 @@ impl Store {
         Ok(())
     }
 
-    /// The newest change-log position (0 when empty).
+    /// The newest change-log position ever written (0 before the first). Read from
+    /// AUTOINCREMENT's counter, not MAX(seq): pruning may have emptied the table.
     pub fn log_seq(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM decision_log", [], |r| {
-                r.get(0)
-            })?)
+        Ok(self.conn.query_row(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'decision_log'), 0)",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// What changed for a bouncer that had seen the log up to `seq` and pulled at `pulled`:
@@ -485,12 +488,15 @@ impl Store {
     }
 
     /// Drops change-log rows nobody needs: incarnations every bouncer has seen end, and rows
-    /// of decisions that ended more than [`LOG_KEEP_EXPIRED`] ago.
+    /// of decisions that ended more than [`LOG_HORIZON`] ago.
     fn prune_log(&mut self, now: Micros) -> Result<(), StoreError> {
+        // Bouncers that never pulled will start with a startup pull; silent ones past the
+        // horizon get the whole state again: neither holds the log back.
         let seen: i64 = self.conn.query_row(
-            "SELECT COALESCE((SELECT MIN(COALESCE(last_seq, 0)) FROM bouncers),
+            "SELECT COALESCE((SELECT MIN(last_seq) FROM bouncers
+                              WHERE last_seq IS NOT NULL AND last_pull >= ?1),
                              (SELECT COALESCE(MAX(seq), 0) FROM decision_log))",
-            [],
+            [now - LOG_HORIZON],
             |r| r.get(0),
         )?;
         let tx = self.conn.transaction()?;
@@ -506,7 +512,7 @@ impl Store {
         )?;
         tx.execute(
             "DELETE FROM decision_log WHERE until < ?1",
-            [now - LOG_KEEP_EXPIRED],
+            [now - LOG_HORIZON],
         )?;
         tx.commit()?;
         Ok(())
@@ -609,6 +615,7 @@ mod tests {
             "b"
         );
         // the log is pruned once every bouncer has seen a deletion
+        s.bouncer_seen("b", 40, "t", Some(1)).unwrap();
         s.delete_value(&"192.0.2.1/32".parse().unwrap(), 50)
             .unwrap();
         s.prune(60, 0).unwrap();
@@ -622,6 +629,20 @@ mod tests {
             .unwrap();
         s.prune(60, 0).unwrap();
         assert_eq!(s.log_delta(1, 0, 60).unwrap(), (vec![], vec![]));
+        // a bouncer silent past the horizon does not hold the log back
+        let at = s.log_seq().unwrap();
+        s.insert(&mut d("192.0.2.2/32", Origin::Manual, i64::MAX / 2))
+            .unwrap();
+        s.delete_value(&"192.0.2.2/32".parse().unwrap(), 70)
+            .unwrap();
+        s.prune(70, 0).unwrap();
+        assert_eq!(
+            s.log_delta(at + 1, 0, 70).unwrap().1.len(),
+            1,
+            "b is not past it yet"
+        );
+        s.prune(60 + LOG_HORIZON + 1, 0).unwrap();
+        assert_eq!(s.log_delta(at + 1, 0, 70).unwrap().1.len(), 0);
         drop(s);
         let s = Store::open(&path).unwrap();
         assert_eq!(s.bouncers().unwrap().len(), 1, "reopening keeps schema 2");

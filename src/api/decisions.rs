@@ -350,7 +350,11 @@ fn answer(
             ApiReply::Created
         }
         ApiRequest::Stream { startup, filters } => {
-            let last = b.last_seq.zip(b.last_pull);
+            // Past the log's horizon the delta may be incomplete: send the whole state.
+            let last = b
+                .last_seq
+                .zip(b.last_pull)
+                .filter(|(_, at)| *at >= now - crate::store::LOG_HORIZON);
             let (body, seq) = stream(store, last, startup, &filters, now)?;
             store.bouncer_seen(&b.name, now, user_agent, Some(seq))?;
             if startup || !body.new.is_empty() || !body.deleted.is_empty() {
