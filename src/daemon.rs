@@ -467,6 +467,7 @@ impl<F: Firewall> Core<F> {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": (now - self.started) / SECOND,
             "sources": extra.sources,
+            "ingest": extra.ingest,
             "parsers": { "sshd": self.detector.parsers.sshd_stats },
             "buckets": self.detector.engine.stats(),
             "overflows": overflows,
@@ -491,6 +492,8 @@ impl<F: Firewall> Core<F> {
 #[derive(Debug, Default)]
 pub struct StatusExtra {
     pub sources: serde_json::Value,
+    /// CrowdSec follower and feeds: last result and error of each.
+    pub ingest: serde_json::Value,
 }
 
 pub fn decision_json(d: &Decision, now: Micros) -> serde_json::Value {
@@ -618,7 +621,7 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
         .await
         .map_err(|e| io("starting".into())(std::io::Error::other(e.to_string())))?;
     let (ingest_tx, mut ingest_rx) = tokio::sync::mpsc::channel::<crate::ingest::IngestMsg>(16);
-    crate::ingest::start(&cfg, ingest_tx.clone())
+    let ingest_board = crate::ingest::start(&cfg, ingest_tx.clone())
         .map_err(|e| io("starting".into())(std::io::Error::other(e.to_string())))?;
 
     // Journal source.
@@ -677,7 +680,7 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
                 }
             }
             Some((req, reply)) = ctl_rx.recv() => {
-                let extra = StatusExtra { sources: sources.status() };
+                let extra = StatusExtra { sources: sources.status(), ingest: ingest_board.snapshot() };
                 let _ = reply.send(core.handle_request(req, &extra));
             }
             Some(msg) = api_rx.recv() => crate::api::handle(&mut core, msg),

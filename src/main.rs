@@ -430,6 +430,21 @@ fn print_status(v: &serde_json::Value) {
             "firewall: the kernel refused the last change; retrying with back-off (see the log)"
         );
     }
+    for (what, s) in v["ingest"].as_object().cloned().unwrap_or_default() {
+        let at = |k: &str| s[k].as_str().unwrap_or("never").to_string();
+        match s["error"].as_str() {
+            Some(e) => println!(
+                "{what}: last ok {}; failing since {}: {e}",
+                at("last_ok"),
+                at("last_error_at")
+            ),
+            None => println!(
+                "{what}: ok at {}: {}",
+                at("last_ok"),
+                s["last_result"].as_str().unwrap_or("")
+            ),
+        }
+    }
 }
 
 fn this_year() -> i32 {

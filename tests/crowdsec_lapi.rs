@@ -148,4 +148,6 @@ fn cscli_decisions_reach_and_leave_the_kernel_set() {
         "the other decision went too"
     );
     assert!(d.decisions().iter().all(|x| x["value"] != "192.0.2.77"));
+    let (ok, out) = d.cli(&["status"]);
+    assert!(ok && out.contains("crowdsec: ok at"), "{out}");
 }

@@ -213,6 +213,15 @@ fn feeds_fetch_update_and_refuse() {
         .collect();
     refused(big.as_bytes(), "\"v5\"", "max_bytes", true);
     refused(big.as_bytes(), "\"v6\"", "max_bytes", false);
+    let (ok, out) = d.cli(&["status", "--json"]);
+    assert!(ok, "{out}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let err = st["ingest"]["feed drop"]["error"].as_str().unwrap_or("");
+    assert!(
+        err.contains("max_bytes"),
+        "status does not show the refusal: {out}"
+    );
+    assert!(st["ingest"]["feed mine"]["error"].is_null(), "{out}");
     assert!(!set(&ns).contains("0.0.0.0/0"));
     assert!(!set(&ns).contains("10.99.1.0"));
 }

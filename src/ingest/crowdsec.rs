@@ -343,7 +343,7 @@ impl Follower {
 
     /// Pulls forever. After any failure the next pull is a startup: the Local API may have
     /// moved its position for us while we did not apply the answer.
-    pub async fn run(self, tx: mpsc::Sender<IngestMsg>) {
+    pub async fn run(self, tx: mpsc::Sender<IngestMsg>, board: std::sync::Arc<super::Board>) {
         let mut mirror = Mirror::default();
         let mut startup = true;
         let mut failing = false;
@@ -351,6 +351,14 @@ impl Follower {
             let r = self.cycle(&tx, &mut mirror, startup).await;
             match r {
                 Ok(()) => {
+                    board.set(
+                        "crowdsec",
+                        Ok(format!(
+                            "{} value(s) followed from {}",
+                            mirror.len(),
+                            self.url
+                        )),
+                    );
                     if failing {
                         log::info!("CrowdSec Local API {}: reachable again", self.url);
                     }
@@ -359,6 +367,7 @@ impl Follower {
                 }
                 Err(IngestError::Closed) => return,
                 Err(e) => {
+                    board.set("crowdsec", Err(e.to_string()));
                     // One line per outage, not one per pull.
                     if !failing {
                         log::warn!(

@@ -419,15 +419,23 @@ impl Feed {
         Ok(r)
     }
 
-    pub async fn run(mut self, tx: mpsc::Sender<IngestMsg>) {
+    pub async fn run(mut self, tx: mpsc::Sender<IngestMsg>, board: std::sync::Arc<super::Board>) {
+        let key = format!("feed {}", self.name);
         loop {
             match self.round(&tx).await {
                 Ok(what) if what.starts_with("unchanged") => {
-                    log::debug!("feed {}: {what}", self.name)
+                    log::debug!("feed {}: {what}", self.name);
+                    board.set(&key, Ok(what));
                 }
-                Ok(what) => log::info!("feed {}: {what}", self.name),
+                Ok(what) => {
+                    log::info!("feed {}: {what}", self.name);
+                    board.set(&key, Ok(what));
+                }
                 Err(IngestError::Closed) => return,
-                Err(e) => log::warn!("{e}"),
+                Err(e) => {
+                    log::warn!("{e}");
+                    board.set(&key, Err(e.to_string()));
+                }
             }
             tokio::time::sleep(self.interval).await;
         }

@@ -49,6 +49,41 @@ pub enum IngestMsg {
     Forget { keep: Vec<String> },
 }
 
+/// What each follower and feed last did, for `crowdwall status`: written by the tasks,
+/// read by the loop when status is asked (a lock held for a map insert or a clone).
+#[derive(Debug, Default)]
+pub struct Board(std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>);
+
+impl Board {
+    /// Records an outcome for `what` ("crowdsec", "feed NAME").
+    pub fn set(&self, what: &str, ok: Result<String, String>) {
+        let now = time::format_rfc3339(time::now());
+        if let Ok(mut m) = self.0.lock() {
+            let e = m
+                .entry(what.to_string())
+                .or_insert_with(|| serde_json::json!({}));
+            match ok {
+                Ok(msg) => {
+                    e["last_ok"] = now.into();
+                    e["last_result"] = msg.into();
+                    e["error"] = serde_json::Value::Null;
+                }
+                Err(msg) => {
+                    e["last_error_at"] = now.into();
+                    e["error"] = msg.into();
+                }
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        self.0
+            .lock()
+            .map(|m| serde_json::Value::Object(m.clone().into_iter().collect()))
+            .unwrap_or_default()
+    }
+}
+
 /// Sends a message and waits for the Core's answer.
 pub(crate) async fn ask(
     tx: &mpsc::Sender<IngestMsg>,
@@ -62,7 +97,11 @@ pub(crate) async fn ask(
 }
 
 /// Starts the CrowdSec follower and the feeds that the config enables.
-pub fn start(cfg: &Config, tx: mpsc::Sender<IngestMsg>) -> Result<(), IngestError> {
+pub fn start(
+    cfg: &Config,
+    tx: mpsc::Sender<IngestMsg>,
+) -> Result<std::sync::Arc<Board>, IngestError> {
+    let board = std::sync::Arc::new(Board::default());
     let keep: Vec<String> = cfg
         .feeds
         .lists
@@ -76,15 +115,15 @@ pub fn start(cfg: &Config, tx: mpsc::Sender<IngestMsg>) -> Result<(), IngestErro
     });
     if cfg.crowdsec.enabled {
         let follower = crowdsec::Follower::new(&cfg.crowdsec)?;
-        tokio::spawn(follower.run(tx.clone()));
+        tokio::spawn(follower.run(tx.clone(), board.clone()));
     }
     for (name, list) in &cfg.feeds.lists {
         if list.enabled {
             let feed = feeds::Feed::new(name, list, &cfg.feeds)?;
-            tokio::spawn(feed.run(tx.clone()));
+            tokio::spawn(feed.run(tx.clone(), board.clone()));
         }
     }
-    Ok(())
+    Ok(board)
 }
 
 /// Applies one update inside the Core.
