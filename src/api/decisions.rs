@@ -257,13 +257,13 @@ fn stream(
     now: Micros,
 ) -> Result<(StreamBody, i64), StoreError> {
     let seq = store.log_seq()?;
-    let best = best_by_value(store, filters, now)?;
     let as_api = |d: &crate::decide::Decision| {
         api_decision(d.id, &d.value, d.origin, &d.scenario, d.until, now)
     };
     let (last_seq, last_pull) = match last {
         Some(l) if !startup => l,
         _ => {
+            let best = best_by_value(store, filters, now)?;
             let new = best.values().map(as_api).collect();
             return Ok((
                 StreamBody {
@@ -275,6 +275,25 @@ fn stream(
         }
     };
     let (inserted, ended) = store.log_delta(last_seq, last_pull, now)?;
+    if inserted.is_empty() && ended.is_empty() {
+        // The usual pull: nothing changed, and the decisions in force are not read.
+        return Ok((
+            StreamBody {
+                new: Vec::new(),
+                deleted: Vec::new(),
+            },
+            seq,
+        ));
+    }
+    let best = best_by_value(store, filters, now)?;
+    // What the bouncer holds, at least: a value it was sent lasts until the longest of its
+    // decisions it knew of. A value re-inserted no longer than that (a feed version that
+    // kept it) is not sent again.
+    let mut held: BTreeMap<IpNet, Micros> = BTreeMap::new();
+    for l in &ended {
+        let h = held.entry(l.value).or_insert(l.until);
+        *h = (*h).max(l.until);
+    }
     let mut new = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for l in &inserted {
@@ -282,6 +301,9 @@ fn stream(
             continue;
         }
         if let Some(d) = best.get(&l.value) {
+            if held.get(&l.value).is_some_and(|h| d.until <= *h) {
+                continue;
+            }
             new.push(as_api(d));
         }
     }
@@ -540,9 +562,14 @@ mod tests {
         ];
         s.replace_origin(Origin::Lists, Some("drop"), &mut l)
             .unwrap();
-        let (b, _) = stream(&s, Some((seq, t1 + SECOND)), false, &f, t1 + 2 * SECOND).unwrap();
+        let (b, seq) = stream(&s, Some((seq, t1 + SECOND)), false, &f, t1 + 2 * SECOND).unwrap();
         assert_eq!(values(&b.new), ["198.51.100.0/24", "203.0.113.0/24"]);
         assert!(b.deleted.is_empty(), "{:?}", b.deleted);
+        // the same version again (same end): nothing to send
+        s.replace_origin(Origin::Lists, Some("drop"), &mut l)
+            .unwrap();
+        let (b, _) = stream(&s, Some((seq, t1 + 2 * SECOND)), false, &f, t1 + 3 * SECOND).unwrap();
+        assert!(b.new.is_empty() && b.deleted.is_empty(), "{:?}", b.new);
     }
 
     #[test]
