@@ -445,14 +445,21 @@ impl Store {
              ORDER BY i.seq",
         )?;
         let new = Self::logged(new_st.query_map(params![seq, now], Self::logged_row)?)?;
+        // Two index-driven candidates instead of a scan of every decision the bouncer knows:
+        // incarnations deleted since its position (the insert paired with each delete row
+        // after it), and ones whose end fell between its pull and now.
         let mut del_st = self.conn.prepare_cached(
-            "SELECT i.id, i.value, i.origin, i.scenario, i.until FROM decision_log i
-             WHERE i.kind = 0 AND i.seq <= ?1 AND i.until > ?2
+            "SELECT i.id, i.value, i.origin, i.scenario, i.until, i.seq
+             FROM decision_log d JOIN decision_log i ON i.seq = (
+                 SELECT MAX(x.seq) FROM decision_log x
+                 WHERE x.id = d.id AND x.kind = 0 AND x.seq < d.seq)
+             WHERE d.kind = 1 AND d.seq > ?1 AND i.seq <= ?1 AND i.until > ?2
+             UNION
+             SELECT i.id, i.value, i.origin, i.scenario, i.until, i.seq FROM decision_log i
+             WHERE i.kind = 0 AND i.until > ?2 AND i.until <= ?3 AND i.seq <= ?1
                AND NOT EXISTS (SELECT 1 FROM decision_log d
                                WHERE d.id = i.id AND d.kind = 1 AND d.seq > i.seq AND d.seq <= ?1)
-               AND (i.until <= ?3 OR EXISTS (SELECT 1 FROM decision_log d
-                               WHERE d.id = i.id AND d.kind = 1 AND d.seq > ?1))
-             ORDER BY i.seq",
+             ORDER BY 6",
         )?;
         let deleted = Self::logged(del_st.query_map(params![seq, pulled, now], Self::logged_row)?)?;
         Ok((new, deleted))
