@@ -365,6 +365,9 @@ pub struct Config {
     pub nflog: crate::source::nflog::NflogSection,
     /// User-defined parsers (`[parsers.NAME]`).
     pub parsers: BTreeMap<String, ParserDef>,
+    pub api: crate::api::ApiSection,
+    pub crowdsec: crate::ingest::crowdsec::CrowdsecSection,
+    pub feeds: crate::ingest::feeds::FeedsSection,
     /// Where this config came from, for messages.
     #[serde(skip)]
     pub origin: PathBuf,
@@ -714,6 +717,9 @@ impl Config {
             .validate()
             .map_err(|m| self.invalid("syslog", m))?;
         self.scenario_specs()?;
+        for r in [self.api.check(), self.crowdsec.check(), self.feeds.check()] {
+            r.map_err(|(key, message)| self.invalid(key, message))?;
+        }
         Ok(())
     }
 

@@ -28,6 +28,15 @@ pub enum Request {
     /// Read the configuration file again and swap it in, or refuse it and keep the running
     /// one.
     Reload,
+    /// `crowdwall bouncers`: the key is made by the CLI; only its SHA-256 crosses the socket.
+    BouncerAdd {
+        name: String,
+        key_sha256: String,
+    },
+    BouncerList,
+    BouncerDelete {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -158,6 +158,15 @@ impl<F: Firewall> Core<F> {
         &mut self.fw
     }
 
+    /// For the edges that answer from the store inside the loop (bouncer API).
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    pub fn allowlist(&self) -> &Allowlist {
+        &self.allow
+    }
+
     pub fn set_own_addresses(&mut self, own: Vec<IpAddr>) {
         self.allow.set_own(own);
     }
@@ -583,6 +592,11 @@ impl<F: Firewall> Core<F> {
             Request::Status => Ok(self.status(extra, now)),
             // Handled by the serve loop, which owns the sources.
             Request::Reload => Err("reload is handled by the daemon loop".into()),
+            r @ (Request::BouncerAdd { .. }
+            | Request::BouncerList
+            | Request::BouncerDelete { .. }) => {
+                crate::api::bouncer_request(&mut self.store, r, now)
+            }
         }
     }
 
@@ -611,6 +625,7 @@ impl<F: Firewall> Core<F> {
             "uptime_s": (now - self.started) / SECOND,
             "sources": extra.sources,
             "parsers": self.detector.parsers.stats(),
+            "ingest": extra.ingest,
             "buckets": self.detector.engine.stats(),
             "overflows": overflows,
             "decisions": by_origin,
@@ -635,6 +650,8 @@ impl<F: Firewall> Core<F> {
 #[derive(Debug, Default)]
 pub struct StatusExtra {
     pub sources: serde_json::Value,
+    /// CrowdSec follower and feeds: last result and error of each.
+    pub ingest: serde_json::Value,
 }
 
 pub fn decision_json(d: &Decision, now: Micros) -> serde_json::Value {
@@ -895,6 +912,16 @@ async fn serve<F: Firewall>(
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<ControlMsg>(64);
     tokio::spawn(accept_loop(listener, ctl_tx));
 
+    // Bouncer API and pulled decisions (CrowdSec, feeds): edges that talk to the Core by
+    // message, answered in the loop below.
+    let (api_tx, mut api_rx) = tokio::sync::mpsc::channel::<crate::api::ApiMsg>(64);
+    crate::api::start(&cfg.api, api_tx.clone())
+        .await
+        .map_err(|e| io("starting".into())(std::io::Error::other(e.to_string())))?;
+    let (ingest_tx, mut ingest_rx) = tokio::sync::mpsc::channel::<crate::ingest::IngestMsg>(16);
+    let ingest_board = crate::ingest::start(&cfg, ingest_tx.clone())
+        .map_err(|e| io("starting".into())(std::io::Error::other(e.to_string())))?;
+
     // Journal source.
     let mut sources = Sources::start(&journal_cfg, &state_dir)?;
     // Files, syslog, NFLOG.
@@ -1009,7 +1036,7 @@ async fn serve<F: Firewall>(
                     if let Some(a) = all.as_array_mut() {
                         a.extend(live.status());
                     }
-                    let extra = StatusExtra { sources: all };
+                    let extra = StatusExtra { sources: all, ingest: ingest_board.snapshot() };
                     core.handle_request(req, &extra)
                 };
                 let _ = reply.send(resp);
@@ -1061,6 +1088,8 @@ async fn serve<F: Firewall>(
                     Err(e) => log::error!("read-back thread: {e}"),
                 }
             }
+            Some(msg) = api_rx.recv() => crate::api::handle(&mut core, msg),
+            Some(msg) = ingest_rx.recv() => crate::ingest::handle(&mut core, msg),
             _ = heal_tick.tick() => {
                 if let Err(e) = core.heal() {
                     log::error!("firewall check: {e}");

@@ -19,7 +19,11 @@
 //! - [`control`]: the unix-socket protocol between the daemon and the CLI.
 //! - [`replay`]: the same pure pipeline fed from files, for `replay`, `explain` and benchmarks.
 //! - [`config`]: the TOML configuration, its defaults and validation.
+//! - [`api`]: the CrowdSec-compatible bouncer API (existing bouncers pull our decisions).
+//! - [`ingest`]: decisions pulled in: a CrowdSec Local API followed as a bouncer, blocklist
+//!   feeds.
 
+pub mod api;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -27,6 +31,7 @@ pub mod decide;
 pub mod detect;
 pub mod enforce;
 pub mod fail2ban;
+pub mod ingest;
 pub mod parse;
 pub mod replay;
 pub mod source;

@@ -100,6 +100,22 @@ enum Cmd {
         #[arg(default_value = "/etc/fail2ban")]
         dir: PathBuf,
     },
+    /// Keys of the CrowdSec-compatible bouncer API ([api] in the config).
+    #[command(subcommand)]
+    Bouncers(BouncersCmd),
+}
+
+#[derive(Subcommand)]
+enum BouncersCmd {
+    /// Register a bouncer; prints its key once (only its SHA-256 is stored).
+    Add { name: String },
+    /// Registered bouncers and when they last pulled.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a bouncer's key.
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -290,6 +306,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 }
             );
         }
+        Cmd::Bouncers(b) => bouncers(&socket_of(&cli.socket, &cli.config)?, b)?,
         Cmd::Status { json } => {
             let socket = socket_of(&cli.socket, &cli.config)?;
             let v = call(&socket, Request::Status)?;
@@ -326,6 +343,50 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn bouncers(socket: &Path, cmd: BouncersCmd) -> Result<()> {
+    match cmd {
+        BouncersCmd::Add { name } => {
+            crowdwall::api::check_name(&name).map_err(anyhow::Error::msg)?;
+            let (key, key_sha256) = crowdwall::api::new_key()?;
+            call(
+                socket,
+                Request::BouncerAdd {
+                    name: name.clone(),
+                    key_sha256,
+                },
+            )?;
+            println!("API key for bouncer '{name}' (shown once; crowdwall keeps only its hash):\n\n    {key}\n");
+            println!("Give it to the bouncer as its api_key, with crowdwall's [api] listen address as api_url.");
+        }
+        BouncersCmd::List { json } => {
+            let v = call(socket, Request::BouncerList)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let rows = v.as_array().cloned().unwrap_or_default();
+                if rows.is_empty() {
+                    println!("no bouncers (add one with `crowdwall bouncers add NAME`)");
+                }
+                for r in rows {
+                    let s = |k: &str| r[k].as_str().unwrap_or("never").to_string();
+                    println!(
+                        "{:<24} created {}  last pull {}  {}",
+                        s("name"),
+                        s("created"),
+                        s("last_pull"),
+                        r["user_agent"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        BouncersCmd::Delete { name } => {
+            call(socket, Request::BouncerDelete { name: name.clone() })?;
+            println!("bouncer '{name}' deleted: its key is refused from now on");
+        }
+    }
+    Ok(())
 }
 
 fn print_decisions(v: &serde_json::Value) {
@@ -433,6 +494,21 @@ fn print_status(v: &serde_json::Value) {
         println!(
             "firewall: the kernel refused the last change; retrying with back-off (see the log)"
         );
+    }
+    for (what, s) in v["ingest"].as_object().cloned().unwrap_or_default() {
+        let at = |k: &str| s[k].as_str().unwrap_or("never").to_string();
+        match s["error"].as_str() {
+            Some(e) => println!(
+                "{what}: last ok {}; failing since {}: {e}",
+                at("last_ok"),
+                at("last_error_at")
+            ),
+            None => println!(
+                "{what}: ok at {}: {}",
+                at("last_ok"),
+                s["last_result"].as_str().unwrap_or("")
+            ),
+        }
     }
 }
 

@@ -31,7 +31,7 @@ pub struct Store {
     conn: Connection,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -82,6 +82,9 @@ impl Store {
                  PRAGMA user_version = 1;
                  COMMIT;",
             )?;
+        }
+        if version < 2 {
+            conn.execute_batch(MIGRATION_2)?;
         }
         Ok(Store { conn })
     }
@@ -266,13 +269,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes expired decisions and forgotten offences.
+    /// Removes expired decisions and forgotten offences (and the change log rows no bouncer
+    /// needs any more: see [`Store::prune_log`]).
     pub fn prune(&mut self, now: Micros, forget_before: Micros) -> Result<usize, StoreError> {
         let n = self
             .conn
             .execute("DELETE FROM decisions WHERE until <= ?1", [now])?;
         self.conn
             .execute("DELETE FROM offences WHERE last < ?1", [forget_before])?;
+        self.prune_log(now)?;
         Ok(n)
     }
 
@@ -295,6 +300,259 @@ impl Store {
              ON CONFLICT(value) DO UPDATE SET count = count + 1, last = excluded.last",
             params![value.to_string(), at],
         )?;
+        Ok(())
+    }
+}
+
+// ---- Change log and bouncers (schema 2): what the bouncer API streams -------------------
+
+/// Schema 2, additive: a change log of decisions (one row per insert and per delete, written
+/// by triggers, so no code path that touches `decisions` can forget it) and the bouncers of
+/// the CrowdSec-compatible API with their pull position. Existing decisions are logged as
+/// inserted so that a first stream pull sees them.
+const MIGRATION_2: &str = "BEGIN;
+     CREATE TABLE IF NOT EXISTS decision_log (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         id INTEGER NOT NULL,
+         kind INTEGER NOT NULL,
+         value TEXT NOT NULL,
+         origin TEXT NOT NULL,
+         scenario TEXT NOT NULL,
+         until INTEGER NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS decision_log_id ON decision_log(id, kind, seq);
+     CREATE INDEX IF NOT EXISTS decision_log_until ON decision_log(until);
+     CREATE TRIGGER IF NOT EXISTS decisions_log_insert AFTER INSERT ON decisions BEGIN
+         INSERT INTO decision_log (id, kind, value, origin, scenario, until)
+         VALUES (NEW.id, 0, NEW.value, NEW.origin, NEW.scenario, NEW.until);
+     END;
+     CREATE TRIGGER IF NOT EXISTS decisions_log_delete AFTER DELETE ON decisions BEGIN
+         INSERT INTO decision_log (id, kind, value, origin, scenario, until)
+         VALUES (OLD.id, 1, OLD.value, OLD.origin, OLD.scenario, OLD.until);
+     END;
+     INSERT INTO decision_log (id, kind, value, origin, scenario, until)
+         SELECT id, 0, value, origin, scenario, until FROM decisions ORDER BY id;
+     CREATE TABLE IF NOT EXISTS bouncers (
+         name TEXT PRIMARY KEY,
+         key_sha256 TEXT NOT NULL UNIQUE,
+         created INTEGER NOT NULL,
+         last_seq INTEGER,
+         last_pull INTEGER,
+         last_seen INTEGER,
+         user_agent TEXT NOT NULL DEFAULT ''
+     );
+     PRAGMA user_version = 2;
+     COMMIT;";
+
+/// Change-log rows of decisions that ended longer ago than this are dropped even if some
+/// bouncer has not pulled since: its own elements carry timeouts and lapse by themselves.
+/// A bouncer silent for longer is no longer waited for either (the log would grow without
+/// bound with a feed's updates): its next pull gets the whole state.
+pub const LOG_HORIZON: Micros = 86_400 * crate::time::SECOND;
+
+/// A decision as the change log remembers it (no reason: bouncers do not get one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedDecision {
+    pub id: i64,
+    pub value: IpNet,
+    pub origin: Origin,
+    pub scenario: String,
+    pub until: Micros,
+}
+
+/// A bouncer of the API: its name, when it last pulled, and what it has seen.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Bouncer {
+    pub name: String,
+    pub created: Micros,
+    /// The change-log position of its last successful stream pull (None: never pulled).
+    pub last_seq: Option<i64>,
+    pub last_pull: Option<Micros>,
+    pub last_seen: Option<Micros>,
+    pub user_agent: String,
+}
+
+impl Store {
+    /// Registers a bouncer by the SHA-256 of its key; false if the name is taken.
+    pub fn bouncer_add(
+        &mut self,
+        name: &str,
+        key_sha256: &str,
+        now: Micros,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "INSERT INTO bouncers (name, key_sha256, created) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            params![name, key_sha256, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn bouncer_delete(&mut self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM bouncers WHERE name = ?1", [name])?
+            == 1)
+    }
+
+    const BOUNCER_COLS: &'static str =
+        "name, created, last_seq, last_pull, last_seen, user_agent FROM bouncers";
+
+    fn bouncer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Bouncer> {
+        Ok(Bouncer {
+            name: r.get(0)?,
+            created: r.get(1)?,
+            last_seq: r.get(2)?,
+            last_pull: r.get(3)?,
+            last_seen: r.get(4)?,
+            user_agent: r.get(5)?,
+        })
+    }
+
+    pub fn bouncers(&self) -> Result<Vec<Bouncer>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!("SELECT {} ORDER BY name", Self::BOUNCER_COLS))?;
+        let rows = st.query_map([], Self::bouncer_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The bouncer holding the key with this SHA-256, if any.
+    pub fn bouncer_by_key(&self, key_sha256: &str) -> Result<Option<Bouncer>, StoreError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {} WHERE key_sha256 = ?1",
+            Self::BOUNCER_COLS
+        ))?;
+        Ok(st.query_row([key_sha256], Self::bouncer_row).optional()?)
+    }
+
+    /// Records a request from a bouncer; with `pulled`, the stream position it now has.
+    pub fn bouncer_seen(
+        &mut self,
+        name: &str,
+        now: Micros,
+        user_agent: &str,
+        pulled: Option<i64>,
+    ) -> Result<(), StoreError> {
+        match pulled {
+            Some(seq) => self.conn.execute(
+                "UPDATE bouncers SET last_seen = ?2, user_agent = ?3, last_seq = ?4, last_pull = ?2
+                 WHERE name = ?1",
+                params![name, now, user_agent, seq],
+            )?,
+            None => self.conn.execute(
+                "UPDATE bouncers SET last_seen = ?2, user_agent = ?3 WHERE name = ?1",
+                params![name, now, user_agent],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// The newest change-log position ever written (0 before the first). Read from
+    /// AUTOINCREMENT's counter, not MAX(seq): pruning may have emptied the table.
+    pub fn log_seq(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'decision_log'), 0)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// What changed for a bouncer that had seen the log up to `seq` and pulled at `pulled`:
+    /// decisions inserted since and still in force at `now` (new), and decisions it knew that
+    /// were deleted since or expired since its pull (deleted). Each incarnation of a row id
+    /// is paired with the first delete of that id after its insert, so reused ids are safe.
+    pub fn log_delta(
+        &self,
+        seq: i64,
+        pulled: Micros,
+        now: Micros,
+    ) -> Result<(Vec<LoggedDecision>, Vec<LoggedDecision>), StoreError> {
+        let mut new_st = self.conn.prepare_cached(
+            "SELECT i.id, i.value, i.origin, i.scenario, i.until FROM decision_log i
+             WHERE i.kind = 0 AND i.seq > ?1 AND i.until > ?2
+               AND NOT EXISTS (SELECT 1 FROM decision_log d
+                               WHERE d.id = i.id AND d.kind = 1 AND d.seq > i.seq)
+             ORDER BY i.seq",
+        )?;
+        let new = Self::logged(new_st.query_map(params![seq, now], Self::logged_row)?)?;
+        // Two index-driven candidates instead of a scan of every decision the bouncer knows:
+        // incarnations deleted since its position (the insert paired with each delete row
+        // after it), and ones whose end fell between its pull and now.
+        let mut del_st = self.conn.prepare_cached(
+            "SELECT i.id, i.value, i.origin, i.scenario, i.until, i.seq
+             FROM decision_log d JOIN decision_log i ON i.seq = (
+                 SELECT MAX(x.seq) FROM decision_log x
+                 WHERE x.id = d.id AND x.kind = 0 AND x.seq < d.seq)
+             WHERE d.kind = 1 AND d.seq > ?1 AND i.seq <= ?1 AND i.until > ?2
+             UNION
+             SELECT i.id, i.value, i.origin, i.scenario, i.until, i.seq FROM decision_log i
+             WHERE i.kind = 0 AND i.until > ?2 AND i.until <= ?3 AND i.seq <= ?1
+               AND NOT EXISTS (SELECT 1 FROM decision_log d
+                               WHERE d.id = i.id AND d.kind = 1 AND d.seq > i.seq AND d.seq <= ?1)
+             ORDER BY 6",
+        )?;
+        let deleted = Self::logged(del_st.query_map(params![seq, pulled, now], Self::logged_row)?)?;
+        Ok((new, deleted))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn logged_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String, String, i64)> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    }
+
+    fn logged(
+        rows: impl Iterator<Item = rusqlite::Result<(i64, String, String, String, i64)>>,
+    ) -> Result<Vec<LoggedDecision>, StoreError> {
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, value, origin, scenario, until) = row?;
+            let value: IpNet = value.parse().map_err(|_| StoreError::BadRow {
+                id,
+                message: format!("logged value '{value}' is not a CIDR"),
+            })?;
+            let origin: Origin = origin
+                .parse()
+                .map_err(|message| StoreError::BadRow { id, message })?;
+            out.push(LoggedDecision {
+                id,
+                value,
+                origin,
+                scenario,
+                until,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Drops change-log rows nobody needs: incarnations every bouncer has seen end, and rows
+    /// of decisions that ended more than [`LOG_HORIZON`] ago.
+    fn prune_log(&mut self, now: Micros) -> Result<(), StoreError> {
+        // Bouncers that never pulled will start with a startup pull; silent ones past the
+        // horizon get the whole state again: neither holds the log back.
+        let seen: i64 = self.conn.query_row(
+            "SELECT COALESCE((SELECT MIN(last_seq) FROM bouncers
+                              WHERE last_seq IS NOT NULL AND last_pull >= ?1),
+                             (SELECT COALESCE(MAX(seq), 0) FROM decision_log))",
+            [now - LOG_HORIZON],
+            |r| r.get(0),
+        )?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM decision_log WHERE kind = 0 AND EXISTS (
+                 SELECT 1 FROM decision_log d WHERE d.id = decision_log.id AND d.kind = 1
+                 AND d.seq > decision_log.seq AND d.seq <= ?1)",
+            [seen],
+        )?;
+        tx.execute(
+            "DELETE FROM decision_log WHERE kind = 1 AND seq <= ?1",
+            [seen],
+        )?;
+        tx.execute(
+            "DELETE FROM decision_log WHERE until < ?1",
+            [now - LOG_HORIZON],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 }
@@ -359,6 +617,74 @@ mod tests {
         assert!(!s.covered(ip("192.0.2.2"), 50).unwrap());
         assert!(!s.covered(ip("2001:db8:1::5"), 50).unwrap());
         assert!(!s.covered(ip("192.0.2.1"), 100).unwrap(), "expired at 100");
+    }
+
+    #[test]
+    fn schema_1_migrates_and_logs_existing_decisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE decisions (id INTEGER PRIMARY KEY, value TEXT NOT NULL,
+                     origin TEXT NOT NULL, scenario TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+                     created INTEGER NOT NULL, until INTEGER NOT NULL);
+                 CREATE TABLE offences (value TEXT PRIMARY KEY, count INTEGER NOT NULL, last INTEGER NOT NULL);
+                 INSERT INTO decisions (value, origin, scenario, created, until)
+                     VALUES ('192.0.2.1/32', 'local', 'ssh-bruteforce', 0, 100);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.log_seq().unwrap(),
+            1,
+            "the existing decision is in the log"
+        );
+        let (new, _) = s.log_delta(0, 0, 50).unwrap();
+        assert_eq!(new.len(), 1);
+        assert!(s.bouncer_add("b", &"0".repeat(64), 1).unwrap());
+        assert!(
+            !s.bouncer_add("b", &"1".repeat(64), 1).unwrap(),
+            "name taken"
+        );
+        assert_eq!(
+            s.bouncer_by_key(&"0".repeat(64)).unwrap().unwrap().name,
+            "b"
+        );
+        // the log is pruned once every bouncer has seen a deletion
+        s.bouncer_seen("b", 40, "t", Some(1)).unwrap();
+        s.delete_value(&"192.0.2.1/32".parse().unwrap(), 50)
+            .unwrap();
+        s.prune(60, 0).unwrap();
+        // (a bouncer at position 1 knew the decision: it still learns of the deletion)
+        assert_eq!(
+            s.log_delta(1, 0, 60).unwrap().1.len(),
+            1,
+            "b has not pulled: kept"
+        );
+        s.bouncer_seen("b", 60, "t", Some(s.log_seq().unwrap()))
+            .unwrap();
+        s.prune(60, 0).unwrap();
+        assert_eq!(s.log_delta(1, 0, 60).unwrap(), (vec![], vec![]));
+        // a bouncer silent past the horizon does not hold the log back
+        let at = s.log_seq().unwrap();
+        s.insert(&mut d("192.0.2.2/32", Origin::Manual, i64::MAX / 2))
+            .unwrap();
+        s.delete_value(&"192.0.2.2/32".parse().unwrap(), 70)
+            .unwrap();
+        s.prune(70, 0).unwrap();
+        assert_eq!(
+            s.log_delta(at + 1, 0, 70).unwrap().1.len(),
+            1,
+            "b is not past it yet"
+        );
+        s.prune(60 + LOG_HORIZON + 1, 0).unwrap();
+        assert_eq!(s.log_delta(at + 1, 0, 70).unwrap().1.len(), 0);
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.bouncers().unwrap().len(), 1, "reopening keeps schema 2");
     }
 
     #[test]

@@ -233,7 +233,7 @@ fn broken_config_touches_nothing_and_table_outlives_the_daemon() {
         "set",
         "inet",
         "crowdwall",
-        "v6",
+        "manual_v6_net",
     ]);
     assert!(set.contains("2001:db8:77::/48"), "{set}");
 

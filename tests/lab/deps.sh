@@ -14,6 +14,14 @@ if [ "$mode" = test ]; then
   # real nginx and curl for the web end-to-end test (fail2ban above also provides the
   # annotated test logs of the conformance harness)
   need_pkgs+=(nginx curl)
+  # CrowdSec interop (issue 6): the Local API and cscli, the firewall bouncer, curl and
+  # openssl for the bouncer API tests, pip for pycrowdsec.
+  need_pkgs+=(crowdsec crowdsec-firewall-bouncer curl openssl python3-pip)
+  # crowdsec's postinst registers with the central API unless this file is non-empty; the
+  # tests run it offline (Local API only), and CI has no route to the central API.
+  mkdir -p /etc/crowdsec
+  [ -s /etc/crowdsec/online_api_credentials.yaml ] ||
+    echo '# offline: no central API (crowdwall test lab)' > /etc/crowdsec/online_api_credentials.yaml
 fi
 missing=()
 for p in "${need_pkgs[@]}"; do
@@ -27,6 +35,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
+fi
+
+if [ "$mode" = test ] && ! python3 -c 'import pycrowdsec.client' 2>/dev/null; then
+  echo "deps: installing pycrowdsec (PyPI)"
+  python3 -m pip install -q --break-system-packages pycrowdsec==0.0.5 2>/dev/null ||
+    python3 -m pip install -q pycrowdsec==0.0.5
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
