@@ -267,6 +267,10 @@ pub struct Config {
     pub allowlist: AllowlistSection,
     pub detect: DetectSection,
     pub scenarios: BTreeMap<String, ScenarioOverride>,
+    /// This host as an agent of a community hub.
+    pub community: crate::community::CommunitySection,
+    /// `crowdwall hub` (the server); the daemon ignores it.
+    pub hub: crate::community::hub::HubSection,
     /// Where this config came from, for messages.
     #[serde(skip)]
     pub origin: PathBuf,
@@ -412,6 +416,9 @@ impl Config {
             return Err(self.invalid("daemon", "socket and state_dir must not be empty"));
         }
         self.scenario_specs()?;
+        self.hub
+            .validate()
+            .map_err(|(key, message)| self.invalid(key, message))?;
         Ok(())
     }
 

@@ -110,6 +110,8 @@ pub struct Core<F: Firewall> {
     /// current back-off.
     retry_at: Option<Micros>,
     retry_backoff: Micros,
+    /// Signals of new local bans, taken by the community agent after each batch.
+    pub community_out: Vec<crate::community::Signal>,
 }
 
 impl<F: Firewall> Core<F> {
@@ -129,6 +131,7 @@ impl<F: Firewall> Core<F> {
             last_fw_ok: 0,
             retry_at: None,
             retry_backoff: 0,
+            community_out: Vec::new(),
         })
     }
 
@@ -257,6 +260,8 @@ impl<F: Firewall> Core<F> {
         self.store.insert(&mut d)?;
         self.store.record_offence(&value, at)?;
         self.stats.decisions_local += 1;
+        self.community_out
+            .push(crate::community::agent::signal_of(ov));
         log::warn!(
             "ban {} for {} ({}: {})",
             d.value_text(),
@@ -453,6 +458,7 @@ impl<F: Firewall> Core<F> {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": (now - self.started) / SECOND,
             "sources": extra.sources,
+            "community": extra.community,
             "parsers": { "sshd": self.detector.parsers.sshd_stats },
             "buckets": self.detector.engine.stats(),
             "overflows": overflows,
@@ -477,6 +483,7 @@ impl<F: Firewall> Core<F> {
 #[derive(Debug, Default)]
 pub struct StatusExtra {
     pub sources: serde_json::Value,
+    pub community: Option<serde_json::Value>,
 }
 
 pub fn decision_json(d: &Decision, now: Micros) -> serde_json::Value {
@@ -599,6 +606,8 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
 
     // Journal source.
     let mut sources = Sources::start(&journal_cfg, &state_dir)?;
+    let mut community = crate::community::agent::start(&cfg.community, &state_dir)
+        .map_err(|e| DaemonError::Source(format!("community: {e}")))?;
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler".into()))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler".into()))?;
@@ -640,6 +649,10 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
                             }
                             Err(e) => log::error!("processing entries: {e}"),
                         }
+                        let signals = std::mem::take(&mut core.community_out);
+                        if let Some(c) = &community {
+                            c.send(signals);
+                        }
                         // Only now is the batch's effect durable (store written, kernel
                         // updated): moving the cursor earlier could skip entries after a crash.
                         sources.commit(&batch.cursor);
@@ -652,8 +665,19 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
                     }
                 }
             }
+            Some(update) = crate::community::agent::Agent::recv(&mut community) => {
+                match core.apply_external(update) {
+                    Ok(r) => log::info!("community blocklist: {} added, {} removed, {} allowlisted", r.inserted, r.deleted, r.refused_allowlisted),
+                    Err(e) => {
+                        log::error!("applying the community blocklist: {e}");
+                        if let Some(c) = &community {
+                            c.apply_failed();
+                        }
+                    }
+                }
+            }
             Some((req, reply)) = ctl_rx.recv() => {
-                let extra = StatusExtra { sources: sources.status() };
+                let extra = StatusExtra { sources: sources.status(), community: community.as_ref().map(|c| c.status()) };
                 let _ = reply.send(core.handle_request(req, &extra));
             }
             _ = heal_tick.tick() => {

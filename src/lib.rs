@@ -19,7 +19,10 @@
 //! - [`control`]: the unix-socket protocol between the daemon and the CLI.
 //! - [`replay`]: the same pure pipeline fed from files, for `replay`, `explain` and benchmarks.
 //! - [`config`]: the TOML configuration, its defaults and validation.
+//! - [`community`]: at the edge: signals to a hub, the community blocklist back, and
+//!   `crowdwall hub` itself.
 
+pub mod community;
 pub mod config;
 pub mod control;
 pub mod daemon;
