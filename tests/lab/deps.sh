@@ -12,7 +12,7 @@ if [ "$mode" = test ]; then
   need_pkgs+=(openssh-server openssh-client sshpass systemd-journal-remote fail2ban
               python3 procps psmisc time iputils-ping netcat-openbsd)
   # community hub: a real PostgreSQL for the store tests, Chromium for the page check.
-  need_pkgs+=(postgresql chromium)
+  need_pkgs+=(postgresql chromium chromium-driver)
 fi
 missing=()
 for p in "${need_pkgs[@]}"; do
