@@ -623,3 +623,50 @@ async fn postgres_two_instances_stay_consistent() {
     // a delta from either instance since the other's version is empty
     assert!(blocklist(&h2, Some(l1.version)).await.new.is_empty());
 }
+
+/// Behind a trusted reverse proxy the agents' networks come from X-Forwarded-For; from
+/// anyone else the header is ignored (it cannot be used to fake networks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_trusted_proxy_forwards_networks() {
+    let db = sqlite_db();
+    let mut c = cfg();
+    c.trusted_proxies = vec![crowdwall::config::Net(
+        crowdwall::config::parse_net("127.0.77.0/24").unwrap(),
+    )];
+    let hub = TestHub::start(&db.url, c).await;
+    let now = now_s();
+    let push_as = |ip: &'static str, proxy: &'static str, xff: &'static str| {
+        let url = hub.url();
+        async move {
+            let local: IpAddr = proxy.parse().unwrap();
+            let anon = HubClient::with_local_address(&url, None, Some(local)).unwrap();
+            let r = anon.enroll("p", None).await.unwrap();
+            let body = serde_json::json!({"signals": [{"uid": "x", "ip": ip, "scenario": "ssh-bruteforce",
+                "first_seen": now - 60, "last_seen": now - 30, "events": 6}]});
+            let resp = reqwest::Client::builder()
+                .local_address(local)
+                .build()
+                .unwrap()
+                .post(format!("{url}/v1/signals"))
+                .header(
+                    "authorization",
+                    format!("Bearer {}:{}", r.agent_id, r.secret),
+                )
+                .header("x-forwarded-for", xff)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+        }
+    };
+    // through the proxy, three forwarded networks: listed
+    push_as("45.20.0.1", "127.0.77.1", "20.1.1.5").await;
+    push_as("45.20.0.1", "127.0.77.1", "9.9.9.9, 20.1.2.5").await;
+    push_as("45.20.0.1", "127.0.77.1", "20.1.3.5").await;
+    // not through the proxy: the same header from one network is ignored
+    push_as("45.20.0.2", "127.0.78.1", "20.1.1.5").await;
+    push_as("45.20.0.2", "127.0.78.2", "20.1.2.5").await;
+    push_as("45.20.0.2", "127.0.78.3", "20.1.3.5").await;
+    assert_eq!(listed(&blocklist(&hub, None).await), vec!["45.20.0.1"]);
+}

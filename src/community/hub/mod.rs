@@ -54,6 +54,10 @@ pub struct HubSection {
     pub enroll_token_sha256: Option<String>,
     /// API keys (SHA-256, hex) exempt from the per-client rate limit.
     pub api_keys_sha256: Vec<String>,
+    /// Reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` is believed: behind one,
+    /// every agent would otherwise seem to come from the proxy's network and nothing would
+    /// ever reach consensus. The rightmost address the proxy appended is the client.
+    pub trusted_proxies: Vec<crate::config::Net>,
     /// Requests per second per client address (v4) or /64 (v6) for look-ups, the page and
     /// enrolment; 0 turns the limit off. Per instance.
     pub rate_limit: u32,
@@ -79,6 +83,7 @@ impl Default for HubSection {
             database: "sqlite:/var/lib/crowdwall/hub.db".into(),
             enroll_token_sha256: None,
             api_keys_sha256: Vec::new(),
+            trusted_proxies: Vec::new(),
             rate_limit: 20,
             rate_burst: 60,
             never_list_files: Vec::new(),
@@ -338,6 +343,23 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 }
 
 impl Hub {
+    /// The client's address: the peer, or what a trusted proxy says the peer was.
+    fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        let ip = crate::parse::canonical_ip(peer.ip());
+        if !self.cfg.trusted_proxies.iter().any(|n| n.0.contains(&ip)) {
+            return ip;
+        }
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
+            .and_then(|a| a.trim().parse::<IpAddr>().ok())
+            .map(crate::parse::canonical_ip)
+            .unwrap_or(ip)
+    }
+
     fn key_ok(&self, headers: &HeaderMap) -> bool {
         if self.cfg.api_keys_sha256.is_empty() {
             return false;
@@ -412,7 +434,8 @@ async fn enroll(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = hub.limit(peer.ip(), &headers) {
+    let peer = hub.client(peer, &headers);
+    if let Err(r) = hub.limit(peer, &headers) {
         return r;
     }
     let req: EnrollRequest = match json_body(&hub, body).await {
@@ -441,7 +464,7 @@ async fn enroll(
         (Ok(i), Ok(s)) => (i, s),
         (Err(e), _) | (_, Err(e)) => return internal(e),
     };
-    let from = crate::parse::canonical_ip(peer.ip()).to_string();
+    let from = peer.to_string();
     match hub
         .store
         .enroll(&id, &sha256_hex(&secret), &name, &from, now())
@@ -574,7 +597,7 @@ async fn push(
             }
         }
     }
-    let net = reporter_network(peer.ip()).to_string();
+    let net = reporter_network(hub.client(peer, &headers)).to_string();
     match hub.store.ingest(&agent, &net, valid, t, hub.params).await {
         Ok(out) => {
             resp.accepted = out.accepted;
@@ -724,7 +747,7 @@ async fn lookup(
     headers: HeaderMap,
     Path(ip): Path<String>,
 ) -> Response {
-    if let Err(r) = hub.limit(peer.ip(), &headers) {
+    if let Err(r) = hub.limit(hub.client(peer, &headers), &headers) {
         return r;
     }
     let ip = match parse_ip(&ip) {
@@ -761,7 +784,7 @@ async fn stats(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = hub.limit(peer.ip(), &headers) {
+    if let Err(r) = hub.limit(hub.client(peer, &headers), &headers) {
         return r;
     }
     match stats_json(&hub).await {

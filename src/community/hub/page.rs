@@ -39,7 +39,7 @@ pub(super) async fn index(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = hub.limit(peer.ip(), &headers) {
+    if let Err(r) = hub.limit(hub.client(peer, &headers), &headers) {
         return r;
     }
     let asked = q
