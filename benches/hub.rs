@@ -21,7 +21,7 @@ use crowdwall::community::Signal;
 const AGENTS: usize = 40;
 const BATCH: usize = 100;
 const PUSHERS: usize = 8;
-const LOOKERS: usize = 64;
+const LOOKERS: usize = 32;
 const POOL: u32 = 20_000;
 const SCENARIOS: [&str; 4] = [
     "ssh-bruteforce",

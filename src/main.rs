@@ -447,6 +447,19 @@ fn print_status(v: &serde_json::Value) {
         ),
         None => println!("firewall: {}", f["error"].as_str().unwrap_or("unknown")),
     }
+    let c = &v["community"];
+    if c.is_object() {
+        println!(
+            "community {}: {} signal(s) delivered, {} in the outbox, {} push failure(s); {} blocklist entries, {} pull(s), {} failed",
+            c["hub"].as_str().unwrap_or("?"),
+            c["signals_delivered"],
+            c["outbox"],
+            c["push_failures"],
+            c["blocklist_entries"],
+            c["pulls"],
+            c["pull_failures"]
+        );
+    }
     if f["behind_store"].as_bool() == Some(true) {
         println!(
             "firewall: the kernel refused the last change; retrying with back-off (see the log)"

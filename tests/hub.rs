@@ -670,3 +670,69 @@ async fn sqlite_trusted_proxy_forwards_networks() {
     push_as("45.20.0.2", "127.0.78.3", "20.1.3.5").await;
     assert_eq!(listed(&blocklist(&hub, None).await), vec!["45.20.0.1"]);
 }
+
+fn cli(args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_crowdwall"))
+        .arg("--config")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/crowdwall.toml"
+        ))
+        .args(args)
+        .output()
+        .expect("run crowdwall");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+/// The administrator's commands: `hub delist` on the database, and `community register`
+/// against a hub that is not there (an error, and no credentials file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cli_delist_and_register_errors() {
+    let db = sqlite_db();
+    let hub = TestHub::start(&db.url, cfg()).await;
+    for n in 1..=3 {
+        enrol(&hub, &format!("127.0.{}.1", 60 + n))
+            .await
+            .report("45.30.0.1")
+            .await;
+    }
+    assert_eq!(listed(&blocklist(&hub, None).await), vec!["45.30.0.1"]);
+    let url = db.url.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        cli(&["hub", "--database", &url, "delist", "45.30.0.1"])
+    })
+    .await
+    .unwrap();
+    assert!(ok && out.contains("45.30.0.1 delisted"), "{out}");
+    assert!(blocklist(&hub, None).await.new.is_empty());
+    let url = db.url.clone();
+    let (ok, out) =
+        tokio::task::spawn_blocking(move || cli(&["hub", "--database", &url, "delist", "nope"]))
+            .await
+            .unwrap();
+    assert!(!ok && out.contains("not an IP address"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap().to_string();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        cli(&[
+            "community",
+            "register",
+            "--hub",
+            "http://127.0.0.1:9",
+            "--state-dir",
+            &state,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(!ok && out.contains("unreachable"), "{out}");
+    assert!(!dir.path().join("community.json").exists());
+}

@@ -23,6 +23,9 @@ use crate::time::{Micros, SECOND};
 const SCHEMA_VERSION: i32 = 1;
 /// Connections per hub instance.
 const POOL: usize = 8;
+/// Shared connections for single statements: tokio-postgres pipelines concurrent queries on
+/// one connection, so look-ups need no lock.
+const READERS: usize = 4;
 /// Advisory lock key serialising blocklist versions ("cwhub").
 const VERSION_LOCK: i64 = 0x0063_7768_7562;
 
@@ -30,14 +33,17 @@ const VERSION_LOCK: i64 = 0x0063_7768_7562;
 type PerIp<'a> = (i64, i64, i64, BTreeMap<&'a str, i64>);
 
 pub struct PgStore {
+    /// For transactions (need `&mut Client`).
     clients: Vec<Mutex<Client>>,
+    readers: Vec<Client>,
     next: AtomicUsize,
 }
 
 impl PgStore {
     pub async fn open(url: &str) -> Result<PgStore, HubStoreError> {
         let mut clients = Vec::new();
-        for _ in 0..POOL {
+        let mut readers = Vec::new();
+        for i in 0..POOL + READERS {
             let (client, conn) =
                 tokio_postgres::connect(url, NoTls)
                     .await
@@ -50,14 +56,23 @@ impl PgStore {
                     log::error!("hub database connection: {e}");
                 }
             });
-            clients.push(Mutex::new(client));
+            if i < POOL {
+                clients.push(Mutex::new(client));
+            } else {
+                readers.push(client);
+            }
         }
         let s = PgStore {
             clients,
+            readers,
             next: AtomicUsize::new(0),
         };
         s.migrate().await?;
         Ok(s)
+    }
+
+    fn reader(&self) -> &Client {
+        &self.readers[self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len()]
     }
 
     /// A free connection if there is one, else the next in turn.
@@ -162,8 +177,7 @@ impl PgStore {
         from: &str,
         now: Micros,
     ) -> Result<(), HubStoreError> {
-        self.conn()
-            .await
+        self.reader()
             .execute(
                 "INSERT INTO agents (id, secret_sha256, name, enrolled_from, created) VALUES ($1, $2, $3, $4, $5)",
                 &[&id, &hash, &name, &from, &now],
@@ -174,8 +188,7 @@ impl PgStore {
 
     pub async fn agent_secret(&self, id: &str) -> Result<Option<String>, HubStoreError> {
         Ok(self
-            .conn()
-            .await
+            .reader()
             .query_opt(
                 "SELECT secret_sha256 FROM agents WHERE id = $1 AND NOT revoked",
                 &[&id],
@@ -223,22 +236,16 @@ impl PgStore {
         let mut c = self.conn().await;
         let tx = c.transaction().await?;
         let uids: Vec<&str> = signals.iter().map(|s| s.uid.as_str()).collect();
-        let known: BTreeSet<String> = tx
-            .query(
-                "SELECT uid FROM signals WHERE agent_id = $1 AND uid = ANY($2)",
-                &[&agent, &uids],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let used: i64 = tx
+        // one round trip: the agent's signals this hour, and which of these it sent before
+        let row = tx
             .query_one(
-                "SELECT COUNT(*) FROM signals WHERE agent_id = $1 AND received > $2",
-                &[&agent, &(now - 3600 * SECOND)],
+                "SELECT (SELECT COUNT(*) FROM signals WHERE agent_id = $1 AND received > $2),
+                        ARRAY(SELECT uid FROM signals WHERE agent_id = $1 AND uid = ANY($3))",
+                &[&agent, &(now - 3600 * SECOND), &uids],
             )
-            .await?
-            .get(0);
+            .await?;
+        let used: i64 = row.get(0);
+        let known: BTreeSet<String> = row.get::<_, Vec<String>>(1).into_iter().collect();
         let mut room = (p.agent_hourly_cap as i64 - used).max(0);
         let mut fresh = Vec::new();
         let mut seen = BTreeSet::new();
@@ -336,26 +343,24 @@ impl PgStore {
             .await?;
         }
         // Consensus for every touched address, from one read of their reports.
-        let delisted: HashMap<String, Option<i64>> = tx
-            .query(
-                "SELECT ip, delisted_at FROM addresses WHERE ip = ANY($1)",
-                &[&ips],
-            )
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let mut delisted: HashMap<String, i64> = HashMap::new();
         let mut reports: HashMap<String, Vec<(Report, String)>> = HashMap::new();
         for r in tx
             .query(
-                "SELECT s.ip, s.agent_id, s.net, a.corroborated, s.last_seen, s.scenario, s.received
+                "SELECT s.ip, s.agent_id, s.net, a.corroborated, s.last_seen, s.scenario, s.received,
+                        ad.delisted_at
                  FROM signals s JOIN agents a ON a.id = s.agent_id
+                 LEFT JOIN addresses ad ON ad.ip = s.ip
                  WHERE s.ip = ANY($1) AND s.last_seen > $2 AND NOT a.revoked",
                 &[&ips, &(now - p.window)],
             )
             .await?
         {
-            reports.entry(r.get(0)).or_default().push((
+            let ip: String = r.get(0);
+            if let Some(d) = r.get::<_, Option<i64>>(7) {
+                delisted.insert(ip.clone(), d);
+            }
+            reports.entry(ip).or_default().push((
                 Report {
                     agent: r.get(1),
                     net: r.get(2),
@@ -371,7 +376,7 @@ impl PgStore {
         for ip in &ips {
             let reps = reports.remove(*ip).unwrap_or_default();
             let plain: Vec<Report> = reps.iter().map(|r| r.0.clone()).collect();
-            let v = evaluate(&plain, delisted.get(*ip).copied().flatten(), now, p);
+            let v = evaluate(&plain, delisted.get(*ip).copied(), now, p);
             weights.push(v.weight);
             if v.listed {
                 let mut by: HashMap<&str, usize> = HashMap::new();
@@ -508,7 +513,7 @@ impl PgStore {
     }
 
     pub async fn lookup(&self, ip: &str) -> Result<Option<AddressInfo>, HubStoreError> {
-        let c = self.conn().await;
+        let c = self.reader();
         let row = c
             .query_opt(
                 "SELECT a.first_seen, a.last_seen, a.reports, a.reporters, a.weight, a.scenarios::text,
@@ -529,7 +534,7 @@ impl PgStore {
     }
 
     pub async fn stats(&self, now: Micros) -> Result<HubStats, HubStoreError> {
-        let c = self.conn().await;
+        let c = self.reader();
         let since = now - STATS_SPAN;
         let hour = 3600 * SECOND;
         let per_hour = c
@@ -581,8 +586,7 @@ impl PgStore {
     pub async fn count(&self, counts: &[(String, i64)]) -> Result<(), HubStoreError> {
         let names: Vec<&str> = counts.iter().map(|c| c.0.as_str()).collect();
         let ns: Vec<i64> = counts.iter().map(|c| c.1).collect();
-        self.conn()
-            .await
+        self.reader()
             .execute(
                 "INSERT INTO counters AS c (name, n) SELECT * FROM unnest($1::text[], $2::bigint[])
                  ON CONFLICT (name) DO UPDATE SET n = c.n + excluded.n",

@@ -76,6 +76,14 @@ impl SqliteStore {
     ) -> Result<T, HubStoreError> {
         let rs = self.readers.clone();
         let i = self.next.fetch_add(1, Ordering::Relaxed) % rs.len();
+        // A free reader answers on this thread: a look-up is a few index reads (tens of
+        // microseconds), cheaper than a hand-off to a blocking thread. When all are busy
+        // (long statistics queries), wait on a blocking thread instead.
+        for k in 0..rs.len() {
+            if let Ok(c) = rs[(i + k) % rs.len()].try_lock() {
+                return f(&c);
+            }
+        }
         tokio::task::spawn_blocking(move || {
             let c = rs[i].lock().unwrap_or_else(|p| p.into_inner());
             f(&c)
