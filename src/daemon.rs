@@ -606,8 +606,12 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
 
     // Journal source.
     let mut sources = Sources::start(&journal_cfg, &state_dir)?;
-    let mut community = crate::community::agent::start(&cfg.community, &state_dir)
-        .map_err(|e| DaemonError::Source(format!("community: {e}")))?;
+    // A broken credentials or outbox file must not stop the host's own protection.
+    let mut community =
+        crate::community::agent::start(&cfg.community, &state_dir).unwrap_or_else(|e| {
+            log::error!("community sharing off: {e}");
+            None
+        });
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler".into()))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler".into()))?;

@@ -126,10 +126,7 @@ fn status(d: &Daemon) -> serde_json::Value {
 
 #[test]
 fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_nothing() {
-    if !prerequisites(
-        &["ip", "nft", "sshpass", "ssh", "nc", "systemd-cat", "bridge"],
-        true,
-    ) {
+    if !prerequisites(&["ip", "nft", "sshpass", "ssh", "nc", "systemd-cat"], true) {
         return;
     }
     assert!(Path::new("/usr/sbin/sshd").exists(), "needs openssh-server");
