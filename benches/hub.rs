@@ -53,6 +53,66 @@ struct Row {
     lookups_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// The same look-ups from wrk (a separate C process), when installed.
+    wrk: Option<(f64, f64, f64)>,
+}
+
+/// Look-ups from wrk: (requests/s, p50 ms, p99 ms).
+fn wrk(url: &str, secs: u64) -> Option<(f64, f64, f64)> {
+    let dir = tempfile::tempdir().ok()?;
+    let script = dir.path().join("lookup.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "math.randomseed(42)\nrequest = function()\n  local i = math.random(0, {})\n  \
+             return wrk.format(\"GET\", string.format(\"/v1/ip/45.%d.%d.%d\", 1 + math.floor(i / 65536) % 200, math.floor(i / 256) % 256, i % 256))\nend\n",
+            POOL + POOL / 10 - 1
+        ),
+    )
+    .ok()?;
+    let out = std::process::Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{LOOKERS}"),
+            &format!("-d{secs}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ms = |v: &str| -> Option<f64> {
+        let v = v.trim();
+        if let Some(x) = v.strip_suffix("us") {
+            x.parse::<f64>().ok().map(|x| x / 1000.0)
+        } else if let Some(x) = v.strip_suffix("ms") {
+            x.parse().ok()
+        } else {
+            v.strip_suffix('s')?.parse::<f64>().ok().map(|x| x * 1000.0)
+        }
+    };
+    let mut rps = None;
+    let (mut p50, mut p99) = (None, None);
+    for l in text.lines() {
+        let l = l.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse().ok();
+        } else if let Some(v) = l.strip_prefix("50%") {
+            p50 = ms(v);
+        } else if let Some(v) = l.strip_prefix("99%") {
+            p99 = ms(v);
+        }
+    }
+    if text.contains("Non-2xx") {
+        // 404s for the tenth of addresses never reported are expected; anything else is not
+        eprintln!(
+            "wrk: {}",
+            text.lines().find(|l| l.contains("Non-2xx")).unwrap_or("")
+        );
+    }
+    Some((rps?, p50?, p99?))
 }
 
 fn pct(sorted: &[u32], p: f64) -> f64 {
@@ -199,6 +259,11 @@ fn run(backend: &'static str, database: &str, signals: usize, secs: u64) -> Row 
         }
         let look_s = t0.elapsed().as_secs_f64();
         look_lat.sort_unstable();
+        let u = url.clone();
+        let wrk = tokio::task::spawn_blocking(move || wrk(&u, secs))
+            .await
+            .ok()
+            .flatten();
         Row {
             backend,
             signals_per_s: (batches * BATCH) as f64 / ingest_s,
@@ -207,6 +272,7 @@ fn run(backend: &'static str, database: &str, signals: usize, secs: u64) -> Row 
             lookups_per_s: look_lat.len() as f64 / look_s,
             p50_ms: pct(&look_lat, 0.50),
             p99_ms: pct(&look_lat, 0.99),
+            wrk,
         }
     })
 }
@@ -257,11 +323,15 @@ fn main() {
         "Hub on loopback, {} cores: {signals} signals in batches of {BATCH} from {AGENTS} agents ({PUSHERS} pushes in flight) over {POOL} addresses; look-ups for {secs}s, {LOOKERS} in flight.\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
-    println!("| store | signals ingested/s | push p99 (ms, 100 signals) | listed | look-ups/s | look-up p50 (ms) | look-up p99 (ms) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| store | signals ingested/s | push p99 (ms, 100 signals) | listed | look-ups/s (reqwest) | p50 / p99 (ms) | look-ups/s (wrk) | p50 / p99 (ms) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
+        let (w, wl) = match r.wrk {
+            Some((rps, p50, p99)) => (format!("{rps:.0}"), format!("{p50:.2} / {p99:.2}")),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "| {} | {:.0} | {:.1} | {} | {:.0} | {:.2} | {:.2} |",
+            "| {} | {:.0} | {:.1} | {} | {:.0} | {:.2} / {:.2} | {w} | {wl} |",
             r.backend,
             r.signals_per_s,
             r.push_p99_ms,

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, IsolationLevel, NoTls};
+use tokio_postgres::{Client, IsolationLevel, NoTls, Statement, Transaction};
 
 use super::sqlite::scenarios_from_json;
 use super::store::{
@@ -33,11 +33,38 @@ const VERSION_LOCK: i64 = 0x0063_7768_7562;
 type PerIp<'a> = (i64, i64, i64, BTreeMap<&'a str, i64>);
 
 pub struct PgStore {
-    /// For transactions (need `&mut Client`).
-    clients: Vec<Mutex<Client>>,
-    readers: Vec<Client>,
+    /// For transactions (need `&mut Client`), each with its prepared statements.
+    clients: Vec<Mutex<Conn>>,
+    /// (connection, look-up statement, agent secret statement)
+    readers: Vec<(Client, Statement, Statement)>,
     next: AtomicUsize,
 }
+
+/// A connection and the statements prepared on it: a prepared statement saves a round trip
+/// and the server's planning on every use.
+struct Conn {
+    client: Client,
+    cache: HashMap<&'static str, Statement>,
+}
+
+async fn st(
+    cache: &mut HashMap<&'static str, Statement>,
+    tx: &Transaction<'_>,
+    sql: &'static str,
+) -> Result<Statement, tokio_postgres::Error> {
+    if let Some(s) = cache.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = tx.prepare(sql).await?;
+    cache.insert(sql, s.clone());
+    Ok(s)
+}
+
+const LOOKUP: &str =
+    "SELECT a.first_seen, a.last_seen, a.reports, a.reporters, a.weight, a.scenarios::text,
+            CASE WHEN b.active THEN b.until END
+     FROM addresses a LEFT JOIN blocklist b ON b.ip = a.ip WHERE a.ip = $1";
+const SECRET: &str = "SELECT secret_sha256 FROM agents WHERE id = $1 AND NOT revoked";
 
 impl PgStore {
     pub async fn open(url: &str) -> Result<PgStore, HubStoreError> {
@@ -57,26 +84,34 @@ impl PgStore {
                 }
             });
             if i < POOL {
-                clients.push(Mutex::new(client));
+                clients.push(Mutex::new(Conn {
+                    client,
+                    cache: HashMap::new(),
+                }));
             } else {
                 readers.push(client);
             }
         }
-        let s = PgStore {
+        let mut s = PgStore {
             clients,
-            readers,
+            readers: Vec::new(),
             next: AtomicUsize::new(0),
         };
         s.migrate().await?;
+        // statements can be prepared once the schema exists
+        for c in readers {
+            let (l, a) = (c.prepare(LOOKUP).await?, c.prepare(SECRET).await?);
+            s.readers.push((c, l, a));
+        }
         Ok(s)
     }
 
-    fn reader(&self) -> &Client {
+    fn reader(&self) -> &(Client, Statement, Statement) {
         &self.readers[self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len()]
     }
 
     /// A free connection if there is one, else the next in turn.
-    async fn conn(&self) -> tokio::sync::MutexGuard<'_, Client> {
+    async fn conn(&self) -> tokio::sync::MutexGuard<'_, Conn> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.clients.len() {
             if let Ok(g) = self.clients[(start + i) % self.clients.len()].try_lock() {
@@ -87,8 +122,8 @@ impl PgStore {
     }
 
     async fn migrate(&self) -> Result<(), HubStoreError> {
-        let mut c = self.conn().await;
-        let tx = c.transaction().await?;
+        let mut g = self.conn().await;
+        let tx = g.client.transaction().await?;
         // Two instances starting together: one migrates, the other waits and finds it done.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(VERSION_LOCK + 1)])
             .await?;
@@ -178,6 +213,7 @@ impl PgStore {
         now: Micros,
     ) -> Result<(), HubStoreError> {
         self.reader()
+            .0
             .execute(
                 "INSERT INTO agents (id, secret_sha256, name, enrolled_from, created) VALUES ($1, $2, $3, $4, $5)",
                 &[&id, &hash, &name, &from, &now],
@@ -187,14 +223,8 @@ impl PgStore {
     }
 
     pub async fn agent_secret(&self, id: &str) -> Result<Option<String>, HubStoreError> {
-        Ok(self
-            .reader()
-            .query_opt(
-                "SELECT secret_sha256 FROM agents WHERE id = $1 AND NOT revoked",
-                &[&id],
-            )
-            .await?
-            .map(|r| r.get(0)))
+        let (c, _, secret) = self.reader();
+        Ok(c.query_opt(secret, &[&id]).await?.map(|r| r.get(0)))
     }
 
     pub async fn ingest(
@@ -233,14 +263,20 @@ impl PgStore {
         p: &Params,
     ) -> Result<IngestOutcome, HubStoreError> {
         let mut out = IngestOutcome::default();
-        let mut c = self.conn().await;
-        let tx = c.transaction().await?;
+        let mut g = self.conn().await;
+        let Conn { client, cache } = &mut *g;
+        let tx = client.transaction().await?;
         let uids: Vec<&str> = signals.iter().map(|s| s.uid.as_str()).collect();
         // one round trip: the agent's signals this hour, and which of these it sent before
         let row = tx
             .query_one(
-                "SELECT (SELECT COUNT(*) FROM signals WHERE agent_id = $1 AND received > $2),
+                &st(
+                    cache,
+                    &tx,
+                    "SELECT (SELECT COUNT(*) FROM signals WHERE agent_id = $1 AND received > $2),
                         ARRAY(SELECT uid FROM signals WHERE agent_id = $1 AND uid = ANY($3))",
+                )
+                .await?,
                 &[&agent, &(now - 3600 * SECOND), &uids],
             )
             .await?;
@@ -272,13 +308,12 @@ impl PgStore {
         let f: Vec<i64> = fresh.iter().map(|s| s.first_seen).collect();
         let l: Vec<i64> = fresh.iter().map(|s| s.last_seen).collect();
         let e: Vec<i64> = fresh.iter().map(|s| s.events).collect();
-        let inserted: BTreeSet<String> = tx
-            .query(
-                "INSERT INTO signals (agent_id, uid, ip, scenario, first_seen, last_seen, events, net, received)
+        let inserted: BTreeSet<String> = tx.query(
+                &st(cache, &tx, "INSERT INTO signals (agent_id, uid, ip, scenario, first_seen, last_seen, events, net, received)
                  SELECT $1, u, i, s, f, l, e, $8, $9
                  FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[])
                    AS t(u, i, s, f, l, e)
-                 ON CONFLICT DO NOTHING RETURNING uid",
+                 ON CONFLICT DO NOTHING RETURNING uid").await?,
                 &[&agent, &u, &i, &sc, &f, &l, &e, &net, &now],
             )
             .await?
@@ -312,7 +347,7 @@ impl PgStore {
             .map(|v| serde_json::to_string(&v.3).unwrap_or_else(|_| "{}".into()))
             .collect();
         tx.execute(
-            "INSERT INTO addresses AS a (ip, first_seen, last_seen, reports, reporters, scenarios)
+                &st(cache, &tx, "INSERT INTO addresses AS a (ip, first_seen, last_seen, reports, reporters, scenarios)
              SELECT i, f, l, n, 0, sc::jsonb
              FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[]) AS t(i, f, l, n, sc)
              ON CONFLICT (ip) DO UPDATE SET
@@ -321,14 +356,19 @@ impl PgStore {
                reports = a.reports + excluded.reports,
                scenarios = (SELECT jsonb_object_agg(k, COALESCE((a.scenarios->>k)::bigint, 0)
                                                       + COALESCE((excluded.scenarios->>k)::bigint, 0))
-                            FROM jsonb_object_keys(a.scenarios || excluded.scenarios) AS k)",
+                            FROM jsonb_object_keys(a.scenarios || excluded.scenarios) AS k)").await?,
             &[&ips, &firsts, &lasts, &counts, &scen],
         )
         .await?;
         let new_reporter: Vec<String> = tx
             .query(
-                "INSERT INTO reporters (ip, agent_id) SELECT i, $2 FROM unnest($1::text[]) AS i
+                &st(
+                    cache,
+                    &tx,
+                    "INSERT INTO reporters (ip, agent_id) SELECT i, $2 FROM unnest($1::text[]) AS i
                  ON CONFLICT DO NOTHING RETURNING ip",
+                )
+                .await?,
                 &[&ips, &agent],
             )
             .await?
@@ -337,7 +377,12 @@ impl PgStore {
             .collect();
         if !new_reporter.is_empty() {
             tx.execute(
-                "UPDATE addresses SET reporters = reporters + 1 WHERE ip = ANY($1)",
+                &st(
+                    cache,
+                    &tx,
+                    "UPDATE addresses SET reporters = reporters + 1 WHERE ip = ANY($1)",
+                )
+                .await?,
                 &[&new_reporter],
             )
             .await?;
@@ -345,13 +390,12 @@ impl PgStore {
         // Consensus for every touched address, from one read of their reports.
         let mut delisted: HashMap<String, i64> = HashMap::new();
         let mut reports: HashMap<String, Vec<(Report, String)>> = HashMap::new();
-        for r in tx
-            .query(
-                "SELECT s.ip, s.agent_id, s.net, a.corroborated, s.last_seen, s.scenario, s.received,
+        for r in tx.query(
+                &st(cache, &tx, "SELECT s.ip, s.agent_id, s.net, a.corroborated, s.last_seen, s.scenario, s.received,
                         ad.delisted_at
                  FROM signals s JOIN agents a ON a.id = s.agent_id
                  LEFT JOIN addresses ad ON ad.ip = s.ip
-                 WHERE s.ip = ANY($1) AND s.last_seen > $2 AND NOT a.revoked",
+                 WHERE s.ip = ANY($1) AND s.last_seen > $2 AND NOT a.revoked").await?,
                 &[&ips, &(now - p.window)],
             )
             .await?
@@ -393,18 +437,26 @@ impl PgStore {
             }
         }
         tx.execute(
-            "UPDATE addresses a SET weight = t.w FROM unnest($1::text[], $2::float8[]) AS t(i, w)
-             WHERE a.ip = t.i",
+                &st(cache, &tx, "UPDATE addresses a SET weight = t.w FROM unnest($1::text[], $2::float8[]) AS t(i, w)
+             WHERE a.ip = t.i").await?,
             &[&ips, &weights],
         )
         .await?;
         if !listed.is_empty() {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&VERSION_LOCK])
-                .await?;
+            tx.execute(
+                &st(cache, &tx, "SELECT pg_advisory_xact_lock($1)").await?,
+                &[&VERSION_LOCK],
+            )
+            .await?;
             let names: Vec<&str> = listed.iter().map(|l| l.0.as_str()).collect();
             let cur: HashMap<String, (bool, i64)> = tx
                 .query(
-                    "SELECT ip, active, until FROM blocklist WHERE ip = ANY($1)",
+                    &st(
+                        cache,
+                        &tx,
+                        "SELECT ip, active, until FROM blocklist WHERE ip = ANY($1)",
+                    )
+                    .await?,
                     &[&names],
                 )
                 .await?
@@ -423,7 +475,10 @@ impl PgStore {
                     Some(x) => x,
                     None => {
                         let x: i64 = tx
-                            .query_one("SELECT nextval('blocklist_versions')", &[])
+                            .query_one(
+                                &st(cache, &tx, "SELECT nextval('blocklist_versions')").await?,
+                                &[],
+                            )
                             .await?
                             .get(0);
                         version = Some(x);
@@ -432,19 +487,24 @@ impl PgStore {
                 };
                 let score = v.score as i32;
                 tx.execute(
-                    "INSERT INTO blocklist AS b (ip, scenario, score, listed_at, until, version, active)
+                &st(cache, &tx, "INSERT INTO blocklist AS b (ip, scenario, score, listed_at, until, version, active)
                      VALUES ($1, $2, $3, $4, $5, $6, true)
                      ON CONFLICT (ip) DO UPDATE SET scenario = excluded.scenario, score = excluded.score,
                        listed_at = CASE WHEN b.active THEN b.listed_at ELSE excluded.listed_at END,
                        until = GREATEST(CASE WHEN b.active THEN b.until ELSE 0 END, excluded.until),
-                       version = excluded.version, active = true, ended = NULL",
+                       version = excluded.version, active = true, ended = NULL").await?,
                     &[ip, top, &score, &now, &v.until, &ver],
                 )
                 .await?;
                 if !matches!(prior, Some((true, _))) {
                     let a: Vec<&String> = agents.iter().collect();
                     tx.execute(
-                        "UPDATE agents SET corroborated = corroborated + 1 WHERE id = ANY($1)",
+                        &st(
+                            cache,
+                            &tx,
+                            "UPDATE agents SET corroborated = corroborated + 1 WHERE id = ANY($1)",
+                        )
+                        .await?,
                         &[&a],
                     )
                     .await?;
@@ -457,8 +517,9 @@ impl PgStore {
     }
 
     pub async fn changes(&self, since: Option<i64>, now: Micros) -> Result<Changes, HubStoreError> {
-        let mut c = self.conn().await;
-        let tx = c
+        let mut g = self.conn().await;
+        let tx = g
+            .client
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)
             .read_only(true)
@@ -513,15 +574,8 @@ impl PgStore {
     }
 
     pub async fn lookup(&self, ip: &str) -> Result<Option<AddressInfo>, HubStoreError> {
-        let c = self.reader();
-        let row = c
-            .query_opt(
-                "SELECT a.first_seen, a.last_seen, a.reports, a.reporters, a.weight, a.scenarios::text,
-                        CASE WHEN b.active THEN b.until END
-                 FROM addresses a LEFT JOIN blocklist b ON b.ip = a.ip WHERE a.ip = $1",
-                &[&ip],
-            )
-            .await?;
+        let (c, lookup, _) = self.reader();
+        let row = c.query_opt(lookup, &[&ip]).await?;
         Ok(row.map(|r| AddressInfo {
             first_seen: r.get(0),
             last_seen: r.get(1),
@@ -534,7 +588,7 @@ impl PgStore {
     }
 
     pub async fn stats(&self, now: Micros) -> Result<HubStats, HubStoreError> {
-        let c = self.reader();
+        let c = &self.reader().0;
         let since = now - STATS_SPAN;
         let hour = 3600 * SECOND;
         let per_hour = c
@@ -587,6 +641,7 @@ impl PgStore {
         let names: Vec<&str> = counts.iter().map(|c| c.0.as_str()).collect();
         let ns: Vec<i64> = counts.iter().map(|c| c.1).collect();
         self.reader()
+            .0
             .execute(
                 "INSERT INTO counters AS c (name, n) SELECT * FROM unnest($1::text[], $2::bigint[])
                  ON CONFLICT (name) DO UPDATE SET n = c.n + excluded.n",
@@ -597,8 +652,8 @@ impl PgStore {
     }
 
     pub async fn sweep(&self, now: Micros, retention: Micros) -> Result<usize, HubStoreError> {
-        let mut c = self.conn().await;
-        let tx = c.transaction().await?;
+        let mut g = self.conn().await;
+        let tx = g.client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&VERSION_LOCK])
             .await?;
         let expired: i64 = tx
@@ -647,8 +702,8 @@ impl PgStore {
     }
 
     pub async fn delist(&self, ip: &str, now: Micros) -> Result<bool, HubStoreError> {
-        let mut c = self.conn().await;
-        let tx = c.transaction().await?;
+        let mut g = self.conn().await;
+        let tx = g.client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&VERSION_LOCK])
             .await?;
         tx.execute(
