@@ -141,28 +141,112 @@ impl Default for JournalSection {
 }
 
 impl JournalSection {
-    /// The matches as (field, value) pairs; validated at load.
+    /// The matches as (field, value) pairs; validated at load. `+` becomes `("+", "")`.
     pub fn match_pairs(&self) -> Vec<(String, String)> {
         self.matches
             .iter()
-            .filter_map(|m| m.split_once('='))
+            .filter_map(|m| {
+                if m == "+" {
+                    Some(("+", ""))
+                } else {
+                    m.split_once('=')
+                }
+            })
             .map(|(f, v)| (f.to_string(), v.to_string()))
             .collect()
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallMode {
+    Table,
+    Sets,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallVerdict {
+    Drop,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallHook {
+    Input,
+    Forward,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NftFamily {
+    Inet,
+    Ip,
+    Ip6,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FirewallSection {
+    pub mode: FirewallMode,
     pub table: String,
+    pub family: NftFamily,
     pub priority: i32,
+    pub hooks: Vec<FirewallHook>,
+    pub verdict: FirewallVerdict,
+    pub set_v4: Option<String>,
+    pub set_v6: Option<String>,
+    pub set_v4_net: Option<String>,
+    pub set_v6_net: Option<String>,
+    /// How often every set is read back and compared with the store (the backstop behind
+    /// netlink events).
+    pub readback: Dur,
 }
 
 impl Default for FirewallSection {
     fn default() -> Self {
         FirewallSection {
+            mode: FirewallMode::Table,
             table: "crowdwall".into(),
+            family: NftFamily::Inet,
             priority: -10,
+            hooks: vec![FirewallHook::Input],
+            verdict: FirewallVerdict::Drop,
+            set_v4: None,
+            set_v6: None,
+            set_v4_net: None,
+            set_v6_net: None,
+            readback: Dur(Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+impl FirewallSection {
+    pub fn spec(&self) -> crate::enforce::FirewallSpec {
+        use crate::enforce::{FirewallSpec, Mode, TableFamily, Verdict};
+        FirewallSpec {
+            mode: match self.mode {
+                FirewallMode::Table => Mode::Table,
+                FirewallMode::Sets => Mode::Sets,
+            },
+            family: match self.family {
+                NftFamily::Inet => TableFamily::Inet,
+                NftFamily::Ip => TableFamily::Ip,
+                NftFamily::Ip6 => TableFamily::Ip6,
+            },
+            table: self.table.clone(),
+            priority: self.priority,
+            input: self.hooks.contains(&FirewallHook::Input),
+            forward: self.hooks.contains(&FirewallHook::Forward),
+            verdict: match self.verdict {
+                FirewallVerdict::Drop => Verdict::Drop,
+                FirewallVerdict::Reject => Verdict::Reject,
+            },
+            set_v4: self.set_v4.clone(),
+            set_v6: self.set_v6.clone(),
+            set_v4_net: self.set_v4_net.clone(),
+            set_v6_net: self.set_v6_net.clone(),
         }
     }
 }
@@ -170,6 +254,9 @@ impl Default for FirewallSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BanSection {
+    /// IPv6 attackers are banned with this prefix length (64: their whole /64, since one
+    /// host usually has all of it).
+    pub ipv6_prefix: u8,
     pub duration: Dur,
     pub max_duration: Dur,
     pub escalate: bool,
@@ -179,6 +266,7 @@ pub struct BanSection {
 impl Default for BanSection {
     fn default() -> Self {
         BanSection {
+            ipv6_prefix: 128,
             duration: Dur(Duration::from_secs(4 * 3600)),
             max_duration: Dur(Duration::from_secs(7 * 86400)),
             escalate: true,
@@ -271,6 +359,12 @@ pub struct Config {
     pub community: crate::community::CommunitySection,
     /// `crowdwall hub` (the server); the daemon ignores it.
     pub hub: crate::community::hub::HubSection,
+    /// `[[files]]`: log files to follow (none by default).
+    pub files: Vec<crate::source::file::FileSpec>,
+    /// `[syslog]`: the syslog listener (off by default).
+    pub syslog: crate::source::syslog::SyslogSection,
+    /// `[nflog]`: packets logged by the admin's rules to an NFLOG group (off by default).
+    pub nflog: crate::source::nflog::NflogSection,
     /// Where this config came from, for messages.
     #[serde(skip)]
     pub origin: PathBuf,
@@ -374,7 +468,18 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        for m in &self.journal.matches {
+        for (i, m) in self.journal.matches.iter().enumerate() {
+            if m == "+" {
+                // journalctl's disjunction: one service's matches OR another's.
+                let n = self.journal.matches.len();
+                if i == 0 || i + 1 == n || self.journal.matches[i - 1] == "+" {
+                    return Err(self.invalid(
+                        "journal.matches",
+                        "'+' must stand between two groups of FIELD=value matches",
+                    ));
+                }
+                continue;
+            }
             match m.split_once('=') {
                 Some((f, v))
                     if !f.is_empty()
@@ -390,16 +495,88 @@ impl Config {
                 }
             }
         }
-        let t = &self.firewall.table;
-        if t.is_empty()
-            || t.len() > 64
-            || !t
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        let fw = &self.firewall;
+        let name_ok = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !name_ok(&fw.table) {
             return Err(self.invalid(
                 "firewall.table",
-                format!("'{t}' must be 1-64 characters of letters, digits, '_' or '-'"),
+                format!(
+                    "'{}' must be 1-64 characters of letters, digits, '_' or '-'",
+                    fw.table
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("firewall.set_v4", &fw.set_v4),
+            ("firewall.set_v6", &fw.set_v6),
+            ("firewall.set_v4_net", &fw.set_v4_net),
+            ("firewall.set_v6_net", &fw.set_v6_net),
+        ] {
+            if let Some(v) = v {
+                if !name_ok(v) {
+                    return Err(self.invalid(
+                        key,
+                        format!("'{v}' must be 1-64 characters of letters, digits, '_' or '-'"),
+                    ));
+                }
+                if fw.mode == FirewallMode::Table {
+                    return Err(self.invalid(
+                        key,
+                        "set names are for mode = \"sets\" (the own table names its sets itself)",
+                    ));
+                }
+            }
+        }
+        match fw.mode {
+            FirewallMode::Table => {
+                if fw.family != NftFamily::Inet {
+                    return Err(self.invalid(
+                        "firewall.family",
+                        "the own table is always family inet; family is for mode = \"sets\"",
+                    ));
+                }
+                if fw.hooks.is_empty() {
+                    return Err(self.invalid(
+                        "firewall.hooks",
+                        "needs \"input\", \"forward\" or both (nothing would be filtered)",
+                    ));
+                }
+            }
+            FirewallMode::Sets => {
+                if fw.set_v4.is_none()
+                    && fw.set_v6.is_none()
+                    && fw.set_v4_net.is_none()
+                    && fw.set_v6_net.is_none()
+                {
+                    return Err(self.invalid(
+                        "firewall",
+                        "mode = \"sets\" needs set_v4 and/or set_v6: the sets in your table to fill",
+                    ));
+                }
+                let v4ok = fw.family != NftFamily::Ip6;
+                let v6ok = fw.family != NftFamily::Ip;
+                if (!v4ok && (fw.set_v4.is_some() || fw.set_v4_net.is_some()))
+                    || (!v6ok && (fw.set_v6.is_some() || fw.set_v6_net.is_some()))
+                {
+                    return Err(self.invalid(
+                        "firewall.family",
+                        "an ip table holds only IPv4 sets and an ip6 table only IPv6 sets",
+                    ));
+                }
+            }
+        }
+        if fw.readback.0 < Duration::from_secs(10) {
+            return Err(self.invalid("firewall.readback", "must be at least 10s"));
+        }
+        if !(32..=128).contains(&self.ban.ipv6_prefix) {
+            return Err(self.invalid(
+                "ban.ipv6_prefix",
+                "must be 32..=128 (128 bans the address, 64 its /64)",
             ));
         }
         if self.ban.duration.0.is_zero() {
@@ -415,6 +592,13 @@ impl Config {
         {
             return Err(self.invalid("daemon", "socket and state_dir must not be empty"));
         }
+        for (i, f) in self.files.iter().enumerate() {
+            f.validate()
+                .map_err(|m| self.invalid(format!("files[{i}]"), m))?;
+        }
+        self.syslog
+            .validate()
+            .map_err(|m| self.invalid("syslog", m))?;
         self.scenario_specs()?;
         self.hub
             .validate()
@@ -592,6 +776,19 @@ mod tests {
         assert!(e.to_string().contains("firewall.table"), "{e}");
         let e = parse("[journal]\nmatches = [\"sshd\"]\n").unwrap_err();
         assert!(e.to_string().contains("journal.matches"), "{e}");
+        for bad in [
+            "[\"+\", \"A=b\"]",
+            "[\"A=b\", \"+\"]",
+            "[\"A=b\", \"+\", \"+\", \"C=d\"]",
+        ] {
+            let e = parse(&format!("[journal]\nmatches = {bad}\n")).unwrap_err();
+            assert!(e.to_string().contains("'+'"), "{e}");
+        }
+        let ok = parse("[journal]\nmatches = [\"A=b\", \"+\", \"_TRANSPORT=kernel\"]\n").unwrap();
+        assert_eq!(
+            ok.journal.match_pairs()[1],
+            ("+".to_string(), String::new())
+        );
     }
 
     #[test]

@@ -55,6 +55,9 @@ enum Cmd {
     /// List, add or delete decisions (bans).
     #[command(subcommand)]
     Decisions(DecisionsCmd),
+    /// Make the running daemon read its configuration file again (as SIGHUP does). A broken
+    /// file is refused with file:line and the running configuration stays.
+    Reload,
     /// The daemon's state: sources, parsers, buckets, decisions, kernel sets.
     Status {
         #[arg(long)]
@@ -238,6 +241,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     journal_dir,
                     state_dir,
                     socket: cli.socket,
+                    config_path: Some(cli.config),
                 },
             )?;
         }
@@ -292,6 +296,23 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     );
                 }
             }
+        }
+        Cmd::Reload => {
+            let socket = socket_of(&cli.socket, &cli.config)?;
+            let v = call(&socket, Request::Reload)?;
+            let changed: Vec<&str> = v["changed"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "reloaded {}; changed: {}",
+                v["config"].as_str().unwrap_or("?"),
+                if changed.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    changed.join(", ")
+                }
+            );
         }
         Cmd::Status { json } => {
             let socket = socket_of(&cli.socket, &cli.config)?;
@@ -354,16 +375,18 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Firewall(FirewallCmd::Remove) => {
             let cfg = load_config(&cli.config)?;
-            let mut fw =
-                crowdwall::enforce::netlink::NftFirewall::open(crowdwall::enforce::FirewallSpec {
-                    table: cfg.firewall.table.clone(),
-                    priority: cfg.firewall.priority,
-                })?;
+            let mut fw = crowdwall::enforce::netlink::NftFirewall::open(cfg.firewall.spec())?;
             fw.remove()?;
-            println!(
-                "table inet {} removed (a running daemon re-creates it within seconds: stop it first to keep it gone)",
-                cfg.firewall.table
-            );
+            match cfg.firewall.mode {
+                crowdwall::config::FirewallMode::Table => println!(
+                    "table inet {} removed (a running daemon re-creates it at once: stop it first to keep it gone)",
+                    cfg.firewall.table
+                ),
+                crowdwall::config::FirewallMode::Sets => println!(
+                    "crowdwall's sets in table {} emptied; your rules are untouched",
+                    cfg.firewall.table
+                ),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -400,6 +423,24 @@ fn print_status(v: &serde_json::Value) {
         v["uptime_s"]
     );
     for s in v["sources"].as_array().cloned().unwrap_or_default() {
+        if s["name"] != "journal" {
+            // files, syslog, nflog: their counters as they are
+            let fields: Vec<String> = s
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| *k != "name")
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "source {}: {}",
+                s["name"].as_str().unwrap_or("?"),
+                fields.join(", ")
+            );
+            continue;
+        }
         println!(
             "source {}: {} entries read, {} skipped, lag {}s{}",
             s["name"].as_str().unwrap_or("?"),

@@ -128,6 +128,7 @@ pub fn policy(cfg: &Config) -> BanPolicy {
         duration: from_duration(cfg.ban.duration.0),
         max_duration: from_duration(cfg.ban.max_duration.0),
         escalate: cfg.ban.escalate,
+        ipv6_prefix: cfg.ban.ipv6_prefix,
     }
 }
 
