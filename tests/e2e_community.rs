@@ -26,8 +26,9 @@ fn host_addr(i: usize) -> String {
     format!("45.0.0.{i}")
 }
 
+/// Every element of crowdwall's table (whatever set holds it), read with the nft CLI.
 fn kernel_v4(ns: &Netns) -> String {
-    let o = ns.exec(&["nft", "list", "set", "inet", "crowdwall", "v4"]);
+    let o = ns.exec(&["nft", "list", "table", "inet", "crowdwall"]);
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
