@@ -338,8 +338,10 @@ impl<'de> Deserialize<'de> for FieldName {
         let s = String::deserialize(d)?;
         match s.as_str() {
             "user" => Ok(FieldName(Field::User)),
+            "path" => Ok(FieldName(Field::Path)),
+            "port" => Ok(FieldName(Field::Port)),
             _ => Err(serde::de::Error::custom(format!(
-                "unknown distinct field '{s}' (known: user)"
+                "unknown distinct field '{s}' (known: user, path, port)"
             ))),
         }
     }
@@ -365,16 +367,48 @@ pub struct Config {
     pub syslog: crate::source::syslog::SyslogSection,
     /// `[nflog]`: packets logged by the admin's rules to an NFLOG group (off by default).
     pub nflog: crate::source::nflog::NflogSection,
+    /// User-defined parsers (`[parsers.NAME]`).
+    pub parsers: BTreeMap<String, ParserDef>,
     /// Where this config came from, for messages.
     #[serde(skip)]
     pub origin: PathBuf,
+}
+
+/// One `[parsers.NAME]` table: a user-defined parser.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParserDef {
+    /// Journal `SYSLOG_IDENTIFIER`s / syslog tags whose entries it takes (file sources name
+    /// the parser instead).
+    #[serde(default)]
+    pub identifiers: Vec<String>,
+    /// The `service` of its events (default: the parser's name); scenarios select on it.
+    pub service: Option<String>,
+    pub rules: Vec<RuleDefToml>,
+}
+
+/// One rule of a user-defined parser.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDefToml {
+    pub name: Option<String>,
+    pub kind: KindName,
+    /// Kept with its position so a bad pattern is reported at its line.
+    pub pattern: toml::Spanned<String>,
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The built-in scenarios, parameters from CrowdSec's hub defaults (see
 /// shared/notes/peers.md). They count attempts, not lines (the sshd parser correlates).
 pub fn builtin_scenarios() -> Vec<ScenarioSpec> {
     let s = |n: u64| from_duration(Duration::from_secs(n));
-    vec![
+    let mut v = vec![
         ScenarioSpec {
             name: "ssh-bruteforce".into(),
             service: Some("sshd".into()),
@@ -419,7 +453,9 @@ pub fn builtin_scenarios() -> Vec<ScenarioSpec> {
             cancel_on: vec![],
             ban: None,
         },
-    ]
+    ];
+    v.extend(crate::detect::scenarios::builtin());
+    v
 }
 
 impl Config {
@@ -456,7 +492,89 @@ impl Config {
         })?;
         cfg.origin = path.to_path_buf();
         cfg.validate()?;
+        cfg.validate_parsers(text)?;
         Ok(cfg)
+    }
+
+    /// User-defined parsers: names, bindings, and every pattern compiled; a bad pattern is
+    /// reported at its line.
+    fn validate_parsers(&self, text: &str) -> Result<(), ConfigError> {
+        let builtin: Vec<&str> = crate::parse::BUILTIN.iter().map(|b| b.0).collect();
+        let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, def) in &self.parsers {
+            let key = format!("parsers.{name}");
+            if !is_name(name) {
+                return Err(self.invalid(key, "name must be 1-64 letters, digits, '-' or '_'"));
+            }
+            if builtin.contains(&name.as_str()) {
+                return Err(self.invalid(
+                    key,
+                    format!("'{name}' is a built-in parser; choose another name"),
+                ));
+            }
+            if let Some(svc) = &def.service {
+                if !is_name(svc) {
+                    return Err(self.invalid(
+                        format!("{key}.service"),
+                        "must be 1-64 letters, digits, '-' or '_'",
+                    ));
+                }
+            }
+            if def.rules.is_empty() {
+                return Err(self.invalid(format!("{key}.rules"), "needs at least one rule"));
+            }
+            for id in &def.identifiers {
+                if id.is_empty() || id.len() > 128 || id.chars().any(char::is_whitespace) {
+                    return Err(self.invalid(
+                        format!("{key}.identifiers"),
+                        format!("'{id}' is not an identifier (no spaces, 1-128 characters)"),
+                    ));
+                }
+                if let Some(other) = ids.insert(id, name) {
+                    return Err(self.invalid(
+                        format!("{key}.identifiers"),
+                        format!("'{id}' is already bound to parser '{other}'"),
+                    ));
+                }
+            }
+            for r in &def.rules {
+                if let Err(e) = crate::parse::template::Template::new(r.pattern.get_ref()) {
+                    let (line, column) = line_col(text, r.pattern.span().start);
+                    return Err(ConfigError::Parse {
+                        path: self.origin.clone(),
+                        line,
+                        column,
+                        message: format!("{key}: pattern: {e}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The user-defined parsers, compiled.
+    pub fn user_parsers(&self) -> Result<Vec<crate::parse::user::UserParser>, ConfigError> {
+        let mut out = Vec::new();
+        for (name, def) in &self.parsers {
+            let rules: Vec<crate::parse::user::RuleDef> = def
+                .rules
+                .iter()
+                .map(|r| crate::parse::user::RuleDef {
+                    name: r.name.clone(),
+                    kind: r.kind.0,
+                    pattern: r.pattern.get_ref().clone(),
+                })
+                .collect();
+            let p = crate::parse::user::UserParser::new(
+                name,
+                def.service.as_deref(),
+                &def.identifiers,
+                &rules,
+            )
+            .map_err(|(i, e)| self.invalid(format!("parsers.{name}.rules[{i}]"), e.to_string()))?;
+            out.push(p);
+        }
+        Ok(out)
     }
 
     fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -628,7 +746,14 @@ impl Config {
                     if o.kinds.is_none() || o.capacity.is_none() {
                         return Err(self.invalid(
                             format!("scenarios.{name}"),
-                            "a new scenario needs `kinds` and `capacity` (built-ins: ssh-bruteforce, ssh-slow-bruteforce, ssh-user-enum, ssh-probing)",
+                            format!(
+                                "a new scenario needs `kinds` and `capacity` (built-ins: {})",
+                                builtin_scenarios()
+                                    .iter()
+                                    .map(|s| s.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
                         ));
                     }
                     specs.push(ScenarioSpec {
@@ -712,7 +837,7 @@ mod tests {
     fn embedded_default_parses_and_has_builtins() {
         let c = Config::embedded().unwrap();
         let specs = c.scenario_specs().unwrap();
-        assert_eq!(specs.len(), 4);
+        assert_eq!(specs.len(), builtin_scenarios().len());
         assert_eq!(c.ban.duration.0.as_secs(), 4 * 3600);
         assert_eq!(c.journal.match_pairs().len(), 2);
     }
@@ -789,6 +914,33 @@ mod tests {
             ok.journal.match_pairs()[1],
             ("+".to_string(), String::new())
         );
+    }
+
+    #[test]
+    fn user_parser_errors_name_their_line() {
+        let ok = parse(
+            "[parsers.gitea]\nidentifiers = [\"gitea\"]\n[[parsers.gitea.rules]]\nkind = \"auth_fail\"\npattern = 'Failed login for <user> from <ip>'\n\n[scenarios.gitea-bf]\nservice = \"gitea\"\nkinds = [\"auth_fail\"]\ncapacity = 3\n",
+        )
+        .unwrap();
+        assert_eq!(ok.user_parsers().unwrap().len(), 1);
+        let e = parse(
+            "[parsers.x]\n[[parsers.x.rules]]\nkind = \"auth_fail\"\npattern = 'no address here'\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("test.toml:4:"), "{e}");
+        assert!(e.to_string().contains("<ip>"), "{e}");
+        let e =
+            parse("[parsers.x]\n[[parsers.x.rules]]\nkind = \"auth_fail\"\npattern = '<ip> ('\n")
+                .unwrap_err();
+        assert!(e.to_string().starts_with("test.toml:4:"), "{e}");
+        let e = parse(
+            "[parsers.nginx]\n[[parsers.nginx.rules]]\nkind = \"auth_fail\"\npattern = '<ip>'\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("built-in"), "{e}");
+        let e = parse("[parsers.x]\n[[parsers.x.rules]]\nkind = \"nope\"\npattern = '<ip>'\n")
+            .unwrap_err();
+        assert!(e.to_string().starts_with("test.toml:3:"), "{e}");
     }
 
     #[test]

@@ -616,7 +616,7 @@ impl<F: Firewall> Core<F> {
             "uptime_s": (now - self.started) / SECOND,
             "sources": extra.sources,
             "community": extra.community,
-            "parsers": { "sshd": self.detector.parsers.sshd_stats },
+            "parsers": self.detector.parsers.stats(),
             "buckets": self.detector.engine.stats(),
             "overflows": overflows,
             "decisions": by_origin,

@@ -29,6 +29,7 @@ pub mod daemon;
 pub mod decide;
 pub mod detect;
 pub mod enforce;
+pub mod fail2ban;
 pub mod parse;
 pub mod replay;
 pub mod source;

@@ -27,7 +27,7 @@ pub struct Detector {
 impl Detector {
     pub fn new(cfg: &Config) -> Result<Detector, ConfigError> {
         Ok(Detector {
-            parsers: Parsers::new(),
+            parsers: Parsers::with_user(cfg.user_parsers()?),
             engine: Engine::new(cfg.scenario_specs()?, cfg.detect.max_buckets),
             events: Vec::new(),
             last_sweep: Micros::MIN,

@@ -35,7 +35,7 @@ const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/crowdwall.toml
 fn check_config_accepts_the_default_and_names_line_of_a_broken_one() {
     let o = crowdwall(&["check-config", CONFIG]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("ok (4 scenario(s)"), "{}", text(&o));
+    assert!(text(&o).contains("ok (17 scenario(s)"), "{}", text(&o));
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
