@@ -357,6 +357,10 @@ pub struct Config {
     pub allowlist: AllowlistSection,
     pub detect: DetectSection,
     pub scenarios: BTreeMap<String, ScenarioOverride>,
+    /// This host as an agent of a community hub.
+    pub community: crate::community::CommunitySection,
+    /// `crowdwall hub` (the server); the daemon ignores it.
+    pub hub: crate::community::hub::HubSection,
     /// `[[files]]`: log files to follow (none by default).
     pub files: Vec<crate::source::file::FileSpec>,
     /// `[syslog]`: the syslog listener (off by default).
@@ -720,6 +724,9 @@ impl Config {
         for r in [self.api.check(), self.crowdsec.check(), self.feeds.check()] {
             r.map_err(|(key, message)| self.invalid(key, message))?;
         }
+        self.hub
+            .validate()
+            .map_err(|(key, message)| self.invalid(key, message))?;
         Ok(())
     }
 

@@ -117,6 +117,8 @@ pub struct Core<F: Firewall> {
     /// current back-off.
     retry_at: Option<Micros>,
     retry_backoff: Micros,
+    /// Signals of new local bans, taken by the community agent after each batch.
+    pub community_out: Vec<crate::community::Signal>,
     /// A read-back should start as soon as none is running.
     pub audit_wanted: bool,
 }
@@ -139,6 +141,7 @@ impl<F: Firewall> Core<F> {
             last_fw_ok: 0,
             retry_at: None,
             retry_backoff: 0,
+            community_out: Vec::new(),
             audit_wanted: false,
         };
         // The one full read of the store: from here on the in-memory plan follows each change.
@@ -370,6 +373,8 @@ impl<F: Firewall> Core<F> {
         self.track(&d);
         self.store.record_offence(&value, at)?;
         self.stats.decisions_local += 1;
+        self.community_out
+            .push(crate::community::agent::signal_of(ov));
         log::warn!(
             "ban {} for {} ({}: {})",
             d.value_text(),
@@ -624,6 +629,7 @@ impl<F: Firewall> Core<F> {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": (now - self.started) / SECOND,
             "sources": extra.sources,
+            "community": extra.community,
             "parsers": self.detector.parsers.stats(),
             "ingest": extra.ingest,
             "buckets": self.detector.engine.stats(),
@@ -652,6 +658,7 @@ pub struct StatusExtra {
     pub sources: serde_json::Value,
     /// CrowdSec follower and feeds: last result and error of each.
     pub ingest: serde_json::Value,
+    pub community: Option<serde_json::Value>,
 }
 
 pub fn decision_json(d: &Decision, now: Micros) -> serde_json::Value {
@@ -765,7 +772,6 @@ type ReadBack = Result<Vec<Vec<crate::enforce::KernelElement>>, EnforceError>;
 type Reader = std::sync::Arc<
     dyn Fn() -> Result<Vec<Vec<crate::enforce::KernelElement>>, EnforceError> + Send + Sync,
 >;
-
 
 /// `crowdwall reload` and SIGHUP: reads the config file again, refuses it (changing nothing)
 /// when it is broken or changes what needs a restart, else restarts the sources whose
@@ -924,6 +930,12 @@ async fn serve<F: Firewall>(
 
     // Journal source.
     let mut sources = Sources::start(&journal_cfg, &state_dir)?;
+    // A broken credentials or outbox file must not stop the host's own protection.
+    let mut community =
+        crate::community::agent::start(&cfg.community, &state_dir).unwrap_or_else(|e| {
+            log::error!("community sharing off: {e}");
+            None
+        });
     // Files, syslog, NFLOG.
     let mut live = crate::source::live::LiveSources::start(
         crate::source::live::LiveConfig::of(&cfg),
@@ -1004,6 +1016,10 @@ async fn serve<F: Firewall>(
                             }
                             Err(e) => log::error!("processing entries: {e}"),
                         }
+                        let signals = std::mem::take(&mut core.community_out);
+                        if let Some(c) = &community {
+                            c.send(signals);
+                        }
                         // Only now is the batch's effect durable (store written, kernel
                         // updated): moving the cursor earlier could skip entries after a crash.
                         sources.commit(&batch.cursor);
@@ -1016,9 +1032,24 @@ async fn serve<F: Firewall>(
                     }
                 }
             }
+            Some(update) = crate::community::agent::Agent::recv(&mut community) => {
+                match core.apply_external(update) {
+                    Ok(r) => log::info!("community blocklist: {} added, {} removed, {} allowlisted", r.inserted, r.deleted, r.refused_allowlisted),
+                    Err(e) => {
+                        log::error!("applying the community blocklist: {e}");
+                        if let Some(c) = &community {
+                            c.apply_failed();
+                        }
+                    }
+                }
+            }
             Some(batch) = live.recv() => {
                 if let Err(e) = core.handle_entries(&batch.entries) {
                     log::error!("processing {} entries: {e}", batch.source);
+                }
+                let signals = std::mem::take(&mut core.community_out);
+                if let Some(c) = &community {
+                    c.send(signals);
                 }
                 // As with the journal cursor: positions move only after the batch's effect
                 // is durable.
@@ -1036,7 +1067,7 @@ async fn serve<F: Firewall>(
                     if let Some(a) = all.as_array_mut() {
                         a.extend(live.status());
                     }
-                    let extra = StatusExtra { sources: all, ingest: ingest_board.snapshot() };
+                    let extra = StatusExtra { sources: all, ingest: ingest_board.snapshot(), community: community.as_ref().map(|c| c.status()) };
                     core.handle_request(req, &extra)
                 };
                 let _ = reply.send(resp);

@@ -22,8 +22,11 @@
 //! - [`api`]: the CrowdSec-compatible bouncer API (existing bouncers pull our decisions).
 //! - [`ingest`]: decisions pulled in: a CrowdSec Local API followed as a bouncer, blocklist
 //!   feeds.
+//! - [`community`]: at the edge: signals to a hub, the community blocklist back, and
+//!   `crowdwall hub` itself.
 
 pub mod api;
+pub mod community;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -103,6 +103,20 @@ enum Cmd {
     /// Keys of the CrowdSec-compatible bouncer API ([api] in the config).
     #[command(subcommand)]
     Bouncers(BouncersCmd),
+    /// This host as an agent of a community hub.
+    #[command(subcommand)]
+    Community(CommunityCmd),
+    /// Run the community hub server (config section [hub]), or administer its database.
+    Hub {
+        /// Listen address (default: [hub] listen).
+        #[arg(long)]
+        listen: Option<String>,
+        /// sqlite:PATH or postgres://... (default: [hub] database).
+        #[arg(long)]
+        database: Option<String>,
+        #[command(subcommand)]
+        cmd: Option<HubCmd>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,6 +130,31 @@ enum BouncersCmd {
     },
     /// Revoke a bouncer's key.
     Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum CommunityCmd {
+    /// Enrol this host with a hub; writes the credentials file (root only).
+    Register {
+        /// The hub's URL, e.g. https://hub.example.org
+        #[arg(long)]
+        hub: String,
+        /// A name for this agent shown to the hub's administrator (default: none).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// The hub's enrolment token, when it requires one.
+        #[arg(long)]
+        token: Option<String>,
+        /// State directory (default: [daemon] state_dir).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum HubCmd {
+    /// Take an address off the blocklist; reports up to now no longer count.
+    Delist { ip: String },
 }
 
 #[derive(Subcommand)]
@@ -326,6 +365,50 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             explain(&cli.config, &line, parser.as_deref(), json)?
         }
         Cmd::ImportFail2ban { dir } => import_fail2ban(&dir)?,
+        Cmd::Community(CommunityCmd::Register {
+            hub,
+            name,
+            token,
+            state_dir,
+        }) => {
+            let cfg = load_config(&cli.config)?;
+            let dir = state_dir.unwrap_or(cfg.daemon.state_dir.clone());
+            let path = crowdwall::community::agent::credentials_path(&cfg.community, &dir);
+            let c = crowdwall::community::client::register(&hub, &name, token, &path)?;
+            println!(
+                "registered with {} as agent {}; credentials in {} (mode 0600). The daemon uses them at its next start.",
+                c.hub,
+                c.agent_id,
+                path.display()
+            );
+        }
+        Cmd::Hub {
+            listen,
+            database,
+            cmd,
+        } => {
+            let mut cfg = load_config(&cli.config)
+                .context("refusing to start with a broken configuration")?
+                .hub;
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Some(d) = database {
+                cfg.database = d;
+            }
+            match cmd {
+                None => crowdwall::community::hub::run(cfg)?,
+                Some(HubCmd::Delist { ip }) => {
+                    if crowdwall::community::hub::delist(&cfg, &ip)? {
+                        println!("{ip} delisted; reports up to now no longer count");
+                    } else {
+                        println!(
+                            "{ip} was not on the blocklist; reports up to now no longer count"
+                        );
+                    }
+                }
+            }
+        }
         Cmd::Firewall(FirewallCmd::Remove) => {
             let cfg = load_config(&cli.config)?;
             let mut fw = crowdwall::enforce::netlink::NftFirewall::open(cfg.firewall.spec())?;
@@ -489,6 +572,19 @@ fn print_status(v: &serde_json::Value) {
             f["stats"]["heals"]
         ),
         None => println!("firewall: {}", f["error"].as_str().unwrap_or("unknown")),
+    }
+    let c = &v["community"];
+    if c.is_object() {
+        println!(
+            "community {}: {} signal(s) delivered, {} in the outbox, {} push failure(s); {} blocklist entries, {} pull(s), {} failed",
+            c["hub"].as_str().unwrap_or("?"),
+            c["signals_delivered"],
+            c["outbox"],
+            c["push_failures"],
+            c["blocklist_entries"],
+            c["pulls"],
+            c["pull_failures"]
+        );
     }
     if f["behind_store"].as_bool() == Some(true) {
         println!(

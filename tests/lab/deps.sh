@@ -22,6 +22,8 @@ if [ "$mode" = test ]; then
   mkdir -p /etc/crowdsec
   [ -s /etc/crowdsec/online_api_credentials.yaml ] ||
     echo '# offline: no central API (crowdwall test lab)' > /etc/crowdsec/online_api_credentials.yaml
+  # community hub: a real PostgreSQL for the store tests, Chromium for the page check.
+  need_pkgs+=(postgresql chromium chromium-driver)
 fi
 missing=()
 for p in "${need_pkgs[@]}"; do
@@ -67,4 +69,15 @@ if [ "$mode" = test ]; then
   # host keys and privilege-separation directory for the end-to-end test's sshd.
   ssh-keygen -A >/dev/null
   mkdir -p /run/sshd
+fi
+if [ "$mode" = test ]; then
+  # PostgreSQL for the hub tests (tests/hub.rs): Debian's cluster, started without systemd,
+  # on port 5432, with a role that may create the tests' throw-away databases.
+  pgver=$(ls /usr/lib/postgresql | sort -V | tail -1)
+  pg_lsclusters -h | awk '{print $1" "$2}' | grep -q "^$pgver main$" || pg_createcluster "$pgver" main >/dev/null
+  pg_ctlcluster "$pgver" main status >/dev/null 2>&1 || pg_ctlcluster "$pgver" main start
+  for _ in $(seq 1 100); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.1; done
+  pg_isready -q -h 127.0.0.1 -p 5432 || { echo "deps: PostgreSQL did not start" >&2; exit 1; }
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname = 'crowdwall'\"" | grep -q 1 \
+    || su postgres -c "psql -qc \"CREATE ROLE crowdwall LOGIN CREATEDB PASSWORD 'crowdwall'\""
 fi

@@ -1,0 +1,347 @@
+//! End to end on real parts: a hub in its own network namespace, four hosts each running a
+//! crowdwall daemon in theirs (each reaching the hub from its own /24), three of them with a
+//! real OpenSSH server, and an attacker on a bridge that reaches all four. The attacker
+//! brute-forces hosts 1-3 while the hub is down; the signals wait in the daemons' outboxes,
+//! reach the hub when it is back, the consensus lists the attacker, and host 4's kernel drops
+//! it before it ever attacked host 4.
+//!
+//! Every host's daemon reads the one system journal; each sshd logs with its own syslog
+//! facility (LOCAL1..LOCAL3) and each daemon matches only its own, so a host sees only the
+//! attacks on itself.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{must, prerequisites, tag, veth, wait_until, Daemon, Netns, Proc};
+
+const ATK: &str = "45.0.0.66";
+const PORT: u16 = 8080;
+const HUB_PORT: u16 = 8441;
+
+fn host_addr(i: usize) -> String {
+    format!("45.0.0.{i}")
+}
+
+/// Every element of crowdwall's table (whatever set holds it), read with the nft CLI.
+fn kernel_v4(ns: &Netns) -> String {
+    let o = ns.exec(&["nft", "list", "table", "inet", "crowdwall"]);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn sshd(ns: &Netns, dir: &Path, listen: &str, facility: usize) -> Proc {
+    let conf = dir.join("sshd_config");
+    let mut f = std::fs::File::create(&conf).unwrap();
+    write!(
+        f,
+        "Port 22\nListenAddress {listen}\n\
+         HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_rsa_key\n\
+         PidFile {}\nSyslogFacility LOCAL{facility}\nLogLevel INFO\nUsePAM yes\n\
+         PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPermitRootLogin no\n\
+         MaxAuthTries 6\nMaxStartups 100\n",
+        dir.join("sshd.pid").display()
+    )
+    .unwrap();
+    must(&["/usr/sbin/sshd", "-t", "-f", conf.to_str().unwrap()]);
+    Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, "/usr/sbin/sshd", "-D", "-f"])
+            .arg(&conf)
+            .spawn()
+            .expect("sshd"),
+    )
+}
+
+/// `conns` failed password logins (one attempt each) from the attacker to `target`.
+fn attack(atk: &str, target: &str, conns: usize) {
+    let mut kids = Vec::new();
+    for i in 0..conns {
+        kids.push(
+            Command::new("ip")
+                .args(["netns", "exec", atk, "sshpass", "-p", "wrong", "ssh"])
+                .args([
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                    "-o",
+                    "PreferredAuthentications=password",
+                    "-o",
+                    "PubkeyAuthentication=no",
+                    "-o",
+                    "NumberOfPasswordPrompts=1",
+                    "-o",
+                    "ConnectTimeout=5",
+                ])
+                .arg(format!("nosuchuser{i}@{target}"))
+                .arg("true")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("sshpass"),
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for mut k in kids {
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = k.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = k.kill();
+        let _ = k.wait();
+    }
+}
+
+fn start_hub(ns: &Netns, dir: &Path) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("hub.log"))
+        .unwrap();
+    Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, Daemon::bin()])
+            .arg("--config")
+            .arg(dir.join("hub.toml"))
+            .arg("hub")
+            .arg("--database")
+            .arg(format!("sqlite:{}", dir.join("hub.db").display()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("hub"),
+    )
+}
+
+fn status(d: &Daemon) -> serde_json::Value {
+    let (ok, out) = d.cli(&["status", "--json"]);
+    assert!(ok, "{out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_nothing() {
+    if !prerequisites(&["ip", "nft", "sshpass", "ssh", "nc", "systemd-cat"], true) {
+        return;
+    }
+    assert!(Path::new("/usr/sbin/sshd").exists(), "needs openssh-server");
+    let t = tag();
+    let hub_ns = Netns::new(format!("hb{t}h"));
+    let atk = Netns::new(format!("hb{t}x"));
+    atk.must(&["ip", "link", "add", "br0", "type", "bridge"]);
+    atk.must(&["ip", "addr", "add", &format!("{ATK}/24"), "dev", "br0"]);
+    atk.must(&["ip", "link", "set", "br0", "up"]);
+
+    let top = tempfile::tempdir().unwrap();
+    std::fs::write(
+        top.path().join("hub.toml"),
+        format!("[hub]\nlisten = \"0.0.0.0:{HUB_PORT}\"\n"),
+    )
+    .unwrap();
+
+    let mut hosts = Vec::new();
+    for i in 1..=4usize {
+        let ns = Netns::new(format!("hb{t}{i}"));
+        // its own link to the hub, in its own /24
+        veth(
+            &hub_ns,
+            &format!("20.0.{i}.1/24"),
+            &ns,
+            &format!("20.0.{i}.2/24"),
+        );
+        // and a port on the attacker's bridge
+        let (a, b) = (format!("hbxa{t}{i}"), format!("hbxb{t}{i}"));
+        must(&[
+            "ip", "link", "add", &a, "netns", &atk.name, "type", "veth", "peer", "name", &b,
+            "netns", &ns.name,
+        ]);
+        atk.must(&["ip", "link", "set", &a, "master", "br0", "up"]);
+        ns.must(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", host_addr(i)),
+            "dev",
+            &b,
+        ]);
+        ns.must(&["ip", "link", "set", &b, "up"]);
+        let dir = top.path().join(format!("host{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        hosts.push((ns, dir));
+    }
+
+    let mut hub = Some(start_hub(&hub_ns, top.path()));
+    let hub_log = || std::fs::read_to_string(top.path().join("hub.log")).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(15), || hosts[0]
+            .0
+            .can_connect("20.0.1.1", HUB_PORT)),
+        "hub did not come up:\n{}",
+        hub_log()
+    );
+
+    let mut keep = Vec::new();
+    let mut daemons = Vec::new();
+    for (i, (ns, dir)) in hosts.iter().enumerate() {
+        let n = i + 1;
+        // hosts 1-3 run sshd logging with facility LOCAL<n>; host 4 has a plain TCP port
+        if n <= 3 {
+            keep.push(sshd(ns, dir, &host_addr(n), n));
+        }
+        keep.push(Proc(
+            Command::new("ip")
+                .args(["netns", "exec", &ns.name, "nc", "-lk", &PORT.to_string()])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("nc"),
+        ));
+        let config = format!(
+            "[daemon]\nstate_dir = \"{state}\"\n\
+             [journal]\nmatches = [\"SYSLOG_IDENTIFIER=sshd\", \"SYSLOG_IDENTIFIER=sshd-session\", \"SYSLOG_FACILITY={fac}\"]\n\
+             [community]\npull_every = \"1s\"\npush_every = \"1s\"\n",
+            state = dir.join("state").display(),
+            fac = 16 + n,
+        );
+        let d = Daemon::new(&ns.name, dir, &config);
+        let out = ns.must(&[
+            Daemon::bin(),
+            "--config",
+            dir.join("crowdwall.toml").to_str().unwrap(),
+            "community",
+            "register",
+            "--hub",
+            &format!("http://20.0.{n}.1:{HUB_PORT}"),
+            "--name",
+            &format!("host{n}"),
+        ]);
+        assert!(out.contains("registered"), "{out}");
+        let creds = dir.join("state/community.json");
+        let mode = std::fs::metadata(&creds).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o600, "credentials must be root-only");
+        daemons.push(d);
+    }
+    for d in &mut daemons {
+        d.start();
+        assert!(status(d)["community"]["hub"].is_string(), "{}", d.log());
+    }
+    // host 4 pulled its first (empty) snapshot
+    assert!(
+        wait_until(Duration::from_secs(10), || status(&daemons[3])["community"]
+            ["pulls"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1),
+        "{}",
+        daemons[3].log()
+    );
+    for n in 1..=3 {
+        assert!(
+            wait_until(Duration::from_secs(10), || atk
+                .can_connect(&host_addr(n), 22)),
+            "sshd {n} not reachable"
+        );
+    }
+    assert!(atk.can_connect(&host_addr(4), PORT), "host 4 open before");
+
+    // The hub goes down; then the attack on hosts 1-3.
+    drop(hub.take());
+    assert!(
+        !hosts[0].0.can_connect("20.0.1.1", HUB_PORT),
+        "hub still up"
+    );
+    std::thread::scope(|s| {
+        for n in 1..=3 {
+            let atk = atk.name.clone();
+            s.spawn(move || attack(&atk, &host_addr(n), 8));
+        }
+    });
+    for (n, (ns, _)) in hosts.iter().take(3).enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(15), || kernel_v4(ns).contains(ATK)),
+            "host {} did not ban the attacker:\n{}",
+            n + 1,
+            daemons[n].log()
+        );
+    }
+    // the signals wait in the outboxes while pushes fail
+    for d in daemons.iter().take(3) {
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                let c = &status(d)["community"];
+                c["outbox"].as_u64().unwrap_or(0) >= 1
+                    && c["push_failures"].as_u64().unwrap_or(0) >= 1
+            }),
+            "{}\n{}",
+            status(d),
+            d.log()
+        );
+    }
+    assert!(
+        !kernel_v4(&hosts[3].0).contains(ATK),
+        "host 4 cannot know yet"
+    );
+    // a while down: a few failed pushes and pulls
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The hub is back (same database): the outboxes drain, the consensus lists the
+    // attacker, host 4 pulls the delta and its kernel drops the attacker.
+    let _hub = start_hub(&hub_ns, top.path());
+    let listed = wait_until(Duration::from_secs(45), || {
+        kernel_v4(&hosts[3].0).contains(ATK)
+    });
+    assert!(
+        listed,
+        "host 4 never got the community ban:\n{}\n--- host 4\n{}\n--- host 1\n{}\n--- hub\n{}",
+        kernel_v4(&hosts[3].0),
+        daemons[3].log(),
+        daemons[0].log(),
+        hub_log()
+    );
+    assert!(
+        !atk.can_connect(&host_addr(4), PORT),
+        "attacker still reaches host 4"
+    );
+    let ds = daemons[3].decisions();
+    let on_atk: Vec<_> = ds.iter().filter(|x| x["value"] == ATK).collect();
+    assert_eq!(on_atk.len(), 1, "{ds:?}");
+    assert_eq!(on_atk[0]["origin"], "community");
+    assert_eq!(
+        on_atk[0]["scenario"]
+            .as_str()
+            .map(|s| s.starts_with("ssh-")),
+        Some(true)
+    );
+    for d in daemons.iter().take(3) {
+        assert!(
+            wait_until(Duration::from_secs(15), || status(d)["community"]["outbox"]
+                == 0),
+            "outbox not drained: {}",
+            status(d)
+        );
+    }
+    // No signal was lost: the hub holds one report from each of the three hosts.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let info = rt.block_on(async {
+        let store = crowdwall::community::hub::store::HubStore::open(&format!(
+            "sqlite:{}",
+            top.path().join("hub.db").display()
+        ))
+        .await
+        .unwrap();
+        store.lookup(ATK).await.unwrap()
+    });
+    let info = info.expect("attacker known to the hub");
+    assert_eq!(info.reporters, 3, "{info:?}");
+    assert_eq!(info.reports, 3, "{info:?}");
+    assert!(info.listed_until.is_some());
+}
