@@ -25,6 +25,8 @@ pub enum Request {
         value: String,
     },
     Status,
+    /// The counters snapshot (`crowdwall metrics`).
+    Metrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
