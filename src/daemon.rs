@@ -110,10 +110,14 @@ pub struct Core<F: Firewall> {
     /// current back-off.
     retry_at: Option<Micros>,
     retry_backoff: Micros,
+    /// Duration of every netlink transaction (metrics).
+    pub fw_timing: crate::metrics::Histogram,
+    pub lockout: crate::lockout::Guard,
 }
 
 impl<F: Firewall> Core<F> {
     pub fn new(cfg: Config, store: Store, fw: F) -> Result<Self, DaemonError> {
+        let lockout = crate::lockout::Guard::new(&cfg.lockout);
         Ok(Core {
             detector: Detector::new(&cfg)?,
             policy: policy(&cfg),
@@ -129,6 +133,8 @@ impl<F: Firewall> Core<F> {
             last_fw_ok: 0,
             retry_at: None,
             retry_backoff: 0,
+            fw_timing: Default::default(),
+            lockout,
         })
     }
 
@@ -157,7 +163,10 @@ impl<F: Firewall> Core<F> {
         let desired = self.desired(now)?;
         self.stats.transactions += 1;
         self.stats.full_loads += 1;
-        if let Err(e) = self.fw.load(&desired) {
+        let t = std::time::Instant::now();
+        let r = self.fw.load(&desired);
+        self.fw_timing.observe(t.elapsed());
+        if let Err(e) = r {
             self.stats.transaction_failures += 1;
             self.retry_backoff = (self.retry_backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
             self.retry_at = Some(now + self.retry_backoff);
@@ -181,7 +190,10 @@ impl<F: Firewall> Core<F> {
             return Ok(());
         }
         self.stats.transactions += 1;
-        match self.fw.apply(&remove, &add) {
+        let t = std::time::Instant::now();
+        let r = self.fw.apply(&remove, &add);
+        self.fw_timing.observe(t.elapsed());
+        match r {
             Ok(()) => {
                 self.applied = desired.iter().map(|e| (e.range, e.expires)).collect();
                 self.last_fw_ok = time::now();
@@ -254,6 +266,7 @@ impl<F: Firewall> Core<F> {
             // An old attack read after downtime: its ban would already be over.
             return Ok(None);
         }
+        self.lockout.before_ban(&self.allow);
         self.store.insert(&mut d)?;
         self.store.record_offence(&value, at)?;
         self.stats.decisions_local += 1;
@@ -418,6 +431,9 @@ impl<F: Firewall> Core<F> {
                 Ok(json!({ "deleted": n, "value": decide::value_text(&net) }))
             }
             Request::Status => Ok(self.status(extra, now)),
+            Request::Metrics => {
+                serde_json::to_value(self.metrics(extra, now)).map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -468,8 +484,98 @@ impl<F: Firewall> Core<F> {
             "allowlist": {
                 "configured": self.cfg.allowlist.cidrs.iter().map(|n| n.0.to_string()).collect::<Vec<_>>(),
                 "own_addresses": self.allow.own().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "from_dir": self.cfg.allowlist.from_dir.iter().map(|n| n.0.to_string()).collect::<Vec<_>>(),
             },
+            "lockout": self.lockout.status(),
         })
+    }
+
+    /// Packets and bytes dropped per origin. HOOK for the per-origin nftables named counters
+    /// (issue 3): read them here from `self.fw`; everything downstream (Prometheus,
+    /// `crowdwall metrics`) already renders whatever this returns.
+    fn drop_counters(&mut self) -> Vec<crate::metrics::DropCounter> {
+        Vec::new()
+    }
+
+    /// The counters snapshot for `crowdwall metrics` and the Prometheus endpoint.
+    pub fn metrics(&mut self, extra: &StatusExtra, now: Micros) -> crate::metrics::Snapshot {
+        use crate::metrics::{NetlinkMetrics, ParserMetrics, Snapshot, SourceMetrics};
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+        let sources = extra
+            .sources
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| SourceMetrics {
+                        name: s["name"].as_str().unwrap_or("?").to_string(),
+                        entries_read: n(&s["entries_read"]),
+                        skipped: n(&s["skipped"]),
+                        gaps: n(&s["gaps"]),
+                        lag_s: n(&s["lag_s"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let p = &self.detector.parsers.sshd_stats;
+        let parsers = vec![ParserMetrics {
+            name: "sshd".into(),
+            lines: p.lines,
+            hits: p.matched,
+            misses: p.unmatched,
+            rejected: p.rejected,
+            events: p.events,
+        }];
+        let mut decisions_active: std::collections::BTreeMap<String, u64> = Origin::ALL
+            .iter()
+            .map(|o| (o.as_str().to_string(), 0))
+            .collect();
+        for d in self.store.active(now).unwrap_or_default() {
+            *decisions_active
+                .entry(d.origin.as_str().to_string())
+                .or_default() += 1;
+        }
+        let kernel_elements = self.fw.list().ok().map(|els| {
+            let mut m =
+                std::collections::BTreeMap::from([("v4".to_string(), 0), ("v6".to_string(), 0)]);
+            for e in els {
+                let k = match e.range.family {
+                    crate::enforce::Family::V4 => "v4",
+                    crate::enforce::Family::V6 => "v6",
+                };
+                *m.entry(k.to_string()).or_default() += 1;
+            }
+            m
+        });
+        let b = self.detector.engine.stats();
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_s: ((now - self.started) / SECOND).max(0) as u64,
+            sources,
+            parsers,
+            live_buckets: b.live_buckets as u64,
+            evicted_idle: b.evicted_idle,
+            evicted_cap: b.evicted_cap,
+            overflows: self
+                .detector
+                .engine
+                .overflows_by_scenario()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            refused_allowlisted: self.stats.refused_allowlisted,
+            already_banned: self.stats.already_banned,
+            bans_local: self.stats.decisions_local,
+            decisions_active,
+            kernel_elements,
+            netlink: NetlinkMetrics {
+                transactions: self.stats.transactions,
+                errors: self.stats.transaction_failures,
+                full_loads: self.stats.full_loads,
+                heals: self.stats.heals,
+                duration: self.fw_timing.clone(),
+            },
+            drops: self.drop_counters(),
+            unprotected_sessions: self.lockout.unprotected.len() as u64,
+        }
     }
 }
 
@@ -573,6 +679,9 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
     }
     core.store
         .prune(time::now(), time::now() - core.forget_after)?;
+    // Config changes take effect at start: this is the check "after every config change",
+    // and it runs before the first ban of the run.
+    core.lockout.check(&core.allow, "at start", true);
     core.reconcile()?;
     let n = core.applied.len();
     log::info!("table inet {table} loaded with {n} element(s)");
@@ -596,6 +705,20 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
     }
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<ControlMsg>(64);
     tokio::spawn(accept_loop(listener, ctl_tx));
+
+    // Optional Prometheus endpoint; scrapes ask this loop for a snapshot.
+    let (metrics_tx, mut metrics_rx) =
+        tokio::sync::mpsc::channel::<crate::metrics::SnapshotRequest>(8);
+    if cfg.metrics.enabled {
+        let l = crate::metrics::bind(cfg.metrics.listen).map_err(io(format!(
+            "metrics endpoint {} ([metrics] listen)",
+            cfg.metrics.listen
+        )))?;
+        log::info!("metrics endpoint on http://{}/metrics", cfg.metrics.listen);
+        tokio::spawn(crate::metrics::serve(l, metrics_tx));
+    } else {
+        drop(metrics_tx);
+    }
 
     // Journal source.
     let mut sources = Sources::start(&journal_cfg, &state_dir)?;
@@ -656,6 +779,10 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
                 let extra = StatusExtra { sources: sources.status() };
                 let _ = reply.send(core.handle_request(req, &extra));
             }
+            Some(reply) = metrics_rx.recv() => {
+                let extra = StatusExtra { sources: sources.status() };
+                let _ = reply.send(core.metrics(&extra, time::now()));
+            }
             _ = heal_tick.tick() => {
                 if let Err(e) = core.heal() {
                     log::error!("firewall check: {e}");
@@ -665,6 +792,7 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
                 if own_enabled {
                     core.set_own_addresses(own_addresses());
                 }
+                core.lockout.check(&core.allow, "periodic", false);
                 if let Err(e) = core.housekeeping() {
                     log::error!("housekeeping: {e}");
                 }

@@ -19,6 +19,9 @@
 //! - [`control`]: the unix-socket protocol between the daemon and the CLI.
 //! - [`replay`]: the same pure pipeline fed from files, for `replay`, `explain` and benchmarks.
 //! - [`config`]: the TOML configuration, its defaults and validation.
+//! - [`metrics`]: the counters snapshot, as Prometheus text (optional endpoint) and tables.
+//! - [`ui`]: colour and progress for the CLI, only on a terminal.
+//! - [`lockout`]: warns when a logged-in SSH session's address is not allowlisted.
 
 pub mod config;
 pub mod control;
@@ -26,8 +29,11 @@ pub mod daemon;
 pub mod decide;
 pub mod detect;
 pub mod enforce;
+pub mod lockout;
+pub mod metrics;
 pub mod parse;
 pub mod replay;
 pub mod source;
 pub mod store;
 pub mod time;
+pub mod ui;
