@@ -136,12 +136,19 @@ fn alive(pid: i32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// The live remote sessions in `path`.
+/// The live remote sessions in `path`. A missing file means no login was ever recorded
+/// (containers, minimal routers): no sessions, not an error.
 pub fn sessions(path: &Path) -> Result<Vec<Session>, LockoutError> {
-    let data = std::fs::read(path).map_err(|source| LockoutError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(LockoutError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
     Ok(parse_utmp(&data)
         .into_iter()
         .filter(|s| alive(s.pid))

@@ -344,8 +344,14 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 crowdwall::enforce::netlink::NftFirewall::open(crowdwall::enforce::FirewallSpec {
                     table: cfg.firewall.table.clone(),
                     priority: cfg.firewall.priority,
-                })?;
-            fw.remove()?;
+                })
+                .context("opening netlink to nf_tables (run as root: it needs CAP_NET_ADMIN)")?;
+            fw.remove().with_context(|| {
+                format!(
+                    "removing table inet {} (run as root; `nft list tables` shows what is there)",
+                    cfg.firewall.table
+                )
+            })?;
             println!(
                 "table inet {} removed (a running daemon re-creates it within seconds: stop it first to keep it gone)",
                 cfg.firewall.table
