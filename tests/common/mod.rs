@@ -3,6 +3,8 @@
 //! missing prerequisite is a failure.
 #![allow(dead_code)]
 
+pub mod ssh_lab;
+
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
