@@ -53,9 +53,10 @@ dpkg-query -W -f='${Conffiles}' crowdwall | grep -q /etc/crowdwall/crowdwall.tom
 [ "$(stat -c %a /var/lib/crowdwall)" = 700 ] || fail "state directory not created 0700"
 grep -qx 192.0.2.200 /etc/crowdwall/allowlist.d/installer.list || fail "installer address not allowlisted"
 [ -L /etc/systemd/system/multi-user.target.wants/crowdwall.service ] || fail "unit not enabled"
-crowdwall --version | grep -q "^crowdwall " || fail "crowdwall --version"
+version=$(crowdwall --version) && grep -q "^crowdwall " <<<"$version" || fail "crowdwall --version: $version"
 crowdwall check-config >/dev/null || fail "check-config on the installed config"
-crowdwall check-config --json | grep -q '"192.0.2.200/32"' || fail "check-config does not see the drop-in"
+checked=$(crowdwall check-config --json)
+grep -q '"192.0.2.200/32"' <<<"$checked" || fail "check-config does not see the drop-in: $checked"
 unit=/usr/lib/systemd/system/crowdwall.service
 out=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify: $out"
 score=$(systemd-analyze security --offline=true "$unit" 2>/dev/null | sed -n 's/.*Overall exposure level for crowdwall.service: \([0-9.]*\).*/\1/p')
@@ -81,7 +82,8 @@ SSH_CONNECTION="198.51.100.99 50022 192.0.2.1 22" dpkg -i "$deb" >/dev/null || f
 grep -q "admin's own edit" /etc/crowdwall/allowlist.d/installer.list || fail "upgrade rewrote the drop-in"
 grep -q 198.51.100.99 /etc/crowdwall/allowlist.d/installer.list && fail "upgrade added the upgrader's address"
 start_daemon
-crowdwall decisions list --json | grep -q '"192.0.2.77"' || fail "decision lost across the upgrade"
+listed=$(crowdwall decisions list --json)
+grep -q '"192.0.2.77"' <<<"$listed" || fail "decision lost across the upgrade: $listed"
 stop_daemon
 ip netns exec "$ns" nft list table inet crowdwall >/dev/null 2>&1 || fail "no table before purge"
 ok "upgrade keeps decisions and the drop-in"

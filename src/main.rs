@@ -145,6 +145,13 @@ enum FirewallCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Run { .. }) {
+        // A CLI whose reader went away (`crowdwall decisions list | head`) ends quietly, as
+        // other Unix tools do, instead of panicking on EPIPE. The daemon keeps Rust's
+        // ignored SIGPIPE: a client hanging up must never kill it.
+        // SAFETY: restoring the default disposition before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     init_logging();
     match real_main(cli) {
         Ok(code) => code,
