@@ -73,9 +73,10 @@ fn main() {
                 .expect("journal send");
         }
         let t0 = Instant::now();
+        let set = fw.layout().index_of("local_v4").expect("local_v4 set");
         loop {
             if fw
-                .list()
+                .list(set)
                 .map(|els| els.iter().any(|e| e.range == iv))
                 .unwrap_or(false)
             {

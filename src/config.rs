@@ -141,28 +141,112 @@ impl Default for JournalSection {
 }
 
 impl JournalSection {
-    /// The matches as (field, value) pairs; validated at load.
+    /// The matches as (field, value) pairs; validated at load. `+` becomes `("+", "")`.
     pub fn match_pairs(&self) -> Vec<(String, String)> {
         self.matches
             .iter()
-            .filter_map(|m| m.split_once('='))
+            .filter_map(|m| {
+                if m == "+" {
+                    Some(("+", ""))
+                } else {
+                    m.split_once('=')
+                }
+            })
             .map(|(f, v)| (f.to_string(), v.to_string()))
             .collect()
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallMode {
+    Table,
+    Sets,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallVerdict {
+    Drop,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallHook {
+    Input,
+    Forward,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NftFamily {
+    Inet,
+    Ip,
+    Ip6,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FirewallSection {
+    pub mode: FirewallMode,
     pub table: String,
+    pub family: NftFamily,
     pub priority: i32,
+    pub hooks: Vec<FirewallHook>,
+    pub verdict: FirewallVerdict,
+    pub set_v4: Option<String>,
+    pub set_v6: Option<String>,
+    pub set_v4_net: Option<String>,
+    pub set_v6_net: Option<String>,
+    /// How often every set is read back and compared with the store (the backstop behind
+    /// netlink events).
+    pub readback: Dur,
 }
 
 impl Default for FirewallSection {
     fn default() -> Self {
         FirewallSection {
+            mode: FirewallMode::Table,
             table: "crowdwall".into(),
+            family: NftFamily::Inet,
             priority: -10,
+            hooks: vec![FirewallHook::Input],
+            verdict: FirewallVerdict::Drop,
+            set_v4: None,
+            set_v6: None,
+            set_v4_net: None,
+            set_v6_net: None,
+            readback: Dur(Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+impl FirewallSection {
+    pub fn spec(&self) -> crate::enforce::FirewallSpec {
+        use crate::enforce::{FirewallSpec, Mode, TableFamily, Verdict};
+        FirewallSpec {
+            mode: match self.mode {
+                FirewallMode::Table => Mode::Table,
+                FirewallMode::Sets => Mode::Sets,
+            },
+            family: match self.family {
+                NftFamily::Inet => TableFamily::Inet,
+                NftFamily::Ip => TableFamily::Ip,
+                NftFamily::Ip6 => TableFamily::Ip6,
+            },
+            table: self.table.clone(),
+            priority: self.priority,
+            input: self.hooks.contains(&FirewallHook::Input),
+            forward: self.hooks.contains(&FirewallHook::Forward),
+            verdict: match self.verdict {
+                FirewallVerdict::Drop => Verdict::Drop,
+                FirewallVerdict::Reject => Verdict::Reject,
+            },
+            set_v4: self.set_v4.clone(),
+            set_v6: self.set_v6.clone(),
+            set_v4_net: self.set_v4_net.clone(),
+            set_v6_net: self.set_v6_net.clone(),
         }
     }
 }
@@ -170,6 +254,9 @@ impl Default for FirewallSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BanSection {
+    /// IPv6 attackers are banned with this prefix length (64: their whole /64, since one
+    /// host usually has all of it).
+    pub ipv6_prefix: u8,
     pub duration: Dur,
     pub max_duration: Dur,
     pub escalate: bool,
@@ -179,6 +266,7 @@ pub struct BanSection {
 impl Default for BanSection {
     fn default() -> Self {
         BanSection {
+            ipv6_prefix: 128,
             duration: Dur(Duration::from_secs(4 * 3600)),
             max_duration: Dur(Duration::from_secs(7 * 86400)),
             escalate: true,
@@ -293,8 +381,10 @@ impl<'de> Deserialize<'de> for FieldName {
         let s = String::deserialize(d)?;
         match s.as_str() {
             "user" => Ok(FieldName(Field::User)),
+            "path" => Ok(FieldName(Field::Path)),
+            "port" => Ok(FieldName(Field::Port)),
             _ => Err(serde::de::Error::custom(format!(
-                "unknown distinct field '{s}' (known: user)"
+                "unknown distinct field '{s}' (known: user, path, port)"
             ))),
         }
     }
@@ -310,6 +400,14 @@ pub struct Config {
     pub allowlist: AllowlistSection,
     pub detect: DetectSection,
     pub scenarios: BTreeMap<String, ScenarioOverride>,
+    /// `[[files]]`: log files to follow (none by default).
+    pub files: Vec<crate::source::file::FileSpec>,
+    /// `[syslog]`: the syslog listener (off by default).
+    pub syslog: crate::source::syslog::SyslogSection,
+    /// `[nflog]`: packets logged by the admin's rules to an NFLOG group (off by default).
+    pub nflog: crate::source::nflog::NflogSection,
+    /// User-defined parsers (`[parsers.NAME]`).
+    pub parsers: BTreeMap<String, ParserDef>,
     pub metrics: MetricsSection,
     pub lockout: LockoutSection,
     /// Where this config came from, for messages.
@@ -317,11 +415,41 @@ pub struct Config {
     pub origin: PathBuf,
 }
 
+/// One `[parsers.NAME]` table: a user-defined parser.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParserDef {
+    /// Journal `SYSLOG_IDENTIFIER`s / syslog tags whose entries it takes (file sources name
+    /// the parser instead).
+    #[serde(default)]
+    pub identifiers: Vec<String>,
+    /// The `service` of its events (default: the parser's name); scenarios select on it.
+    pub service: Option<String>,
+    pub rules: Vec<RuleDefToml>,
+}
+
+/// One rule of a user-defined parser.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDefToml {
+    pub name: Option<String>,
+    pub kind: KindName,
+    /// Kept with its position so a bad pattern is reported at its line.
+    pub pattern: toml::Spanned<String>,
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The built-in scenarios, parameters from CrowdSec's hub defaults (see
 /// shared/notes/peers.md). They count attempts, not lines (the sshd parser correlates).
 pub fn builtin_scenarios() -> Vec<ScenarioSpec> {
     let s = |n: u64| from_duration(Duration::from_secs(n));
-    vec![
+    let mut v = vec![
         ScenarioSpec {
             name: "ssh-bruteforce".into(),
             service: Some("sshd".into()),
@@ -366,7 +494,9 @@ pub fn builtin_scenarios() -> Vec<ScenarioSpec> {
             cancel_on: vec![],
             ban: None,
         },
-    ]
+    ];
+    v.extend(crate::detect::scenarios::builtin());
+    v
 }
 
 impl Config {
@@ -403,11 +533,93 @@ impl Config {
         })?;
         cfg.origin = path.to_path_buf();
         cfg.validate()?;
+        cfg.validate_parsers(text)?;
         cfg.allowlist.from_dir = match &cfg.allowlist.dir {
             Some(d) => read_allowlist_dir(d)?,
             None => Vec::new(),
         };
         Ok(cfg)
+    }
+
+    /// User-defined parsers: names, bindings, and every pattern compiled; a bad pattern is
+    /// reported at its line.
+    fn validate_parsers(&self, text: &str) -> Result<(), ConfigError> {
+        let builtin: Vec<&str> = crate::parse::BUILTIN.iter().map(|b| b.0).collect();
+        let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, def) in &self.parsers {
+            let key = format!("parsers.{name}");
+            if !is_name(name) {
+                return Err(self.invalid(key, "name must be 1-64 letters, digits, '-' or '_'"));
+            }
+            if builtin.contains(&name.as_str()) {
+                return Err(self.invalid(
+                    key,
+                    format!("'{name}' is a built-in parser; choose another name"),
+                ));
+            }
+            if let Some(svc) = &def.service {
+                if !is_name(svc) {
+                    return Err(self.invalid(
+                        format!("{key}.service"),
+                        "must be 1-64 letters, digits, '-' or '_'",
+                    ));
+                }
+            }
+            if def.rules.is_empty() {
+                return Err(self.invalid(format!("{key}.rules"), "needs at least one rule"));
+            }
+            for id in &def.identifiers {
+                if id.is_empty() || id.len() > 128 || id.chars().any(char::is_whitespace) {
+                    return Err(self.invalid(
+                        format!("{key}.identifiers"),
+                        format!("'{id}' is not an identifier (no spaces, 1-128 characters)"),
+                    ));
+                }
+                if let Some(other) = ids.insert(id, name) {
+                    return Err(self.invalid(
+                        format!("{key}.identifiers"),
+                        format!("'{id}' is already bound to parser '{other}'"),
+                    ));
+                }
+            }
+            for r in &def.rules {
+                if let Err(e) = crate::parse::template::Template::new(r.pattern.get_ref()) {
+                    let (line, column) = line_col(text, r.pattern.span().start);
+                    return Err(ConfigError::Parse {
+                        path: self.origin.clone(),
+                        line,
+                        column,
+                        message: format!("{key}: pattern: {e}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The user-defined parsers, compiled.
+    pub fn user_parsers(&self) -> Result<Vec<crate::parse::user::UserParser>, ConfigError> {
+        let mut out = Vec::new();
+        for (name, def) in &self.parsers {
+            let rules: Vec<crate::parse::user::RuleDef> = def
+                .rules
+                .iter()
+                .map(|r| crate::parse::user::RuleDef {
+                    name: r.name.clone(),
+                    kind: r.kind.0,
+                    pattern: r.pattern.get_ref().clone(),
+                })
+                .collect();
+            let p = crate::parse::user::UserParser::new(
+                name,
+                def.service.as_deref(),
+                &def.identifiers,
+                &rules,
+            )
+            .map_err(|(i, e)| self.invalid(format!("parsers.{name}.rules[{i}]"), e.to_string()))?;
+            out.push(p);
+        }
+        Ok(out)
     }
 
     fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -419,7 +631,18 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        for m in &self.journal.matches {
+        for (i, m) in self.journal.matches.iter().enumerate() {
+            if m == "+" {
+                // journalctl's disjunction: one service's matches OR another's.
+                let n = self.journal.matches.len();
+                if i == 0 || i + 1 == n || self.journal.matches[i - 1] == "+" {
+                    return Err(self.invalid(
+                        "journal.matches",
+                        "'+' must stand between two groups of FIELD=value matches",
+                    ));
+                }
+                continue;
+            }
             match m.split_once('=') {
                 Some((f, v))
                     if !f.is_empty()
@@ -435,16 +658,88 @@ impl Config {
                 }
             }
         }
-        let t = &self.firewall.table;
-        if t.is_empty()
-            || t.len() > 64
-            || !t
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        let fw = &self.firewall;
+        let name_ok = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !name_ok(&fw.table) {
             return Err(self.invalid(
                 "firewall.table",
-                format!("'{t}' must be 1-64 characters of letters, digits, '_' or '-'"),
+                format!(
+                    "'{}' must be 1-64 characters of letters, digits, '_' or '-'",
+                    fw.table
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("firewall.set_v4", &fw.set_v4),
+            ("firewall.set_v6", &fw.set_v6),
+            ("firewall.set_v4_net", &fw.set_v4_net),
+            ("firewall.set_v6_net", &fw.set_v6_net),
+        ] {
+            if let Some(v) = v {
+                if !name_ok(v) {
+                    return Err(self.invalid(
+                        key,
+                        format!("'{v}' must be 1-64 characters of letters, digits, '_' or '-'"),
+                    ));
+                }
+                if fw.mode == FirewallMode::Table {
+                    return Err(self.invalid(
+                        key,
+                        "set names are for mode = \"sets\" (the own table names its sets itself)",
+                    ));
+                }
+            }
+        }
+        match fw.mode {
+            FirewallMode::Table => {
+                if fw.family != NftFamily::Inet {
+                    return Err(self.invalid(
+                        "firewall.family",
+                        "the own table is always family inet; family is for mode = \"sets\"",
+                    ));
+                }
+                if fw.hooks.is_empty() {
+                    return Err(self.invalid(
+                        "firewall.hooks",
+                        "needs \"input\", \"forward\" or both (nothing would be filtered)",
+                    ));
+                }
+            }
+            FirewallMode::Sets => {
+                if fw.set_v4.is_none()
+                    && fw.set_v6.is_none()
+                    && fw.set_v4_net.is_none()
+                    && fw.set_v6_net.is_none()
+                {
+                    return Err(self.invalid(
+                        "firewall",
+                        "mode = \"sets\" needs set_v4 and/or set_v6: the sets in your table to fill",
+                    ));
+                }
+                let v4ok = fw.family != NftFamily::Ip6;
+                let v6ok = fw.family != NftFamily::Ip;
+                if (!v4ok && (fw.set_v4.is_some() || fw.set_v4_net.is_some()))
+                    || (!v6ok && (fw.set_v6.is_some() || fw.set_v6_net.is_some()))
+                {
+                    return Err(self.invalid(
+                        "firewall.family",
+                        "an ip table holds only IPv4 sets and an ip6 table only IPv6 sets",
+                    ));
+                }
+            }
+        }
+        if fw.readback.0 < Duration::from_secs(10) {
+            return Err(self.invalid("firewall.readback", "must be at least 10s"));
+        }
+        if !(32..=128).contains(&self.ban.ipv6_prefix) {
+            return Err(self.invalid(
+                "ban.ipv6_prefix",
+                "must be 32..=128 (128 bans the address, 64 its /64)",
             ));
         }
         if self.ban.duration.0.is_zero() {
@@ -460,6 +755,13 @@ impl Config {
         {
             return Err(self.invalid("daemon", "socket and state_dir must not be empty"));
         }
+        for (i, f) in self.files.iter().enumerate() {
+            f.validate()
+                .map_err(|m| self.invalid(format!("files[{i}]"), m))?;
+        }
+        self.syslog
+            .validate()
+            .map_err(|m| self.invalid("syslog", m))?;
         self.scenario_specs()?;
         Ok(())
     }
@@ -486,7 +788,14 @@ impl Config {
                     if o.kinds.is_none() || o.capacity.is_none() {
                         return Err(self.invalid(
                             format!("scenarios.{name}"),
-                            "a new scenario needs `kinds` and `capacity` (built-ins: ssh-bruteforce, ssh-slow-bruteforce, ssh-user-enum, ssh-probing)",
+                            format!(
+                                "a new scenario needs `kinds` and `capacity` (built-ins: {})",
+                                builtin_scenarios()
+                                    .iter()
+                                    .map(|s| s.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
                         ));
                     }
                     specs.push(ScenarioSpec {
@@ -617,7 +926,7 @@ mod tests {
     fn embedded_default_parses_and_has_builtins() {
         let c = Config::embedded().unwrap();
         let specs = c.scenario_specs().unwrap();
-        assert_eq!(specs.len(), 4);
+        assert_eq!(specs.len(), builtin_scenarios().len());
         assert_eq!(c.ban.duration.0.as_secs(), 4 * 3600);
         assert_eq!(c.journal.match_pairs().len(), 2);
     }
@@ -681,6 +990,46 @@ mod tests {
         assert!(e.to_string().contains("firewall.table"), "{e}");
         let e = parse("[journal]\nmatches = [\"sshd\"]\n").unwrap_err();
         assert!(e.to_string().contains("journal.matches"), "{e}");
+        for bad in [
+            "[\"+\", \"A=b\"]",
+            "[\"A=b\", \"+\"]",
+            "[\"A=b\", \"+\", \"+\", \"C=d\"]",
+        ] {
+            let e = parse(&format!("[journal]\nmatches = {bad}\n")).unwrap_err();
+            assert!(e.to_string().contains("'+'"), "{e}");
+        }
+        let ok = parse("[journal]\nmatches = [\"A=b\", \"+\", \"_TRANSPORT=kernel\"]\n").unwrap();
+        assert_eq!(
+            ok.journal.match_pairs()[1],
+            ("+".to_string(), String::new())
+        );
+    }
+
+    #[test]
+    fn user_parser_errors_name_their_line() {
+        let ok = parse(
+            "[parsers.gitea]\nidentifiers = [\"gitea\"]\n[[parsers.gitea.rules]]\nkind = \"auth_fail\"\npattern = 'Failed login for <user> from <ip>'\n\n[scenarios.gitea-bf]\nservice = \"gitea\"\nkinds = [\"auth_fail\"]\ncapacity = 3\n",
+        )
+        .unwrap();
+        assert_eq!(ok.user_parsers().unwrap().len(), 1);
+        let e = parse(
+            "[parsers.x]\n[[parsers.x.rules]]\nkind = \"auth_fail\"\npattern = 'no address here'\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("test.toml:4:"), "{e}");
+        assert!(e.to_string().contains("<ip>"), "{e}");
+        let e =
+            parse("[parsers.x]\n[[parsers.x.rules]]\nkind = \"auth_fail\"\npattern = '<ip> ('\n")
+                .unwrap_err();
+        assert!(e.to_string().starts_with("test.toml:4:"), "{e}");
+        let e = parse(
+            "[parsers.nginx]\n[[parsers.nginx.rules]]\nkind = \"auth_fail\"\npattern = '<ip>'\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("built-in"), "{e}");
+        let e = parse("[parsers.x]\n[[parsers.x.rules]]\nkind = \"nope\"\npattern = '<ip>'\n")
+            .unwrap_err();
+        assert!(e.to_string().starts_with("test.toml:3:"), "{e}");
     }
 
     #[test]

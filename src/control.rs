@@ -25,6 +25,9 @@ pub enum Request {
         value: String,
     },
     Status,
+    /// Read the configuration file again and swap it in, or refuse it and keep the running
+    /// one.
+    Reload,
     /// The counters snapshot (`crowdwall metrics`).
     Metrics,
 }

@@ -19,7 +19,8 @@ use crate::config::{parse_net, Config};
 use crate::control::{Request, Response};
 use crate::decide::{self, Allowlist, BanPolicy, DecideError, Decision, Origin};
 use crate::detect::Overflow;
-use crate::enforce::{plan, EnforceError, Firewall, Interval, SetSizes};
+use crate::enforce::plan::Desired;
+use crate::enforce::{Drift, EnforceError, Firewall};
 use crate::replay::{policy, Detector};
 use crate::source::LogEntry;
 use crate::store::{Store, StoreError};
@@ -28,6 +29,9 @@ use crate::time::{self, format_duration, format_rfc3339, from_duration, Micros, 
 /// Elements lapsing within this margin are left to the kernel's own timeout rather than
 /// deleted (a delete racing the kernel's expiry fails the transaction with ENOENT).
 const LAPSE_MARGIN: Micros = 2 * SECOND;
+/// Tolerance when comparing a read-back timeout with the plan: the kernel counts in jiffies
+/// and the read takes time.
+const AUDIT_SLACK: Micros = 5 * SECOND;
 
 /// After the kernel refused to catch up with the store, retry after this long, doubling up to
 /// [`RETRY_MAX`]: the store stays the source of truth, and a transient refusal (a busy
@@ -64,6 +68,8 @@ pub struct CoreStats {
     pub transaction_failures: u64,
     pub full_loads: u64,
     pub heals: u64,
+    pub audits: u64,
+    pub audit_repairs: u64,
 }
 
 /// Decisions from an origin outside this host's scenarios; see [`Core::apply_external`].
@@ -99,8 +105,9 @@ pub struct Core<F: Firewall> {
     policy: BanPolicy,
     allow: Allowlist,
     forget_after: Micros,
-    /// What the kernel holds, as far as the last successful transaction says.
-    applied: HashMap<Interval, Micros>,
+    /// What the kernel should hold and, as far as the last successful transaction says,
+    /// does hold; updated decision by decision so a sync costs what changed.
+    desired: Desired,
     overflows: Vec<Overflow>,
     pub stats: CoreStats,
     started: Micros,
@@ -113,12 +120,15 @@ pub struct Core<F: Firewall> {
     /// Duration of every netlink transaction (metrics).
     pub fw_timing: crate::metrics::Histogram,
     pub lockout: crate::lockout::Guard,
+    /// A read-back should start as soon as none is running.
+    pub audit_wanted: bool,
 }
 
 impl<F: Firewall> Core<F> {
     pub fn new(cfg: Config, store: Store, fw: F) -> Result<Self, DaemonError> {
         let lockout = crate::lockout::Guard::new(&cfg.lockout);
-        Ok(Core {
+        let desired = Desired::new(fw.layout().clone());
+        let mut core = Core {
             detector: Detector::new(&cfg)?,
             policy: policy(&cfg),
             allow: Allowlist::new(cfg.allowlist_nets()),
@@ -126,7 +136,7 @@ impl<F: Firewall> Core<F> {
             cfg,
             store,
             fw,
-            applied: HashMap::new(),
+            desired,
             overflows: Vec::new(),
             stats: CoreStats::default(),
             started: time::now(),
@@ -135,7 +145,19 @@ impl<F: Firewall> Core<F> {
             retry_backoff: 0,
             fw_timing: Default::default(),
             lockout,
-        })
+            audit_wanted: false,
+        };
+        // The one full read of the store: from here on the in-memory plan follows each change.
+        for d in core.store.active(time::now())? {
+            if !core.desired.insert(d.id, d.origin, &d.value, d.until) {
+                log::warn!(
+                    "{} ({}) cannot be enforced: no set takes ranges (set-only mode without an interval set)",
+                    d.value_text(),
+                    d.origin
+                );
+            }
+        }
+        Ok(core)
     }
 
     pub fn firewall(&mut self) -> &mut F {
@@ -146,25 +168,26 @@ impl<F: Firewall> Core<F> {
         self.allow.set_own(own);
     }
 
-    fn desired(&self, now: Micros) -> Result<Vec<crate::enforce::Element>, StoreError> {
-        let active = self.store.active(now)?;
-        Ok(plan::elements(
-            active
-                .iter()
-                .map(|d| (Interval::from_net(&d.value), d.until)),
-            now,
-        ))
+    /// Records a stored decision in the plan (the next sync sends it).
+    fn track(&mut self, d: &Decision) {
+        if !self.desired.insert(d.id, d.origin, &d.value, d.until) {
+            log::warn!(
+                "{} ({}) cannot be enforced: no set takes ranges (set-only mode without an interval set)",
+                d.value_text(),
+                d.origin
+            );
+        }
     }
 
     /// Makes the kernel hold exactly the store's active decisions, re-creating the table:
     /// one transaction. Used at start and to heal.
     pub fn reconcile(&mut self) -> Result<(), DaemonError> {
         let now = time::now();
-        let desired = self.desired(now)?;
+        let full = self.desired.full(now);
         self.stats.transactions += 1;
         self.stats.full_loads += 1;
         let t = std::time::Instant::now();
-        let r = self.fw.load(&desired);
+        let r = self.fw.load(&full);
         self.fw_timing.observe(t.elapsed());
         if let Err(e) = r {
             self.stats.transaction_failures += 1;
@@ -172,7 +195,7 @@ impl<F: Firewall> Core<F> {
             self.retry_at = Some(now + self.retry_backoff);
             return Err(e.into());
         }
-        self.applied = desired.iter().map(|e| (e.range, e.expires)).collect();
+        self.desired.commit_full(now);
         self.last_fw_ok = time::now();
         self.retry_at = None;
         self.retry_backoff = 0;
@@ -183,19 +206,18 @@ impl<F: Firewall> Core<F> {
     /// refuses it (state drifted under us), falls back to a full reconcile.
     pub fn sync(&mut self) -> Result<(), DaemonError> {
         let now = time::now();
-        let desired = self.desired(now)?;
-        let (remove, add) = plan::diff(&self.applied, &desired, now, LAPSE_MARGIN);
-        if remove.is_empty() && add.is_empty() {
-            self.applied.retain(|_, exp| *exp > now);
+        let pending = self.desired.changes(now, LAPSE_MARGIN);
+        if pending.is_empty() {
+            self.desired.commit(pending);
             return Ok(());
         }
         self.stats.transactions += 1;
         let t = std::time::Instant::now();
-        let r = self.fw.apply(&remove, &add);
+        let r = self.fw.apply(&pending.changes);
         self.fw_timing.observe(t.elapsed());
         match r {
             Ok(()) => {
-                self.applied = desired.iter().map(|e| (e.range, e.expires)).collect();
+                self.desired.commit(pending);
                 self.last_fw_ok = time::now();
                 self.retry_at = None;
                 self.retry_backoff = 0;
@@ -207,6 +229,87 @@ impl<F: Firewall> Core<F> {
                 self.reconcile()
             }
         }
+    }
+
+    /// Repairs what someone else changed, as nftables' events tell it: a removed object means
+    /// a full reload; deleted elements are re-added; lost events mean a read-back.
+    pub fn repair(&mut self, drift: Drift) -> Result<(), DaemonError> {
+        if drift.rebuild || (drift.check && !self.fw.is_intact()?) {
+            log::warn!(
+                "table inet {} was changed by someone else (flush, firewall reload?): restoring it",
+                self.cfg.firewall.table
+            );
+            self.stats.heals += 1;
+            return self.reconcile();
+        }
+        if !drift.deleted.is_empty() {
+            let mut n = 0;
+            for (set, lost) in &drift.deleted {
+                n += self.desired.forget(*set, lost);
+            }
+            if n > 0 {
+                log::warn!("{n} ban(s) deleted from the kernel by someone else: re-adding them");
+                self.stats.heals += 1;
+                self.sync()?;
+            }
+        }
+        if drift.lost {
+            log::warn!("nftables events were lost: reading the kernel back");
+            if !self.fw.is_intact()? {
+                self.stats.heals += 1;
+                return self.reconcile();
+            }
+            self.audit_wanted = true;
+        }
+        Ok(())
+    }
+
+    /// The backstop: reads every set back and repairs what differs from the plan (missing
+    /// or wrongly timed elements re-added, strays removed). Logs what it repaired.
+    pub fn audit(&mut self) -> Result<(usize, usize), DaemonError> {
+        let generation = self.desired.generation();
+        let mut held = Vec::new();
+        for ix in 0..self.fw.layout().sets.len() {
+            held.push(self.fw.list(ix as crate::enforce::SetIx)?);
+        }
+        Ok(self.audit_with(held, generation)?.unwrap_or((0, 0)))
+    }
+
+    /// The current plan generation, to tag a read-back taken elsewhere.
+    pub fn generation(&self) -> u64 {
+        self.desired.generation()
+    }
+
+    /// Compares a read-back (one list per set, taken while the plan was at `generation`)
+    /// with the plan and repairs. None when the plan changed meanwhile (the read-back is
+    /// stale; the next one will do).
+    pub fn audit_with(
+        &mut self,
+        held: Vec<Vec<crate::enforce::KernelElement>>,
+        generation: u64,
+    ) -> Result<Option<(usize, usize)>, DaemonError> {
+        if generation != self.desired.generation() {
+            log::debug!("read-back is stale (the kernel changed meanwhile): skipped");
+            return Ok(None);
+        }
+        let now = time::now();
+        let (mut missing, mut stray) = (0, 0);
+        for (ix, held) in held.iter().enumerate() {
+            let (m, s) = self
+                .desired
+                .audit(ix as crate::enforce::SetIx, held, now, AUDIT_SLACK);
+            missing += m;
+            stray += s;
+        }
+        self.stats.audits += 1;
+        if missing + stray > 0 {
+            log::warn!(
+                "read-back found {missing} missing or mistimed and {stray} stray element(s): repairing"
+            );
+            self.stats.audit_repairs += (missing + stray) as u64;
+            self.sync()?;
+        }
+        Ok(Some((missing, stray)))
     }
 
     /// Processes a batch of entries; returns the new decisions (already stored and sent to
@@ -233,7 +336,7 @@ impl<F: Firewall> Core<F> {
     }
 
     fn decide_overflow(&mut self, ov: &Overflow) -> Result<Option<Decision>, DaemonError> {
-        let value = IpNet::from(ov.ip);
+        let value = decide::ban_value(ov.ip, &self.policy, &self.allow);
         let at = ov.last;
         // An address already banned is not a new offence: several scenarios overflow on the
         // same attack, and lines still in flight when the ban landed overflow again. Counting
@@ -268,6 +371,7 @@ impl<F: Firewall> Core<F> {
         }
         self.lockout.before_ban(&self.allow);
         self.store.insert(&mut d)?;
+        self.track(&d);
         self.store.record_offence(&value, at)?;
         self.stats.decisions_local += 1;
         log::warn!(
@@ -314,21 +418,32 @@ impl<F: Firewall> Core<F> {
                     .into_iter()
                     .filter(|d| keep(d, &self.allow, &mut report))
                     .collect();
-                let (ins, del) = self
+                let deleted = self
                     .store
                     .replace_origin(origin, list.as_deref(), &mut kept)?;
-                report.inserted = ins;
-                report.deleted = del;
+                for (id, v) in &deleted {
+                    self.desired.remove(*id, origin, v);
+                }
+                for d in &kept {
+                    self.track(d);
+                }
+                report.inserted = kept.len();
+                report.deleted = deleted.len();
             }
             ExternalUpdate::Delta {
                 origin,
                 add,
                 remove,
             } => {
-                report.deleted = self.store.delete_origin_values(origin, &remove)?;
+                let deleted = self.store.delete_origin_values(origin, &remove)?;
+                for (id, v) in &deleted {
+                    self.desired.remove(*id, origin, v);
+                }
+                report.deleted = deleted.len();
                 for mut d in add {
                     if keep(&d, &self.allow, &mut report) {
                         self.store.insert(&mut d)?;
+                        self.track(&d);
                         report.inserted += 1;
                     }
                 }
@@ -342,7 +457,7 @@ impl<F: Firewall> Core<F> {
     pub fn housekeeping(&mut self) -> Result<(), DaemonError> {
         let now = time::now();
         self.store.prune(now, now - self.forget_after)?;
-        self.applied.retain(|_, exp| *exp > now);
+        self.desired.sweep(now);
         Ok(())
     }
 
@@ -353,6 +468,11 @@ impl<F: Firewall> Core<F> {
         let now = time::now();
         self.last_fw_ok = now;
         if intact {
+            if self.retry_at.is_none() && self.desired.is_dirty() {
+                // A refresh that waited for its old element to lapse.
+                self.sync()?;
+                return Ok(false);
+            }
             if self.retry_at.is_some_and(|t| now >= t) {
                 log::info!("retrying to bring the kernel up to the store");
                 self.sync()?;
@@ -367,6 +487,49 @@ impl<F: Firewall> Core<F> {
         self.stats.heals += 1;
         self.reconcile()?;
         Ok(true)
+    }
+
+    /// Swaps in what a new configuration changes in the core: scenarios (bucket state is
+    /// kept when they did not change), allowlist, ban policy. `new` is already validated; the
+    /// keys that need a restart were compared by the caller. Returns what changed.
+    pub fn reload(&mut self, new: Config) -> Result<Vec<&'static str>, DaemonError> {
+        let mut changed = Vec::new();
+        if new.scenario_specs()? != self.cfg.scenario_specs()?
+            || new.detect.max_buckets != self.cfg.detect.max_buckets
+        {
+            // Built first: a failure leaves everything as it was.
+            self.detector = Detector::new(&new)?;
+            changed.push("scenarios");
+        }
+        if new.allowlist.cidrs != self.cfg.allowlist.cidrs
+            || new.allowlist.own_addresses != self.cfg.allowlist.own_addresses
+            || new.allowlist.from_dir != self.cfg.allowlist.from_dir
+        {
+            let own = if new.allowlist.own_addresses {
+                self.allow.own().to_vec()
+            } else {
+                Vec::new()
+            };
+            self.allow = Allowlist::new(new.allowlist_nets());
+            self.allow.set_own(own);
+            changed.push("allowlist");
+        }
+        let b = (&new.ban, &self.cfg.ban);
+        if b.0.duration != b.1.duration
+            || b.0.max_duration != b.1.max_duration
+            || b.0.escalate != b.1.escalate
+            || b.0.forget_after != b.1.forget_after
+        {
+            self.policy = policy(&new);
+            self.forget_after = from_duration(new.ban.forget_after.0);
+            changed.push("ban");
+        }
+        // After every config change: are the logged-in admins still allowlisted?
+        self.lockout = crate::lockout::Guard::new(&new.lockout);
+        self.lockout
+            .check(&self.allow, "after a config reload", true);
+        self.cfg = new;
+        Ok(changed)
     }
 
     pub fn handle_request(&mut self, req: Request, extra: &StatusExtra) -> Response {
@@ -399,6 +562,7 @@ impl<F: Firewall> Core<F> {
                     decide::manual(net, dur, reason.as_deref().unwrap_or(""), &self.allow, now)
                         .map_err(|e| e.to_string())?;
                 self.store.insert(&mut d).map_err(|e| e.to_string())?;
+                self.track(&d);
                 log::warn!(
                     "manual ban {} for {} ({})",
                     d.value_text(),
@@ -412,10 +576,14 @@ impl<F: Firewall> Core<F> {
             }
             Request::Delete { value } => {
                 let net = parse_net(&value)?;
-                let n = self
+                let gone = self
                     .store
                     .delete_value(&net, now)
                     .map_err(|e| e.to_string())?;
+                for (id, origin) in &gone {
+                    self.desired.remove(*id, *origin, &net);
+                }
+                let n = gone.len();
                 if n == 0 {
                     return Err(format!(
                         "no active decision on {} (see `crowdwall decisions list`; a range is deleted by its exact CIDR)",
@@ -434,6 +602,8 @@ impl<F: Firewall> Core<F> {
             Request::Metrics => {
                 serde_json::to_value(self.metrics(extra, now)).map_err(|e| e.to_string())
             }
+            // Handled by the serve loop, which owns the sources.
+            Request::Reload => Err("reload is handled by the daemon loop".into()),
         }
     }
 
@@ -446,18 +616,10 @@ impl<F: Firewall> Core<F> {
         for d in &active {
             *by_origin.entry(d.origin.as_str()).or_default() += 1;
         }
-        let (sets, fw_error) = match self.fw.list() {
-            Ok(els) => {
-                let mut s = SetSizes::default();
-                for e in els {
-                    match e.range.family {
-                        crate::enforce::Family::V4 => s.v4 += 1,
-                        crate::enforce::Family::V6 => s.v6 += 1,
-                    }
-                }
-                (Some(s), None)
-            }
-            Err(e) => (None, Some(e.to_string())),
+        let sets = self.desired.sizes(now);
+        let (counters, fw_error) = match self.fw.counters() {
+            Ok(c) => (c, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
         };
         let overflows: serde_json::Map<String, serde_json::Value> = self
             .detector
@@ -469,13 +631,14 @@ impl<F: Firewall> Core<F> {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": (now - self.started) / SECOND,
             "sources": extra.sources,
-            "parsers": { "sshd": self.detector.parsers.sshd_stats },
+            "parsers": self.detector.parsers.stats(),
             "buckets": self.detector.engine.stats(),
             "overflows": overflows,
             "decisions": by_origin,
             "firewall": {
                 "table": format!("inet {}", self.cfg.firewall.table),
                 "sets": sets,
+                "dropped": counters,
                 "error": fw_error,
                 // the kernel refused to catch up with the store; a retry is scheduled
                 "behind_store": self.retry_at.is_some(),
@@ -490,11 +653,21 @@ impl<F: Firewall> Core<F> {
         })
     }
 
-    /// Packets and bytes dropped per origin. HOOK for the per-origin nftables named counters
-    /// (issue 3): read them here from `self.fw`; everything downstream (Prometheus,
-    /// `crowdwall metrics`) already renders whatever this returns.
+    /// Packets and bytes dropped per origin, from the nftables named counters (own-table
+    /// mode; empty otherwise or when the kernel cannot be read).
     fn drop_counters(&mut self) -> Vec<crate::metrics::DropCounter> {
-        Vec::new()
+        self.fw
+            .counters()
+            .map(|cs| {
+                cs.into_iter()
+                    .map(|c| crate::metrics::DropCounter {
+                        origin: c.origin,
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The counters snapshot for `crowdwall metrics` and the Prometheus endpoint.
@@ -516,15 +689,20 @@ impl<F: Firewall> Core<F> {
                     .collect()
             })
             .unwrap_or_default();
-        let p = &self.detector.parsers.sshd_stats;
-        let parsers = vec![ParserMetrics {
-            name: "sshd".into(),
-            lines: p.lines,
-            hits: p.matched,
-            misses: p.unmatched,
-            rejected: p.rejected,
-            events: p.events,
-        }];
+        let parsers = self
+            .detector
+            .parsers
+            .stats()
+            .into_iter()
+            .map(|(name, p)| ParserMetrics {
+                name: name.into(),
+                lines: p.lines,
+                hits: p.matched,
+                misses: p.unmatched,
+                rejected: p.rejected,
+                events: p.events,
+            })
+            .collect();
         let mut decisions_active: std::collections::BTreeMap<String, u64> = Origin::ALL
             .iter()
             .map(|o| (o.as_str().to_string(), 0))
@@ -534,18 +712,12 @@ impl<F: Firewall> Core<F> {
                 .entry(d.origin.as_str().to_string())
                 .or_default() += 1;
         }
-        let kernel_elements = self.fw.list().ok().map(|els| {
-            let mut m =
-                std::collections::BTreeMap::from([("v4".to_string(), 0), ("v6".to_string(), 0)]);
-            for e in els {
-                let k = match e.range.family {
-                    crate::enforce::Family::V4 => "v4",
-                    crate::enforce::Family::V6 => "v6",
-                };
-                *m.entry(k.to_string()).or_default() += 1;
-            }
-            m
-        });
+        // What the kernel holds, as the in-memory plan (kept equal to it) counts it.
+        let sizes = self.desired.sizes(now);
+        let kernel_elements = Some(std::collections::BTreeMap::from([
+            ("v4".to_string(), sizes.v4 as u64),
+            ("v6".to_string(), sizes.v6 as u64),
+        ]));
         let b = self.detector.engine.stats();
         Snapshot {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -623,12 +795,38 @@ pub struct RunOptions {
     pub journal_dir: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    /// The file `crowdwall reload` and SIGHUP read again (default: the default path).
+    pub config_path: Option<PathBuf>,
+}
+
+impl RunOptions {
+    fn apply(&self, cfg: &mut Config) {
+        if let Some(d) = &self.state_dir {
+            cfg.daemon.state_dir = d.clone();
+        }
+        if let Some(s) = &self.socket {
+            cfg.daemon.socket = s.clone();
+        }
+        if let Some(j) = &self.journal_dir {
+            cfg.journal.directory = Some(j.clone());
+        }
+    }
+}
+
+/// A descriptor owned elsewhere (the firewall), for AsyncFd.
+struct BorrowedRaw(std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for BorrowedRaw {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
 }
 
 /// A request from the control socket with the way back.
 type ControlMsg = (Request, tokio::sync::oneshot::Sender<Response>);
 
-/// How often the table is checked for tampering (until netlink events do it at once).
+/// How often the objects are checked for tampering: the backstop to netlink events, which
+/// report tampering at once.
 const HEAL_EVERY: Duration = Duration::from_secs(2);
 /// How often the store is pruned and own addresses refreshed.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
@@ -636,15 +834,7 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 /// `crowdwall run`: everything up to the first reconcile happens before READY=1, and a broken
 /// config never gets here (main validates it first), so the firewall is not touched by one.
 pub fn run(mut cfg: Config, opts: RunOptions) -> Result<(), DaemonError> {
-    if let Some(d) = opts.state_dir {
-        cfg.daemon.state_dir = d;
-    }
-    if let Some(s) = opts.socket {
-        cfg.daemon.socket = s;
-    }
-    if let Some(j) = opts.journal_dir {
-        cfg.journal.directory = Some(j);
-    }
+    opts.apply(&mut cfg);
     // Files the daemon creates (store, cursor, socket) are for root only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let io = |what: String| move |source| DaemonError::Io { what, source };
@@ -653,28 +843,148 @@ pub fn run(mut cfg: Config, opts: RunOptions) -> Result<(), DaemonError> {
         cfg.daemon.state_dir.display()
     )))?;
     let store = Store::open(&cfg.daemon.state_dir.join("crowdwall.db"))?;
-    let fw = crate::enforce::netlink::NftFirewall::open(crate::enforce::FirewallSpec {
-        table: cfg.firewall.table.clone(),
-        priority: cfg.firewall.priority,
-    })?;
+    let spec = cfg.firewall.spec();
+    let fw = crate::enforce::netlink::NftFirewall::open(spec.clone())?;
+    // Read-backs run on a thread with a socket of their own: dumping a big set takes the
+    // kernel long (it re-walks the set for every 32 KiB part), and the loop must not wait.
+    let reader: Reader = std::sync::Arc::new(move || {
+        let mut fw = crate::enforce::netlink::NftFirewall::open_reader(spec.clone())?;
+        let n = fw.layout().sets.len();
+        (0..n)
+            .map(|i| fw.list(i as crate::enforce::SetIx))
+            .collect()
+    });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(io("tokio runtime".into()))?;
-    rt.block_on(serve(Core::new(cfg, store, fw)?))
+    rt.block_on(serve(Core::new(cfg, store, fw)?, opts, Some(reader)))
 }
 
-async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
+/// Every set as read back, indexed like the layout.
+type ReadBack = Result<Vec<Vec<crate::enforce::KernelElement>>, EnforceError>;
+
+/// Reads every set back, from another thread.
+type Reader = std::sync::Arc<
+    dyn Fn() -> Result<Vec<Vec<crate::enforce::KernelElement>>, EnforceError> + Send + Sync,
+>;
+
+/// `crowdwall reload` and SIGHUP: reads the config file again, refuses it (changing nothing)
+/// when it is broken or changes what needs a restart, else restarts the sources whose
+/// section changed and swaps the core's parts. If a changed source cannot start (an address
+/// in use), the old sources are started again and the reload is refused.
+async fn reload<F: Firewall>(
+    core: &mut Core<F>,
+    journal: &mut Sources,
+    live: &mut crate::source::live::LiveSources,
+    opts: &RunOptions,
+) -> Response {
+    use crate::source::live::{LiveConfig, LiveSources};
+    let path = opts
+        .config_path
+        .clone()
+        .unwrap_or_else(|| crate::config::DEFAULT_PATH.into());
+    let stays = "the running configuration stays";
+    let mut new = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => return Response::Error(format!("{e}; {stays}")),
+    };
+    opts.apply(&mut new);
+    let old = &core.cfg;
+    let mut restart = Vec::new();
+    if new.daemon.state_dir != old.daemon.state_dir {
+        restart.push("daemon.state_dir");
+    }
+    if new.daemon.socket != old.daemon.socket {
+        restart.push("daemon.socket");
+    }
+    if new.firewall.spec() != old.firewall.spec() {
+        restart.push("firewall");
+    }
+    if !restart.is_empty() {
+        return Response::Error(format!(
+            "{}: {} changed, which needs a restart (systemctl restart crowdwall); {stays}",
+            path.display(),
+            restart.join(", ")
+        ));
+    }
+    if let Err(e) = Detector::new(&new) {
+        return Response::Error(format!("{e}; {stays}"));
+    }
+    let state_dir = new.daemon.state_dir.clone();
+    let mut changed = Vec::new();
+    let (oj, nj) = (&old.journal, &new.journal);
+    let journal_changed =
+        oj.enabled != nj.enabled || oj.matches != nj.matches || oj.directory != nj.directory;
+    let old_journal = oj.clone();
+    if journal_changed {
+        // Stopped before the new one starts: it resumes from the cursor of the last batch
+        // processed, so nothing is skipped or read twice.
+        journal.stop();
+        match Sources::start(nj, &state_dir) {
+            Ok(j) => *journal = j,
+            Err(e) => {
+                if let Ok(j) = Sources::start(&old_journal, &state_dir) {
+                    *journal = j;
+                }
+                return Response::Error(format!("{}: journal: {e}; {stays}", path.display()));
+            }
+        }
+        changed.push("journal");
+    }
+    let new_live = LiveConfig::of(&new);
+    if new_live != live.config {
+        let old_live = live.config.clone();
+        live.stop().await;
+        match LiveSources::start(new_live, &state_dir) {
+            Ok(l) => *live = l,
+            Err(e) => {
+                match LiveSources::start(old_live, &state_dir) {
+                    Ok(l) => *live = l,
+                    Err(e2) => log::error!("restarting the previous sources: {e2}"),
+                }
+                if journal_changed {
+                    journal.stop();
+                    if let Ok(j) = Sources::start(&old_journal, &state_dir) {
+                        *journal = j;
+                    }
+                }
+                return Response::Error(format!("{}: {e}; {stays}", path.display()));
+            }
+        }
+        changed.push("sources");
+    }
+    match core.reload(new) {
+        Ok(c) => changed.extend(c),
+        Err(e) => return Response::Error(format!("{e}; {stays}")),
+    }
+    log::info!(
+        "configuration {} reloaded; changed: {}",
+        path.display(),
+        if changed.is_empty() {
+            "nothing".to_string()
+        } else {
+            changed.join(", ")
+        }
+    );
+    Response::Ok(json!({ "config": path, "changed": changed }))
+}
+
+async fn serve<F: Firewall>(
+    mut core: Core<F>,
+    opts: RunOptions,
+    reader: Option<Reader>,
+) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let io = |what: String| move |source| DaemonError::Io { what, source };
 
     let cfg = core.cfg.clone();
-    let own_enabled = cfg.allowlist.own_addresses;
+
     let socket_path = cfg.daemon.socket.clone();
     let state_dir = cfg.daemon.state_dir.clone();
     let table = cfg.firewall.table.clone();
     let journal_cfg = cfg.journal.clone();
-    if own_enabled {
+    if cfg.allowlist.own_addresses {
         core.set_own_addresses(own_addresses());
     }
     core.store
@@ -683,7 +993,8 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
     // and it runs before the first ban of the run.
     core.lockout.check(&core.allow, "at start", true);
     core.reconcile()?;
-    let n = core.applied.len();
+    let n = core.desired.sizes(time::now());
+    let n = n.v4 + n.v6;
     log::info!("table inet {table} loaded with {n} element(s)");
 
     // Control socket: bound after the reconcile, so a CLI that connects sees a daemon whose
@@ -722,10 +1033,38 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
 
     // Journal source.
     let mut sources = Sources::start(&journal_cfg, &state_dir)?;
+    // Files, syslog, NFLOG.
+    let mut live = crate::source::live::LiveSources::start(
+        crate::source::live::LiveConfig::of(&cfg),
+        &state_dir,
+    )
+    .map_err(DaemonError::Source)?;
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler".into()))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler".into()))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(io("SIGHUP handler".into()))?;
     let mut heal_tick = tokio::time::interval(HEAL_EVERY);
+    let mut readback_tick = tokio::time::interval(cfg.firewall.readback.0);
+    readback_tick.tick().await; // the first tick is immediate; the start just loaded everything
+                                // nftables events: someone else changing our objects wakes us at once.
+    let events = match core.fw.event_fd() {
+        // SAFETY: the descriptor belongs to the firewall inside `core`, which outlives this
+        // registration (both live until this function returns; `events` is declared later
+        // and so dropped first).
+        Some(fd) => match unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                BorrowedRaw(fd),
+                tokio::io::Interest::READABLE,
+            )
+        } {
+            Ok(a) => Some(a),
+            Err(e) => {
+                log::warn!("cannot watch nftables events ({e}); relying on the periodic check");
+                None
+            }
+        },
+        None => None,
+    };
     let mut house_tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     let watchdog = watchdog_interval();
     let mut dog_tick =
@@ -737,7 +1076,10 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&format!(
                 "{n} ban(s) enforced; watching {}",
-                sources.describe()
+                std::iter::once(sources.describe())
+                    .chain(live.describe())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         ],
     );
@@ -747,7 +1089,15 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
         socket_path.display()
     );
 
+    let mut audit_task: Option<tokio::task::JoinHandle<(u64, ReadBack)>> = None;
     loop {
+        if core.audit_wanted && audit_task.is_none() {
+            core.audit_wanted = false;
+            if let Some(r) = reader.clone() {
+                let generation = core.generation();
+                audit_task = Some(tokio::task::spawn_blocking(move || (generation, r())));
+            }
+        }
         tokio::select! {
             batch = sources.recv() => {
                 match batch {
@@ -775,9 +1125,77 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
                     }
                 }
             }
+            Some(batch) = live.recv() => {
+                if let Err(e) = core.handle_entries(&batch.entries) {
+                    log::error!("processing {} entries: {e}", batch.source);
+                }
+                // As with the journal cursor: positions move only after the batch's effect
+                // is durable.
+                if let Some(commit) = batch.commit {
+                    if let Err(e) = commit() {
+                        log::error!("saving the {} position: {e}", batch.source);
+                    }
+                }
+            }
             Some((req, reply)) = ctl_rx.recv() => {
-                let extra = StatusExtra { sources: sources.status() };
-                let _ = reply.send(core.handle_request(req, &extra));
+                let resp = if req == Request::Reload {
+                    reload(&mut core, &mut sources, &mut live, &opts).await
+                } else {
+                    let mut all = sources.status();
+                    if let Some(a) = all.as_array_mut() {
+                        a.extend(live.status());
+                    }
+                    let extra = StatusExtra { sources: all };
+                    core.handle_request(req, &extra)
+                };
+                let _ = reply.send(resp);
+            }
+            _ = sighup.recv() => {
+                match reload(&mut core, &mut sources, &mut live, &opts).await {
+                    Response::Ok(_) => {}
+                    Response::Error(e) => log::error!("SIGHUP: reload refused: {e}"),
+                }
+            }
+            ready = async {
+                match &events {
+                    Some(a) => a.readable().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Ok(mut guard) = ready {
+                    guard.clear_ready();
+                }
+                match core.fw.drift() {
+                    Ok(d) if !d.is_empty() => {
+                        if let Err(e) = core.repair(d) {
+                            log::error!("repairing the firewall: {e}");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::error!("reading nftables events: {e}"),
+                }
+            }
+            _ = readback_tick.tick() => {
+                core.audit_wanted = true;
+            }
+            done = async {
+                match &mut audit_task {
+                    Some(t) => t.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                audit_task = None;
+                match done {
+                    Ok((generation, Ok(held))) => match core.audit_with(held, generation) {
+                        Ok(Some((0, 0))) => log::debug!("read-back: the kernel matches the store"),
+                        Ok(Some(_)) => {}
+                        // Stale: try again soon.
+                        Ok(None) => core.audit_wanted = true,
+                        Err(e) => log::error!("read-back repair: {e}"),
+                    },
+                    Ok((_, Err(e))) => log::error!("read-back: {e}"),
+                    Err(e) => log::error!("read-back thread: {e}"),
+                }
             }
             Some(reply) = metrics_rx.recv() => {
                 let extra = StatusExtra { sources: sources.status() };
@@ -789,7 +1207,7 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
                 }
             }
             _ = house_tick.tick() => {
-                if own_enabled {
+                if core.cfg.allowlist.own_addresses {
                     core.set_own_addresses(own_addresses());
                 }
                 core.lockout.check(&core.allow, "periodic", false);
@@ -814,6 +1232,7 @@ async fn serve<F: Firewall>(mut core: Core<F>) -> Result<(), DaemonError> {
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     sources.stop();
+    live.stop().await;
     let _ = std::fs::remove_file(&socket_path);
     log::info!("stopped; table inet {table} stays in place and its bans expire by themselves");
     Ok(())
@@ -824,7 +1243,10 @@ fn status_line<F: Firewall>(core: &Core<F>) -> String {
         "{} entries read, {} ban(s) made, {} element(s) in the kernel",
         core.stats.entries,
         core.stats.decisions_local,
-        core.applied.len()
+        {
+            let n = core.desired.sizes(time::now());
+            n.v4 + n.v6
+        }
     )
 }
 
@@ -1095,10 +1517,30 @@ mod tests {
             Response::Ok(_)
         ));
         assert_eq!(c.firewall().elements.len(), 2);
-        // an address inside the range with a longer ban splits it, without a full reload.
+        // An address goes to the hash set and leaves the range alone; a nested range with a
+        // longer ban splits the interval set's element, all without a full reload.
         let loads = c.stats.full_loads;
         assert!(matches!(add(&mut c, "198.51.100.9", "5h"), Response::Ok(_)));
-        assert_eq!(c.firewall().elements.len(), 4);
+        assert_eq!(c.firewall().elements.len(), 3);
+        assert!(matches!(
+            add(&mut c, "198.51.100.0/25", "5h"),
+            Response::Ok(_)
+        ));
+        let ranges: Vec<String> = c
+            .firewall()
+            .ranges()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(
+            ranges,
+            [
+                "192.0.2.7",
+                "198.51.100.0-198.51.100.127",
+                "198.51.100.9",
+                "198.51.100.128-198.51.100.255"
+            ]
+        );
         assert_eq!(c.stats.full_loads, loads);
         let r = c.handle_request(
             Request::Delete {
@@ -1108,6 +1550,11 @@ mod tests {
         );
         assert!(matches!(r, Response::Ok(_)), "{r:?}");
         assert_eq!(c.firewall().elements.len(), 3);
+        assert!(!c
+            .firewall()
+            .ranges()
+            .iter()
+            .any(|r| r.to_string() == "192.0.2.7"));
         let r = c.handle_request(
             Request::Delete {
                 value: "192.0.2.7".into(),
@@ -1250,7 +1697,7 @@ mod tests {
             .firewall()
             .elements
             .keys()
-            .map(|i| i.to_string())
+            .map(|(_, i)| i.to_string())
             .collect();
         assert_eq!(ranges.len(), 2, "{ranges:?}");
         let r = c

@@ -177,6 +177,26 @@ pub struct BanPolicy {
     pub duration: Micros,
     pub max_duration: Micros,
     pub escalate: bool,
+    /// IPv6 offenders are banned with this prefix (128: the address alone).
+    pub ipv6_prefix: u8,
+}
+
+/// What an offence from `ip` bans: the address, or its IPv6 network when aggregation is on.
+/// An aggregated network that would touch the allowlist (this host's own /64, say) falls back
+/// to the address alone.
+pub fn ban_value(ip: IpAddr, policy: &BanPolicy, allow: &Allowlist) -> IpNet {
+    let single = IpNet::from(ip);
+    if let IpAddr::V6(v6) = ip {
+        if policy.ipv6_prefix < 128 {
+            if let Ok(net) = ipnet::Ipv6Net::new(v6, policy.ipv6_prefix) {
+                let net = IpNet::V6(net.trunc());
+                if allow.check(&net).is_none() {
+                    return net;
+                }
+            }
+        }
+    }
+    single
 }
 
 impl BanPolicy {
@@ -199,7 +219,7 @@ pub fn from_overflow(
     allow: &Allowlist,
     now: Micros,
 ) -> Result<Decision, DecideError> {
-    let value = IpNet::from(ov.ip);
+    let value = ban_value(ov.ip, policy, allow);
     if let Some(reason) = allow.check(&value) {
         return Err(DecideError::Allowlisted {
             value: value_text(&value),
@@ -269,6 +289,7 @@ mod tests {
 
     fn policy() -> BanPolicy {
         BanPolicy {
+            ipv6_prefix: 128,
             duration: 4 * H,
             max_duration: 24 * H,
             escalate: true,
@@ -295,6 +316,7 @@ mod tests {
         assert_eq!(p.escalated(4 * H, 3), 24 * H);
         assert_eq!(p.escalated(4 * H, 200), 24 * H);
         let flat = BanPolicy {
+            ipv6_prefix: 128,
             escalate: false,
             ..p
         };

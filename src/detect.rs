@@ -6,6 +6,8 @@
 //! Memory is bounded: buckets live in an LRU map capped at `max_buckets` (evictions counted),
 //! and a bucket that has leaked empty is dropped by [`Engine::sweep`].
 
+pub mod scenarios;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -20,6 +22,34 @@ use crate::time::Micros;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     User,
+    /// The request path (web scenarios).
+    Path,
+    /// The destination port (port scans).
+    Port,
+}
+
+impl Field {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::User => "user",
+            Field::Path => "path",
+            Field::Port => "port",
+        }
+    }
+}
+
+/// Distinct values remembered per bucket, beyond the capacity (the oldest are forgotten):
+/// a slow source sending new values forever must not grow a bucket without bound.
+const SEEN_SLACK: usize = 16;
+
+/// A stable 64-bit digest of a distinct value (FNV-1a): buckets keep digests, not strings.
+fn digest(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +103,7 @@ struct Bucket {
     first: Micros,
     last: Micros,
     poured: u32,
-    seen: Vec<String>,
+    seen: std::collections::VecDeque<u64>,
 }
 
 impl Bucket {
@@ -152,7 +182,9 @@ impl Engine {
                 self.blackholes.remove(&key);
             }
             let distinct_value = match spec.distinct {
-                Some(Field::User) => Some(ev.user.as_deref().unwrap_or("")),
+                Some(Field::User) => Some(digest(ev.user.as_deref().unwrap_or("").as_bytes())),
+                Some(Field::Path) => Some(digest(ev.path.as_deref().unwrap_or("").as_bytes())),
+                Some(Field::Port) => Some(digest(&ev.port.unwrap_or(0).to_be_bytes())),
                 None => None,
             };
             let n = ev.count.max(1);
@@ -164,7 +196,7 @@ impl Engine {
                         first: t,
                         last: t,
                         poured: 0,
-                        seen: Vec::new(),
+                        seen: std::collections::VecDeque::new(),
                     };
                     if let Some((old_key, old)) = self.buckets.push(key, fresh) {
                         // push returns the evicted LRU entry, or the same key when replacing.
@@ -183,10 +215,13 @@ impl Engine {
                 }
             };
             if let Some(v) = distinct_value {
-                if bucket.seen.iter().any(|s| s == v) {
+                if bucket.seen.contains(&v) {
                     continue;
                 }
-                bucket.seen.push(v.to_string());
+                if bucket.seen.len() >= spec.capacity as usize + SEEN_SLACK {
+                    bucket.seen.pop_front();
+                }
+                bucket.seen.push_back(v);
             }
             let level = bucket.level_at(t, spec.leak);
             bucket.poured = bucket.poured.saturating_add(n);
@@ -248,14 +283,12 @@ mod tests {
     }
 
     fn ev(t_s: f64, ip: &str, kind: EventKind) -> Event {
-        Event {
-            time: (t_s * SECOND as f64) as Micros,
-            service: "sshd",
+        Event::new(
+            (t_s * SECOND as f64) as Micros,
+            "sshd",
             kind,
-            ip: ip.parse().unwrap(),
-            user: None,
-            count: 1,
-        }
+            ip.parse().unwrap(),
+        )
     }
 
     fn run(engine: &mut Engine, evs: &[Event]) -> Vec<Overflow> {
@@ -372,6 +405,33 @@ mod tests {
     }
 
     #[test]
+    fn distinct_ports_and_bounded_memory() {
+        let mut s = spec(15, 5);
+        s.kinds = vec![EventKind::PortProbe];
+        s.service = None;
+        s.distinct = Some(Field::Port);
+        let mut e = Engine::new(vec![s], 100);
+        let mk = |t: f64, port: u16| {
+            let mut x = ev(t, "192.0.2.1", EventKind::PortProbe);
+            x.port = Some(port);
+            x
+        };
+        // the same port a hundred times: one value
+        let same: Vec<_> = (0..100).map(|i| mk(i as f64 * 0.01, 22)).collect();
+        assert!(run(&mut e, &same).is_empty());
+        let many: Vec<_> = (0..16)
+            .map(|i| mk(1.0 + i as f64 * 0.01, 1000 + i))
+            .collect();
+        assert_eq!(run(&mut e, &many).len(), 1, "16 new ports overflow 15");
+        // a slow scanner never overflows, and its bucket stays small
+        let mut e = Engine::new(vec![e.specs()[0].clone()], 100);
+        let slow: Vec<_> = (0..5000).map(|i| mk(i as f64 * 5.0, i as u16)).collect();
+        assert!(run(&mut e, &slow).is_empty());
+        let b = e.buckets.iter().next().unwrap().1;
+        assert!(b.seen.len() <= 15 + SEEN_SLACK);
+    }
+
+    #[test]
     fn replay_is_deterministic() {
         let evs: Vec<_> = (0..200)
             .map(|i| {
@@ -394,14 +454,7 @@ mod tests {
         for i in 0..100_000u32 {
             let ip = std::net::Ipv4Addr::from(0x0b00_0000 + i);
             e.process(
-                &Event {
-                    time: i as Micros,
-                    service: "sshd",
-                    kind: EventKind::AuthFail,
-                    ip: ip.into(),
-                    user: None,
-                    count: 1,
-                },
+                &Event::new(i as Micros, "sshd", EventKind::AuthFail, ip.into()),
                 &mut vec![],
             );
         }

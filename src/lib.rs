@@ -29,6 +29,7 @@ pub mod daemon;
 pub mod decide;
 pub mod detect;
 pub mod enforce;
+pub mod fail2ban;
 pub mod lockout;
 pub mod metrics;
 pub mod parse;

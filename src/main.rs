@@ -72,6 +72,9 @@ enum Cmd {
     /// List, add or delete decisions (bans).
     #[command(subcommand)]
     Decisions(DecisionsCmd),
+    /// Make the running daemon read its configuration file again (as SIGHUP does). A broken
+    /// file is refused with file:line and the running configuration stays.
+    Reload,
     /// The daemon's state: sources, parsers, buckets, decisions, kernel sets.
     Status {
         #[arg(long)]
@@ -86,13 +89,20 @@ enum Cmd {
         /// Year of RFC 3164 timestamps, which carry none (default: this year).
         #[arg(long)]
         year: Option<i32>,
+        /// Feed every line as is to this parser, as a file source naming it would (web
+        /// servers' own logs: `--parser nginx`); times come from the lines.
+        #[arg(long)]
+        parser: Option<String>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Show which parser and event a log line yields, or why none.
     Explain {
-        /// A syslog line, a `journalctl -o json` line, or a bare sshd message.
+        /// A syslog line, a `journalctl -o json` line, or a bare message of any parser.
         line: String,
+        /// Give the line as is to this parser (as a file source naming it would).
+        #[arg(long)]
+        parser: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -115,6 +125,14 @@ enum Cmd {
     /// package's postinst to allowlist the installing admin).
     #[command(hide = true)]
     InstallerAddress,
+    /// Convert a fail2ban set-up (enabled jails, ignoreip, bantime.increment) into crowdwall
+    /// configuration on stdout; what could not be converted is listed on stderr.
+    #[command(name = "import-fail2ban")]
+    ImportFail2ban {
+        /// fail2ban's configuration directory.
+        #[arg(default_value = "/etc/fail2ban")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -239,6 +257,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     journal_dir,
                     state_dir,
                     socket: cli.socket,
+                    config_path: Some(cli.config),
                 },
             )?;
         }
@@ -306,6 +325,23 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Cmd::Reload => {
+            let socket = socket_of(&cli.socket, &cli.config)?;
+            let v = call(&socket, Request::Reload)?;
+            let changed: Vec<&str> = v["changed"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "reloaded {}; changed: {}",
+                v["config"].as_str().unwrap_or("?"),
+                if changed.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    changed.join(", ")
+                }
+            );
+        }
         Cmd::Status { json } => {
             let socket = socket_of(&cli.socket, &cli.config)?;
             let v = call(&socket, Request::Status)?;
@@ -318,9 +354,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Replay {
             events,
             year,
+            parser,
             files,
-        } => replay(&cli.config, events, year, &files)?,
-        Cmd::Explain { line, json } => explain(&line, json)?,
+        } => replay(&cli.config, events, year, parser.as_deref(), &files)?,
+        Cmd::Explain { line, parser, json } => {
+            explain(&cli.config, &line, parser.as_deref(), json)?
+        }
         Cmd::Metrics { json } => {
             let socket = socket_of(&cli.socket, &cli.config)?;
             let v = call(&socket, Request::Metrics)?;
@@ -345,24 +384,21 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 None => return Ok(ExitCode::FAILURE),
             }
         }
+        Cmd::ImportFail2ban { dir } => import_fail2ban(&dir)?,
         Cmd::Firewall(FirewallCmd::Remove) => {
             let cfg = load_config(&cli.config)?;
-            let mut fw =
-                crowdwall::enforce::netlink::NftFirewall::open(crowdwall::enforce::FirewallSpec {
-                    table: cfg.firewall.table.clone(),
-                    priority: cfg.firewall.priority,
-                })
-                .context("opening netlink to nf_tables (run as root: it needs CAP_NET_ADMIN)")?;
-            fw.remove().with_context(|| {
-                format!(
-                    "removing table inet {} (run as root; `nft list tables` shows what is there)",
+            let mut fw = crowdwall::enforce::netlink::NftFirewall::open(cfg.firewall.spec())?;
+            fw.remove()?;
+            match cfg.firewall.mode {
+                crowdwall::config::FirewallMode::Table => println!(
+                    "table inet {} removed (a running daemon re-creates it at once: stop it first to keep it gone)",
                     cfg.firewall.table
-                )
-            })?;
-            println!(
-                "table inet {} removed (a running daemon re-creates it within seconds: stop it first to keep it gone)",
-                cfg.firewall.table
-            );
+                ),
+                crowdwall::config::FirewallMode::Sets => println!(
+                    "crowdwall's sets in table {} emptied; your rules are untouched",
+                    cfg.firewall.table
+                ),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -422,6 +458,24 @@ fn print_status(v: &serde_json::Value) {
         v["uptime_s"]
     );
     for s in v["sources"].as_array().cloned().unwrap_or_default() {
+        if s["name"] != "journal" {
+            // files, syslog, nflog: their counters as they are
+            let fields: Vec<String> = s
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| *k != "name")
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "source {}: {}",
+                s["name"].as_str().unwrap_or("?"),
+                fields.join(", ")
+            );
+            continue;
+        }
         println!(
             "source {}: {} entries read, {} skipped, lag {}s{}",
             s["name"].as_str().unwrap_or("?"),
@@ -435,11 +489,16 @@ fn print_status(v: &serde_json::Value) {
             }
         );
     }
-    let p = &v["parsers"]["sshd"];
-    println!(
-        "parser sshd: {} lines, {} matched, {} unmatched, {} rejected, {} events",
-        p["lines"], p["matched"], p["unmatched"], p["rejected"], p["events"]
-    );
+    // Parsers that saw no line are left out, except sshd (the default source).
+    for (name, p) in v["parsers"].as_object().cloned().unwrap_or_default() {
+        if name != "sshd" && p["lines"].as_u64() == Some(0) {
+            continue;
+        }
+        println!(
+            "parser {name}: {} lines, {} matched, {} unmatched, {} rejected, {} events",
+            p["lines"], p["matched"], p["unmatched"], p["rejected"], p["events"]
+        );
+    }
     let b = &v["buckets"];
     println!(
         "buckets: {} live, {} overflows, {} evicted idle, {} evicted by cap",
@@ -494,13 +553,105 @@ fn print_status(v: &serde_json::Value) {
     }
 }
 
+fn import_fail2ban(dir: &Path) -> Result<()> {
+    // fail2ban's reading order: jail.conf, jail.d/*.conf, jail.local, jail.d/*.local.
+    let mut paths = Vec::new();
+    let sorted = |ext: &str| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("jail.d"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == ext))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    paths.push(dir.join("jail.conf"));
+    paths.extend(sorted("conf"));
+    paths.push(dir.join("jail.local"));
+    paths.extend(sorted("local"));
+    let mut files = Vec::new();
+    for p in paths {
+        match std::fs::read_to_string(&p) {
+            Ok(t) => files.push((p.display().to_string(), t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!("{}: {e}", p.display()),
+        }
+    }
+    if files.is_empty() {
+        bail!(
+            "{}: no jail.conf, jail.local or jail.d/*.conf|local: is this fail2ban's configuration directory?",
+            dir.display()
+        );
+    }
+    let c = crowdwall::fail2ban::convert(&files);
+    // The output must be a configuration crowdwall accepts.
+    Config::parse(&c.toml, Path::new("<converted>")).context(
+        "the converted configuration does not validate (a crowdwall bug: please report it)",
+    )?;
+    print!("{}", c.toml);
+    eprintln!(
+        "read {} file(s); converted {} jail(s): {}",
+        files.len(),
+        c.converted_jails.len(),
+        c.converted_jails
+            .iter()
+            .map(|(j, s)| format!("{j} -> {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for n in &c.notes {
+        eprintln!("not converted: {n}");
+    }
+    Ok(())
+}
+
 fn this_year() -> i32 {
     crowdwall::source::text::year_of(time::now())
 }
 
-fn replay(config: &Path, events: bool, year: Option<i32>, files: &[PathBuf]) -> Result<()> {
+/// Lines of a file bound to one parser: each line is an entry for it, timed by the line.
+struct RawLines<R> {
+    lines: std::io::Lines<R>,
+    parser: String,
+    last: i64,
+}
+
+impl<R: std::io::BufRead> Iterator for RawLines<R> {
+    type Item = Result<LogEntry, String>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let line = match self.lines.next()? {
+            Ok(l) => l,
+            Err(e) => return Some(Err(format!("read error: {e}"))),
+        };
+        if let Some(t) = crowdwall::parse::time::line_time(&line) {
+            self.last = t;
+        }
+        Some(Ok(LogEntry {
+            time: self.last,
+            identifier: self.parser.clone(),
+            pid: None,
+            message: line,
+        }))
+    }
+}
+
+fn replay(
+    config: &Path,
+    events: bool,
+    year: Option<i32>,
+    parser: Option<&str>,
+    files: &[PathBuf],
+) -> Result<()> {
     let cfg = load_config(config)?;
     let mut r = Replay::new(&cfg)?;
+    if let Some(p) = parser {
+        let names = r.detector.parsers.names();
+        if !names.contains(&p) {
+            bail!("unknown parser '{p}' (known: {})", names.join(", "));
+        }
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut lines, mut bad, mut matched, mut n_events, mut n_decisions) =
@@ -523,8 +674,18 @@ fn replay(config: &Path, events: bool, year: Option<i32>, files: &[PathBuf]) -> 
             count: read.clone(),
         };
         let ctx = SyslogContext::with_year(year.unwrap_or_else(this_year));
-        let mut reader = TextReader::with_context(BufReader::with_capacity(1 << 20, counting), ctx);
-        for item in &mut reader {
+        let buf = BufReader::with_capacity(1 << 20, counting);
+        let reader: Box<dyn Iterator<Item = Result<LogEntry, String>>> = match parser {
+            Some(p) => Box::new(RawLines {
+                lines: std::io::BufRead::lines(buf),
+                parser: p.to_string(),
+                last: 0,
+            }),
+            None => {
+                Box::new(TextReader::with_context(buf, ctx).map(|r| r.map_err(|e| e.to_string())))
+            }
+        };
+        for item in reader {
             lines += 1;
             if lines % 4096 == 0 {
                 progress.update(
@@ -585,30 +746,74 @@ fn replay(config: &Path, events: bool, year: Option<i32>, files: &[PathBuf]) -> 
     Ok(())
 }
 
-fn explain(line: &str, json: bool) -> Result<()> {
-    let mut ctx = SyslogContext::with_year(this_year());
-    let (entry, how) = match parse_line(line, &mut ctx) {
-        Ok(e) => (e, "log line"),
-        Err(_) => (
-            LogEntry {
-                time: time::now(),
-                identifier: "sshd".into(),
-                pid: Some(1),
-                message: line.to_string(),
-            },
-            "bare sshd message (no syslog header)",
-        ),
+fn explain(config: &Path, line: &str, parser: Option<&str>, json: bool) -> Result<()> {
+    let cfg = load_config(config)?;
+    let mut parsers = Parsers::with_user(cfg.user_parsers()?);
+    let names = parsers.names();
+    let raw = |p: &str| LogEntry {
+        time: crowdwall::parse::time::line_time(line).unwrap_or_else(time::now),
+        identifier: p.to_string(),
+        pid: Some(1),
+        message: line.to_string(),
     };
-    let mut parsers = Parsers::new();
     let mut events = Vec::new();
-    let res = parsers.parse(&entry, &mut events);
+    let (entry, how, res) = if let Some(p) = parser {
+        if !names.contains(&p) {
+            bail!("unknown parser '{p}' (known: {})", names.join(", "));
+        }
+        let e = raw(p);
+        let res = parsers.parse(&e, &mut events);
+        (e, "line given to the named parser", res)
+    } else {
+        let mut ctx = SyslogContext::with_year(this_year());
+        match parse_line(line, &mut ctx) {
+            Ok(e) => {
+                let res = parsers.parse(&e, &mut events);
+                (e, "log line", res)
+            }
+            Err(_) => {
+                // No header: the first parser that recognises the bare message, as if a file
+                // source named it; sshd first, as before.
+                let mut found = None;
+                for p in &names {
+                    let e = raw(p);
+                    let mut evs = Vec::new();
+                    let res = parsers.parse(&e, &mut evs);
+                    if matches!(res, Some((_, Parsed::Matched(_)))) {
+                        found = Some((e, res, evs));
+                        break;
+                    }
+                }
+                match found {
+                    Some((e, res, evs)) => {
+                        events = evs;
+                        (
+                            e,
+                            "bare message (no syslog header), recognised by this parser",
+                            res,
+                        )
+                    }
+                    None => {
+                        let e = raw("sshd");
+                        let res = parsers.parse(&e, &mut events);
+                        (e, "bare message (no syslog header)", res)
+                    }
+                }
+            }
+        }
+    };
     let verdict = match res {
         None => format!(
-            "no parser for identifier '{}' (parsers take: {})",
+            "no parser for identifier '{}' (parsers take: {}; user-defined: {})",
             entry.identifier,
-            Parsers::identifiers().join(", ")
+            Parsers::identifiers().join(", "),
+            cfg.parsers.keys().cloned().collect::<Vec<_>>().join(", ")
         ),
         Some((p, Parsed::Matched(pat))) => format!("parser {p}: pattern '{pat}' matched"),
+        Some((p, Parsed::Unmatched)) if how.starts_with("bare") => format!(
+            "no pattern matched in any parser (tried {}; as {p}: not a security event, or a wording crowdwall does not know yet)",
+            names.join(", ")
+        ),
         Some((p, Parsed::Unmatched)) => format!("parser {p}: no pattern matched (not a security event, or a wording crowdwall does not know yet)"),
         Some((p, Parsed::Rejected(why))) => format!("parser {p}: line rejected before matching: {why}"),
     };
@@ -639,7 +844,7 @@ fn explain(line: &str, json: bool) -> Result<()> {
     }
     for e in &events {
         println!(
-            "event:      {} {} from {}{}",
+            "event:      {} {} from {}{}{}{}",
             e.kind,
             if e.count > 1 {
                 format!("x{}", e.count)
@@ -650,7 +855,12 @@ fn explain(line: &str, json: bool) -> Result<()> {
             e.user
                 .as_ref()
                 .map(|u| format!(" user={u:?}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            e.path
+                .as_ref()
+                .map(|p| format!(" path={p:?}"))
+                .unwrap_or_default(),
+            e.port.map(|p| format!(" port={p}")).unwrap_or_default(),
         );
     }
     Ok(())

@@ -27,7 +27,7 @@ pub struct Detector {
 impl Detector {
     pub fn new(cfg: &Config) -> Result<Detector, ConfigError> {
         Ok(Detector {
-            parsers: Parsers::new(),
+            parsers: Parsers::with_user(cfg.user_parsers()?),
             engine: Engine::new(cfg.scenario_specs()?, cfg.detect.max_buckets),
             events: Vec::new(),
             last_sweep: Micros::MIN,
@@ -128,6 +128,7 @@ pub fn policy(cfg: &Config) -> BanPolicy {
         duration: from_duration(cfg.ban.duration.0),
         max_duration: from_duration(cfg.ban.max_duration.0),
         escalate: cfg.ban.escalate,
+        ipv6_prefix: cfg.ban.ipv6_prefix,
     }
 }
 

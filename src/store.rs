@@ -167,33 +167,57 @@ impl Store {
         Ok(false)
     }
 
-    /// Ends every decision on exactly this value; returns how many there were.
-    pub fn delete_value(&mut self, value: &IpNet, now: Micros) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "DELETE FROM decisions WHERE value = ?1 AND until > ?2",
-            params![value.to_string(), now],
-        )?)
+    /// Ends every decision on exactly this value; returns the ended ones (id, origin).
+    pub fn delete_value(
+        &mut self,
+        value: &IpNet,
+        now: Micros,
+    ) -> Result<Vec<(i64, Origin)>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "DELETE FROM decisions WHERE value = ?1 AND until > ?2 RETURNING id, origin",
+        )?;
+        let rows = st.query_map(params![value.to_string(), now], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, origin) = row?;
+            let origin: Origin = origin
+                .parse()
+                .map_err(|message| StoreError::BadRow { id, message })?;
+            out.push((id, origin));
+        }
+        Ok(out)
     }
 
     /// Makes the decisions of `origin` (restricted to one `scenario`, e.g. one feed's name,
     /// when given) exactly `decisions`, in one SQLite transaction: a feed or blocklist update
-    /// is all or nothing. Returns (inserted, deleted).
+    /// is all or nothing. Returns the deleted decisions (id, value).
     pub fn replace_origin(
         &mut self,
         origin: Origin,
         scenario: Option<&str>,
         decisions: &mut [Decision],
-    ) -> Result<(usize, usize), StoreError> {
+    ) -> Result<Vec<(i64, IpNet)>, StoreError> {
         let tx = self.conn.transaction()?;
-        let deleted = match scenario {
-            Some(s) => tx.execute(
-                "DELETE FROM decisions WHERE origin = ?1 AND scenario = ?2",
-                params![origin.as_str(), s],
-            )?,
-            None => tx.execute(
-                "DELETE FROM decisions WHERE origin = ?1",
-                params![origin.as_str()],
-            )?,
+        let deleted = {
+            let mut st = tx.prepare_cached(
+                "DELETE FROM decisions WHERE origin = ?1 AND (?2 IS NULL OR scenario = ?2)
+                 RETURNING id, value",
+            )?;
+            let rows = st.query_map(params![origin.as_str(), scenario], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, v) = row?;
+                let v: IpNet = v.parse().map_err(|_| StoreError::BadRow {
+                    id,
+                    message: format!("value '{v}' is not a CIDR"),
+                })?;
+                out.push((id, v));
+            }
+            out
         };
         {
             let mut st = tx.prepare_cached(
@@ -213,26 +237,33 @@ impl Store {
             }
         }
         tx.commit()?;
-        Ok((decisions.len(), deleted))
+        Ok(deleted)
     }
 
-    /// Ends the decisions of `origin` on exactly these values (a delta from a stream).
+    /// Ends the decisions of `origin` on exactly these values (a delta from a stream);
+    /// returns the ended ones (id, value).
     pub fn delete_origin_values(
         &mut self,
         origin: Origin,
         values: &[IpNet],
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Vec<(i64, IpNet)>, StoreError> {
         let tx = self.conn.transaction()?;
-        let mut n = 0;
+        let mut out = Vec::new();
         {
-            let mut st =
-                tx.prepare_cached("DELETE FROM decisions WHERE origin = ?1 AND value = ?2")?;
+            let mut st = tx.prepare_cached(
+                "DELETE FROM decisions WHERE origin = ?1 AND value = ?2 RETURNING id",
+            )?;
             for v in values {
-                n += st.execute(params![origin.as_str(), v.to_string()])?;
+                let ids = st.query_map(params![origin.as_str(), v.to_string()], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+                for id in ids {
+                    out.push((id?, *v));
+                }
             }
         }
         tx.commit()?;
-        Ok(n)
+        Ok(out)
     }
 
     /// Removes expired decisions and forgotten offences.
@@ -304,7 +335,8 @@ mod tests {
         assert_eq!(act[1].origin, Origin::Manual);
         assert_eq!(
             s.delete_value(&"192.0.2.1/32".parse().unwrap(), 50)
-                .unwrap(),
+                .unwrap()
+                .len(),
             1
         );
         assert_eq!(s.active(50).unwrap().len(), 1);

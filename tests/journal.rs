@@ -340,6 +340,33 @@ fn directory_from_head_filters_orders_and_converts() {
 }
 
 #[test]
+fn plus_separates_per_service_match_groups() {
+    // (cron AND _PID=1004) OR sshd-session: without the disjunction the fields would be
+    // AND-ed and only an entry that is both would pass.
+    let dir = tempfile::tempdir().unwrap();
+    let gen = fixture(30);
+    require!(make_journal(dir.path(), &gen));
+    let mut cfg = dir_cfg(dir.path(), None);
+    cfg.matches = vec![
+        ("SYSLOG_IDENTIFIER".into(), "cron".into()),
+        ("_PID".into(), "1004".into()),
+        ("+".into(), String::new()),
+        ("SYSLOG_IDENTIFIER".into(), "sshd-session".into()),
+    ];
+    let mut run = Run::start(cfg);
+    run.wait_caught_up(Duration::from_secs(30));
+    let got = flatten(&run.stop());
+    let want: Vec<LogEntry> = gen
+        .iter()
+        .filter(|e| (e.ident == "cron" && e.pid == 1004) || e.ident == "sshd-session")
+        .filter(|e| e.message.is_some())
+        .map(Gen::expected)
+        .collect();
+    assert_eq!(got, want);
+    assert!(got.iter().any(|e| e.identifier == "cron"));
+}
+
+#[test]
 fn no_matches_reads_everything() {
     let dir = tempfile::tempdir().unwrap();
     let gen = fixture(10);

@@ -1,24 +1,56 @@
 //! An in-memory [`Firewall`] for pure tests of the daemon's logic. It refuses what the kernel
-//! refuses (overlapping adds, deletes of absent elements) and applies nothing of a refused
-//! call, so tests see the same all-or-nothing behaviour.
+//! refuses (overlapping adds in an interval set, deletes of absent elements), ignores a re-add
+//! of an existing address as Debian 12's kernel does (no timeout refresh), and applies nothing
+//! of a refused call, so tests see the same all-or-nothing behaviour.
 
 use std::collections::HashMap;
 
-use super::{Element, EnforceError, Firewall, Interval, KernelElement};
+use super::{
+    DropCounter, Element, EnforceError, Firewall, Interval, KernelElement, Layout, SetChange, SetIx,
+};
 use crate::time::{now, Micros};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryFirewall {
+    layout: Layout,
     pub present: bool,
-    pub elements: HashMap<Interval, Micros>,
+    /// (set, range) -> expiry.
+    pub elements: HashMap<(SetIx, Interval), Micros>,
     pub transactions: u64,
     /// Refuse this many of the next `load`/`apply` calls (failure injection).
     pub fail_next: u32,
 }
 
+impl Default for MemoryFirewall {
+    fn default() -> Self {
+        MemoryFirewall {
+            layout: Layout::own(),
+            present: false,
+            elements: HashMap::new(),
+            transactions: 0,
+            fail_next: 0,
+        }
+    }
+}
+
 impl MemoryFirewall {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// With the layout of set-only mode, say.
+    pub fn with_layout(layout: Layout) -> Self {
+        MemoryFirewall {
+            layout,
+            ..Self::default()
+        }
+    }
+
+    /// The ranges held, whatever the set.
+    pub fn ranges(&self) -> Vec<Interval> {
+        let mut v: Vec<Interval> = self.elements.keys().map(|(_, r)| *r).collect();
+        v.sort();
+        v
     }
 
     fn refuse(what: String, errno: i32) -> EnforceError {
@@ -31,23 +63,39 @@ impl MemoryFirewall {
     }
 
     fn add_all(
-        set: &mut HashMap<Interval, Micros>,
+        &self,
+        set: &mut HashMap<(SetIx, Interval), Micros>,
+        ix: SetIx,
         add: &[Element],
         at: Micros,
     ) -> Result<(), EnforceError> {
+        let interval = self.layout.set(ix).is_some_and(|d| d.interval);
         for e in add.iter().filter(|e| e.expires > at) {
-            if set.keys().any(|k| {
-                k.family == e.range.family && k.first <= e.range.last && e.range.first <= k.last
-            }) {
+            if !interval && e.range.first != e.range.last {
+                return Err(Self::refuse(
+                    format!("add range {} to a hash set", e.range),
+                    libc::EINVAL,
+                ));
+            }
+            if set.contains_key(&(ix, e.range)) {
+                // Identical element, no NLM_F_EXCL: accepted, timeout untouched.
+                continue;
+            }
+            if interval
+                && set.keys().any(|(s, k)| {
+                    *s == ix
+                        && k.family == e.range.family
+                        && k.first <= e.range.last
+                        && e.range.first <= k.last
+                })
+            {
                 return Err(Self::refuse(format!("add {}", e.range), libc::EEXIST));
             }
-            set.insert(e.range, e.expires);
+            set.insert((ix, e.range), e.expires);
         }
         Ok(())
     }
-}
 
-impl MemoryFirewall {
     fn injected_failure(&mut self) -> Result<(), EnforceError> {
         if self.fail_next > 0 {
             self.fail_next -= 1;
@@ -58,31 +106,42 @@ impl MemoryFirewall {
 }
 
 impl Firewall for MemoryFirewall {
-    fn load(&mut self, elements: &[Element]) -> Result<(), EnforceError> {
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn load(&mut self, sets: &[Vec<Element>]) -> Result<(), EnforceError> {
         self.injected_failure()?;
-        let mut set = HashMap::new();
-        Self::add_all(&mut set, elements, now())?;
-        self.elements = set;
+        let mut all = HashMap::new();
+        let at = now();
+        for (ix, elems) in sets.iter().enumerate() {
+            self.add_all(&mut all, ix as SetIx, elems, at)?;
+        }
+        self.elements = all;
         self.present = true;
         self.transactions += 1;
         Ok(())
     }
 
-    fn apply(&mut self, remove: &[Interval], add: &[Element]) -> Result<(), EnforceError> {
+    fn apply(&mut self, changes: &[SetChange]) -> Result<(), EnforceError> {
         self.injected_failure()?;
         if !self.present {
             return Err(Self::refuse("apply: no table".into(), libc::ENOENT));
         }
         let at = now();
-        let mut set = self.elements.clone();
-        set.retain(|_, exp| *exp > at);
-        for r in remove {
-            if set.remove(r).is_none() {
-                return Err(Self::refuse(format!("delete {r}"), libc::ENOENT));
+        let mut all = self.elements.clone();
+        all.retain(|_, exp| *exp > at);
+        for c in changes {
+            for r in &c.remove {
+                if all.remove(&(c.set, *r)).is_none() {
+                    return Err(Self::refuse(format!("delete {r}"), libc::ENOENT));
+                }
             }
         }
-        Self::add_all(&mut set, add, at)?;
-        self.elements = set;
+        for c in changes {
+            self.add_all(&mut all, c.set, &c.add, at)?;
+        }
+        self.elements = all;
         self.transactions += 1;
         Ok(())
     }
@@ -91,18 +150,22 @@ impl Firewall for MemoryFirewall {
         Ok(self.present)
     }
 
-    fn list(&mut self) -> Result<Vec<KernelElement>, EnforceError> {
+    fn list(&mut self, set: SetIx) -> Result<Vec<KernelElement>, EnforceError> {
         let at = now();
         Ok(self
             .elements
             .iter()
-            .filter(|(_, &e)| e > at)
-            .map(|(r, &e)| KernelElement {
+            .filter(|((s, _), &e)| *s == set && e > at)
+            .map(|((_, r), &e)| KernelElement {
                 range: *r,
                 timeout_ms: None,
                 expires_ms: Some(((e - at) / 1000) as u64),
             })
             .collect())
+    }
+
+    fn counters(&mut self) -> Result<Vec<DropCounter>, EnforceError> {
+        Ok(Vec::new())
     }
 
     fn remove(&mut self) -> Result<(), EnforceError> {

@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 
+use crate::decide::Origin;
 use crate::time::Micros;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -124,20 +125,229 @@ pub struct SetSizes {
     pub v6: usize,
 }
 
-/// Where the rules hook in. Validated by config.
+/// Index of a kernel set in a [`Layout`].
+pub type SetIx = u16;
+
+/// One kernel set the backend fills.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetDef {
+    pub name: String,
+    pub family: Family,
+    /// Interval sets hold ranges (and may hold single addresses); hash sets only addresses.
+    pub interval: bool,
+}
+
+/// Which kernel set each decision goes to. Own-table mode has one hash set (addresses) and one
+/// interval set (ranges) per origin and family, so each origin has its own drop counter and a
+/// single-address change never touches an interval set (whose kernel cost grows with its
+/// size). Set-only mode routes every origin to the admin's one or two sets per family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub sets: Vec<SetDef>,
+    /// `[origin][family][single]` -> set.
+    routes: [[[Option<SetIx>; 2]; 2]; 5],
+}
+
+fn origin_ix(o: Origin) -> usize {
+    Origin::ALL.iter().position(|x| *x == o).unwrap_or(0)
+}
+
+fn family_ix(f: Family) -> usize {
+    match f {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+impl Layout {
+    /// Own table: `<origin>_v4`, `<origin>_v6` (hash) and `<origin>_v4_net`, `<origin>_v6_net`
+    /// (interval) for every origin.
+    pub fn own() -> Layout {
+        let mut sets = Vec::new();
+        let mut routes = [[[None; 2]; 2]; 5];
+        for o in Origin::ALL {
+            for f in [Family::V4, Family::V6] {
+                for single in [true, false] {
+                    let fam = match f {
+                        Family::V4 => "v4",
+                        Family::V6 => "v6",
+                    };
+                    let name = if single {
+                        format!("{o}_{fam}")
+                    } else {
+                        format!("{o}_{fam}_net")
+                    };
+                    routes[origin_ix(o)][family_ix(f)][single as usize] = Some(sets.len() as SetIx);
+                    sets.push(SetDef {
+                        name,
+                        family: f,
+                        interval: !single,
+                    });
+                }
+            }
+        }
+        Layout { sets, routes }
+    }
+
+    /// Set-only mode: every origin into the admin's sets. `v4`/`v6` take addresses (and
+    /// ranges when they are interval sets); `v4_net`/`v6_net`, when given, take ranges.
+    pub fn shared(
+        v4: Option<SetDef>,
+        v6: Option<SetDef>,
+        v4_net: Option<SetDef>,
+        v6_net: Option<SetDef>,
+    ) -> Layout {
+        let mut sets = Vec::new();
+        let mut routes = [[[None; 2]; 2]; 5];
+        let mut put = |d: Option<SetDef>, f: Family, singles: bool, ranges: bool| {
+            let Some(d) = d else { return };
+            let ix = sets.len() as SetIx;
+            for per_origin in routes.iter_mut() {
+                if singles {
+                    per_origin[family_ix(f)][1] = Some(ix);
+                }
+                if ranges && d.interval {
+                    per_origin[family_ix(f)][0] = Some(ix);
+                }
+            }
+            sets.push(d);
+        };
+        let (n4, n6) = (v4_net.is_some(), v6_net.is_some());
+        put(v4, Family::V4, true, !n4);
+        put(v6, Family::V6, true, !n6);
+        put(v4_net, Family::V4, false, true);
+        put(v6_net, Family::V6, false, true);
+        Layout { sets, routes }
+    }
+
+    /// The set a decision of `origin` on `range` goes to; None when no set can hold it (a
+    /// range in set-only mode without an interval set).
+    pub fn route(&self, origin: Origin, range: &Interval) -> Option<SetIx> {
+        let single = range.first == range.last;
+        self.routes[origin_ix(origin)][family_ix(range.family)][single as usize]
+    }
+
+    pub fn set(&self, ix: SetIx) -> Option<&SetDef> {
+        self.sets.get(ix as usize)
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<SetIx> {
+        self.sets
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| i as SetIx)
+    }
+}
+
+/// What one transaction changes in one set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetChange {
+    pub set: SetIx,
+    /// Removed first; an interval in both lists is thereby refreshed with its new timeout
+    /// (re-adding alone is ignored by kernels before 6.12).
+    pub remove: Vec<Interval>,
+    pub add: Vec<Element>,
+}
+
+/// Dropped traffic of one origin's named counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DropCounter {
+    pub origin: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What someone else did to our objects, as told by nftables' netlink events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drift {
+    /// The table, a chain, rule, set or counter went away: rebuild everything.
+    pub rebuild: bool,
+    /// Elements deleted from our sets.
+    pub deleted: Vec<(SetIx, Vec<Interval>)>,
+    /// Events were lost (the listener's buffer overflowed): the kernel must be read back.
+    pub lost: bool,
+    /// We were not listening for a moment (during a big transaction of our own): check the
+    /// objects are intact.
+    pub check: bool,
+}
+
+impl Drift {
+    pub fn is_empty(&self) -> bool {
+        !self.rebuild && !self.lost && !self.check && self.deleted.is_empty()
+    }
+}
+
+/// How the tables and chains are laid out. Validated by config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// crowdwall's own table, chains, sets and counters.
+    #[default]
+    Table,
+    /// Only named sets inside a table the administrator owns; their rules are theirs.
+    Sets,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verdict {
+    #[default]
+    Drop,
+    /// TCP reset for TCP, ICMP(v6) administratively prohibited otherwise.
+    Reject,
+}
+
+/// nftables table family (set-only mode may point into an `ip` or `ip6` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TableFamily {
+    #[default]
+    Inet,
+    Ip,
+    Ip6,
+}
+
+impl TableFamily {
+    pub fn nfproto(self) -> u8 {
+        match self {
+            TableFamily::Inet => libc::NFPROTO_INET as u8,
+            TableFamily::Ip => libc::NFPROTO_IPV4 as u8,
+            TableFamily::Ip6 => libc::NFPROTO_IPV6 as u8,
+        }
+    }
+}
+
+/// Where and how the rules hook in. Validated by config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirewallSpec {
-    /// Table name in family `inet`.
+    pub mode: Mode,
+    pub family: TableFamily,
+    /// Table name (own table: family inet).
     pub table: String,
-    /// Priority of the input base chain (lower runs earlier; filter is 0).
+    /// Priority of the base chains (lower runs earlier; filter is 0).
     pub priority: i32,
+    pub input: bool,
+    /// Also filter forwarded traffic (routers, gateways).
+    pub forward: bool,
+    pub verdict: Verdict,
+    /// Set-only mode: the admin's set names.
+    pub set_v4: Option<String>,
+    pub set_v6: Option<String>,
+    pub set_v4_net: Option<String>,
+    pub set_v6_net: Option<String>,
 }
 
 impl Default for FirewallSpec {
     fn default() -> Self {
         FirewallSpec {
+            mode: Mode::Table,
+            family: TableFamily::Inet,
             table: "crowdwall".into(),
             priority: -10,
+            input: true,
+            forward: false,
+            verdict: Verdict::Drop,
+            set_v4: None,
+            set_v6: None,
+            set_v4_net: None,
+            set_v6_net: None,
         }
     }
 }
@@ -164,21 +374,38 @@ pub enum EnforceError {
     /// A reply that does not parse, or acks that never came.
     #[error("netlink protocol: {0}")]
     Protocol(String),
+    /// The configured objects cannot be used as they are (set-only mode: a missing set, a
+    /// set without timeouts).
+    #[error("{0}")]
+    Setup(String),
 }
 
-/// The firewall as the daemon sees it. Every call is one atomic transaction: it applies
-/// whole or not at all.
+/// The firewall as the daemon sees it. Every call that changes something is one atomic
+/// transaction: it applies whole or not at all.
 pub trait Firewall {
-    /// Creates (or re-creates) the table, chain, rules and sets, and makes the sets hold
-    /// exactly `elements`. Used at start and to heal.
-    fn load(&mut self, elements: &[Element]) -> Result<(), EnforceError>;
-    /// Removes `remove`, then adds `add`. An interval in both is refreshed with the new
-    /// expiry (delete + add, which works on every kernel).
-    fn apply(&mut self, remove: &[Interval], add: &[Element]) -> Result<(), EnforceError>;
-    /// Whether the table, chain and both sets are present.
+    /// The sets this backend fills and how decisions are routed to them.
+    fn layout(&self) -> &Layout;
+    /// Creates (or re-creates) what this backend owns and makes every set hold exactly
+    /// `sets[i]` (indexed like the layout). Used at start and to heal.
+    fn load(&mut self, sets: &[Vec<Element>]) -> Result<(), EnforceError>;
+    /// Applies the changes, all sets in one transaction.
+    fn apply(&mut self, changes: &[SetChange]) -> Result<(), EnforceError>;
+    /// Whether every object this backend relies on is present.
     fn is_intact(&mut self) -> Result<bool, EnforceError>;
-    /// The elements the kernel holds now.
-    fn list(&mut self) -> Result<Vec<KernelElement>, EnforceError>;
-    /// Deletes the table (and so every ban). Not an error when it is absent.
+    /// The elements one set holds now.
+    fn list(&mut self, set: SetIx) -> Result<Vec<KernelElement>, EnforceError>;
+    /// Dropped packets and bytes per origin (own-table mode; empty otherwise).
+    fn counters(&mut self) -> Result<Vec<DropCounter>, EnforceError>;
+    /// What others changed since the last call (netlink events); empty for backends that
+    /// cannot tell.
+    fn drift(&mut self) -> Result<Drift, EnforceError> {
+        Ok(Drift::default())
+    }
+    /// A descriptor that turns readable when [`Firewall::drift`] has something to say.
+    fn event_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    /// Deletes what this backend owns (own table: the table; set-only mode: the sets'
+    /// elements). Not an error when it is absent.
     fn remove(&mut self) -> Result<(), EnforceError>;
 }

@@ -42,22 +42,29 @@ use std::os::raw::{c_char, c_int};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use nftnl::expr::{Ipv4HeaderField, Ipv6HeaderField, Lookup, NetworkHeaderField, Payload};
+use nftnl::expr::{
+    Cmp, CmpOp, Expression, IcmpCode, Ipv4HeaderField, Ipv6HeaderField, Lookup, NetworkHeaderField,
+    Payload, RejectionType, Verdict as NftVerdict,
+};
 use nftnl::set::Set;
 use nftnl::{nft_expr, Chain, ChainType, Hook, MsgType, NlMsg, Policy, ProtoFamily, Rule, Table};
 use nftnl_sys as sys;
 use nix::errno::Errno;
 use nix::sys::socket::{recv, sendmsg, MsgFlags, NetlinkAddr};
 
-use super::{Element, EnforceError, Family, Firewall, FirewallSpec, Interval, KernelElement};
+use super::{
+    Drift, DropCounter, Element, EnforceError, Family, Firewall, FirewallSpec, Interval,
+    KernelElement, Layout, Mode, SetChange, SetDef, SetIx, TableFamily, Verdict,
+};
+use crate::decide::Origin;
 use crate::time::{self, Micros};
 
-const CHAIN: &CStr = c"input";
-const SET_V4: &CStr = c"v4";
-const SET_V6: &CStr = c"v6";
-/// Transaction-local set ids, so the rules' lookups bind to the sets created in the same batch.
-const SET_ID_V4: u32 = 1;
-const SET_ID_V6: u32 = 2;
+/// Elements per transaction above which we leave the event group while it runs: our own
+/// notifications would otherwise cost the kernel an skb per element and overflow the
+/// listener. Foreign changes in that window are caught by the intact check that follows.
+const QUIET_ABOVE: usize = 256;
+/// Listener buffer for netlink events.
+const EVENT_RCVBUF: usize = 4 << 20;
 
 /// Bytes of element attributes per message. The elements nest's length is a u16, and
 /// libnftnl writes without bounds checks into a buffer of `nft_nlmsg_maxsize()` (64 KiB + a
@@ -101,6 +108,25 @@ const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_GETSET: u16 = 10;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_DELSET: u16 = 11;
+const NFT_MSG_NEWOBJ: u16 = 18;
+const NFT_MSG_GETOBJ: u16 = 19;
+const NFT_MSG_DELOBJ: u16 = 20;
+const NFTA_SET_FLAGS: u16 = 3;
+const NFTA_SET_KEY_LEN: u16 = 5;
+const NFTA_OBJ_TABLE: u16 = 1;
+const NFTA_OBJ_NAME: u16 = 2;
+const NFTA_OBJ_TYPE: u16 = 3;
+const NFTA_OBJ_DATA: u16 = 4;
+const NFTA_COUNTER_BYTES: u16 = 1;
+const NFTA_COUNTER_PACKETS: u16 = 2;
+const NFT_OBJECT_COUNTER: u32 = 1;
+const NETLINK_ADD_MEMBERSHIP: c_int = 1;
+const NETLINK_DROP_MEMBERSHIP: c_int = 2;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
@@ -123,16 +149,21 @@ const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;
 /// Strips NLA_F_NESTED / NLA_F_NET_BYTEORDER from an attribute type.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
-/// The nftables backend: one netlink socket, one table.
+/// The nftables backend: one netlink socket for transactions and read-backs, one subscribed
+/// to nftables events to notice when someone else changes our objects.
 pub struct NftFirewall {
     spec: FirewallSpec,
     table: CString,
+    layout: Layout,
+    /// Set names, indexed like the layout.
+    set_names: Vec<CString>,
     sock: mnl::Socket,
     portid: u32,
     seq: u32,
     /// What SO_SNDBUF was last set to; only ever raised.
     sndbuf: usize,
     rbuf: Vec<u8>,
+    events: Option<Events>,
 }
 
 // SAFETY: `mnl::Socket` is a heap struct holding an fd and a sockaddr, with no thread affinity
@@ -140,7 +171,8 @@ pub struct NftFirewall {
 unsafe impl Send for NftFirewall {}
 
 impl NftFirewall {
-    /// Opens a NETLINK_NETFILTER socket in the calling thread's network namespace.
+    /// Opens NETLINK_NETFILTER sockets in the calling thread's network namespace. In set-only
+    /// mode the admin's sets must exist: their flags decide what they can hold.
     pub fn open(spec: FirewallSpec) -> Result<Self, EnforceError> {
         let table =
             CString::new(spec.table.clone()).map_err(|_| invalid("table name contains NUL"))?;
@@ -161,15 +193,151 @@ impl NftFirewall {
         if let Err(e) = set_int_opt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1) {
             log::debug!("NETLINK_EXT_ACK unavailable: {e}");
         }
-        Ok(NftFirewall {
+        let events = match Events::open() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                log::warn!("nftables events unavailable ({e}); drift is found by polling only");
+                None
+            }
+        };
+        let mut fw = NftFirewall {
             spec,
             table,
+            layout: Layout::own(),
+            set_names: Vec::new(),
             sock,
             portid,
             seq: 0,
             sndbuf: 0,
             rbuf: vec![0; RECV_CHUNK],
-        })
+            events,
+        };
+        if fw.spec.mode == Mode::Sets {
+            fw.layout = fw.probe_admin_sets()?;
+        }
+        fw.set_names = fw
+            .layout
+            .sets
+            .iter()
+            .map(|d| CString::new(d.name.clone()).map_err(|_| invalid("set name contains NUL")))
+            .collect::<Result<_, _>>()?;
+        Ok(fw)
+    }
+
+    /// A second handle for read-backs on another thread: no event socket.
+    pub fn open_reader(spec: FirewallSpec) -> Result<Self, EnforceError> {
+        let mut fw = Self::open(spec)?;
+        fw.events = None;
+        Ok(fw)
+    }
+
+    /// Set-only mode: reads the admin's sets' flags and key sizes.
+    fn probe_admin_sets(&mut self) -> Result<Layout, EnforceError> {
+        let spec = self.spec.clone();
+        let mut get =
+            |name: &Option<String>, family: Family| -> Result<Option<SetDef>, EnforceError> {
+                let Some(name) = name else { return Ok(None) };
+                let (flags, key_len) = self.get_set(name)?;
+                let want = match family {
+                    Family::V4 => 4,
+                    Family::V6 => 16,
+                };
+                let where_ = format!("set {} {name}", spec.table);
+                if key_len != want {
+                    return Err(EnforceError::Setup(format!(
+                        "{where_}: key is {key_len} bytes, expected {want} ({})",
+                        if want == 4 {
+                            "type ipv4_addr"
+                        } else {
+                            "type ipv6_addr"
+                        }
+                    )));
+                }
+                if flags & NFT_SET_TIMEOUT == 0 {
+                    return Err(EnforceError::Setup(format!(
+                        "{where_} needs `flags timeout` (bans carry their own expiry)"
+                    )));
+                }
+                Ok(Some(SetDef {
+                    name: name.clone(),
+                    family,
+                    interval: flags & NFT_SET_INTERVAL != 0,
+                }))
+            };
+        let v4 = get(&spec.set_v4, Family::V4)?;
+        let v6 = get(&spec.set_v6, Family::V6)?;
+        let v4n = get(&spec.set_v4_net, Family::V4)?;
+        let v6n = get(&spec.set_v6_net, Family::V6)?;
+        for (d, key) in [(&v4n, "set_v4_net"), (&v6n, "set_v6_net")] {
+            if d.as_ref().is_some_and(|d| !d.interval) {
+                return Err(EnforceError::Setup(format!(
+                    "firewall.{key} must name a set with `flags interval, timeout`"
+                )));
+            }
+        }
+        Ok(Layout::shared(v4, v6, v4n, v6n))
+    }
+
+    /// (flags, key length) of a set in our table.
+    fn get_set(&mut self, name: &str) -> Result<(u32, u32), EnforceError> {
+        let seq = self.next_seq();
+        let n = CString::new(name).map_err(|_| invalid("set name contains NUL"))?;
+        let req = request(
+            NFT_MSG_GETSET,
+            NLM_F_ACK,
+            seq,
+            self.spec.family.nfproto(),
+            &[
+                (NFTA_SET_TABLE, self.table.as_bytes_with_nul()),
+                (NFTA_SET_NAME, n.as_bytes_with_nul()),
+            ],
+        );
+        self.drain_stale()?;
+        self.send(&req)?;
+        let deadline = Instant::now() + ACK_WAIT;
+        let mut found = None;
+        loop {
+            let Some(len) = self.recv_nowait()? else {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(EnforceError::Protocol(format!("GETSET {name}: no reply")));
+                }
+                poll_readable(self.sock.as_raw_fd(), left).map_err(|e| io_err("poll", e))?;
+                continue;
+            };
+            for m in messages(&self.rbuf[..len])? {
+                if m.seq != seq {
+                    continue;
+                }
+                if m.ty == NLMSG_ERROR {
+                    let ack = parse_ack(&m)?;
+                    if ack.errno == libc::ENOENT {
+                        return Err(EnforceError::Setup(format!(
+                            "set {} {name} does not exist: create it first (e.g. `nft add set {} {} {name} {{ type ipv4_addr; flags interval, timeout; }}`)",
+                            self.spec.table,
+                            family_name(self.spec.family),
+                            self.spec.table
+                        )));
+                    }
+                    if ack.errno != 0 {
+                        return Err(kernel_error(format!("GETSET {name}"), &ack));
+                    }
+                    return found.ok_or_else(|| {
+                        EnforceError::Protocol(format!("GETSET {name}: empty reply"))
+                    });
+                }
+                let body = m.payload.get(NFGENMSG_LEN..).unwrap_or(&[]);
+                let (mut flags, mut klen) = (0, 0);
+                for (ty, data, _) in Attrs::new(body) {
+                    match ty {
+                        NFTA_SET_FLAGS if data.len() >= 4 => flags = be_u32(data),
+                        NFTA_SET_KEY_LEN if data.len() >= 4 => klen = be_u32(data),
+                        _ => {}
+                    }
+                }
+                found = Some((flags, klen));
+            }
+        }
     }
 
     pub fn spec(&self) -> &FirewallSpec {
@@ -182,96 +350,219 @@ impl NftFirewall {
         self.seq
     }
 
-    /// Emits add; delete; add of the table, then the chain, sets and rules. Deleting the table
-    /// inside the transaction makes the result independent of what was there before, and the
-    /// old table stays in force until the commit swaps in the new one.
+    /// Own-table mode. Emits add; delete; add of the table, then counters, sets, verdict
+    /// chains and base chains. Deleting the table inside the transaction makes the result
+    /// independent of what was there before, and the old table stays in force until the commit
+    /// swaps in the new one.
+    ///
+    /// ```text
+    /// table inet crowdwall {
+    ///   counter local { }  ...one per origin
+    ///   set local_v4 { type ipv4_addr; flags timeout; }           addresses
+    ///   set local_v4_net { type ipv4_addr; flags interval, timeout; }  ranges
+    ///   ...v6 likewise, and the same four for every origin
+    ///   chain ban_local { counter name "local"; drop }  (or reject: tcp reset / icmpx admin-prohibited)
+    ///   chain input { type filter hook input priority P;
+    ///     ip saddr @local_v4 jump ban_local
+    ///     ip6 saddr ::ffff:0:0/96 @nh,160,32 @local_v4 jump ban_local   (v4-mapped sources)
+    ///     ... }
+    ///   chain forward { likewise, when enabled }
+    /// }
+    /// ```
     fn push_skeleton(&mut self, b: &mut Batch) -> Result<(), EnforceError> {
         let tname = self.spec.table.clone();
         let table = Table::new(&self.table, ProtoFamily::Inet);
-        b.push_obj(
-            self.next_seq(),
-            format!("NEWTABLE {tname}"),
-            &table,
-            MsgType::Add,
-        )?;
-        b.push_obj(
-            self.next_seq(),
-            format!("DELTABLE {tname}"),
-            &table,
-            MsgType::Del,
-        )?;
-        b.push_obj(
-            self.next_seq(),
-            format!("NEWTABLE {tname}"),
-            &table,
-            MsgType::Add,
-        )?;
-
-        let mut chain = Chain::new(CHAIN, &table);
-        chain.set_hook(Hook::In, self.spec.priority);
-        chain.set_type(ChainType::Filter);
-        chain.set_policy(Policy::Accept);
-        b.push_obj(
-            self.next_seq(),
-            "NEWCHAIN input".into(),
-            &chain,
-            MsgType::Add,
-        )?;
-
-        let v4 = Set::<Ipv4Addr>::new_named(SET_V4, SET_ID_V4, &table, ProtoFamily::Inet);
-        let v6 = Set::<Ipv6Addr>::new_named(SET_V6, SET_ID_V6, &table, ProtoFamily::Inet);
-        for ptr in [v4.as_ptr(), v6.as_ptr()] {
-            // SAFETY: `ptr` is the live nftnl_set owned by `v4`/`v6`, which outlive this call.
-            unsafe {
-                sys::nftnl_set_set_u32(
-                    ptr.as_ptr(),
-                    sys::NFTNL_SET_FLAGS as u16,
-                    NFT_SET_INTERVAL | NFT_SET_TIMEOUT,
-                )
-            };
+        for (ty, what) in [
+            (MsgType::Add, "NEWTABLE"),
+            (MsgType::Del, "DELTABLE"),
+            (MsgType::Add, "NEWTABLE"),
+        ] {
+            b.push_obj(self.next_seq(), format!("{what} {tname}"), &table, ty)?;
         }
-        b.push_obj(self.next_seq(), "NEWSET v4".into(), &v4, MsgType::Add)?;
-        b.push_obj(self.next_seq(), "NEWSET v6".into(), &v6, MsgType::Add)?;
-
+        for o in Origin::ALL {
+            let seq = self.next_seq();
+            b.push_counter(seq, &self.table, o.as_str())?;
+        }
+        // Sets, with transaction-local ids so the rules' lookups bind to them.
+        let defs = self.layout.sets.clone();
+        let mut lookups = Vec::with_capacity(defs.len());
+        for (i, d) in defs.iter().enumerate() {
+            let id = i as u32 + 1;
+            let name = &self.set_names[i].clone();
+            let flags = if d.interval {
+                NFT_SET_INTERVAL | NFT_SET_TIMEOUT
+            } else {
+                NFT_SET_TIMEOUT
+            };
+            let what = format!("NEWSET {}", d.name);
+            let seq = self.next_seq();
+            match d.family {
+                Family::V4 => {
+                    let set = Set::<Ipv4Addr>::new_named(name, id, &table, ProtoFamily::Inet);
+                    // SAFETY: the live nftnl_set owned by `set`.
+                    unsafe {
+                        sys::nftnl_set_set_u32(
+                            set.as_ptr().as_ptr(),
+                            sys::NFTNL_SET_FLAGS as u16,
+                            flags,
+                        )
+                    };
+                    b.push_obj(seq, what, &set, MsgType::Add)?;
+                    lookups.push(Lookup::new(&set));
+                }
+                Family::V6 => {
+                    let set = Set::<Ipv6Addr>::new_named(name, id, &table, ProtoFamily::Inet);
+                    // SAFETY: as above.
+                    unsafe {
+                        sys::nftnl_set_set_u32(
+                            set.as_ptr().as_ptr(),
+                            sys::NFTNL_SET_FLAGS as u16,
+                            flags,
+                        )
+                    };
+                    b.push_obj(seq, what, &set, MsgType::Add)?;
+                    lookups.push(Lookup::new(&set));
+                }
+            }
+        }
+        // One verdict chain per origin: its named counter, then the verdict.
+        for o in Origin::ALL {
+            let cname = CString::new(format!("ban_{o}")).map_err(|_| invalid("chain name"))?;
+            let chain = Chain::new(&cname, &table);
+            b.push_obj(
+                self.next_seq(),
+                format!("NEWCHAIN ban_{o}"),
+                &chain,
+                MsgType::Add,
+            )?;
+            let mut count = Rule::new(&chain);
+            count.add_expr(&ObjRefCounter(
+                CString::new(o.as_str()).map_err(|_| invalid("counter"))?,
+            ));
+            b.push_obj(
+                self.next_seq(),
+                format!("NEWRULE ban_{o} counter"),
+                &count,
+                MsgType::Add,
+            )?;
+            match self.spec.verdict {
+                Verdict::Drop => {
+                    let mut r = Rule::new(&chain);
+                    r.add_expr(&nft_expr!(verdict drop));
+                    b.push_obj(
+                        self.next_seq(),
+                        format!("NEWRULE ban_{o} drop"),
+                        &r,
+                        MsgType::Add,
+                    )?;
+                }
+                Verdict::Reject => {
+                    let mut tcp = Rule::new(&chain);
+                    tcp.add_expr(&nft_expr!(meta l4proto));
+                    tcp.add_expr(&nft_expr!(cmp == libc::IPPROTO_TCP as u8));
+                    tcp.add_expr(&NftVerdict::Reject(RejectionType::TcpRst));
+                    b.push_obj(
+                        self.next_seq(),
+                        format!("NEWRULE ban_{o} tcp reset"),
+                        &tcp,
+                        MsgType::Add,
+                    )?;
+                    let mut other = Rule::new(&chain);
+                    other.add_expr(&NftVerdict::Reject(RejectionType::Icmp(
+                        IcmpCode::AdminProhibited,
+                    )));
+                    b.push_obj(
+                        self.next_seq(),
+                        format!("NEWRULE ban_{o} reject"),
+                        &other,
+                        MsgType::Add,
+                    )?;
+                }
+            }
+        }
+        let mut hooks = Vec::new();
+        if self.spec.input {
+            hooks.push((c"input", Hook::In));
+        }
+        if self.spec.forward {
+            hooks.push((c"forward", Hook::Forward));
+        }
         let v4_saddr = Payload::Network(NetworkHeaderField::Ipv4(Ipv4HeaderField::Saddr));
         let v6_saddr = Payload::Network(NetworkHeaderField::Ipv6(Ipv6HeaderField::Saddr));
-        // Lookup is one type for both sets, so one loop builds both rules.
-        let (in_v4, in_v6) = (Lookup::new(&v4), Lookup::new(&v6));
-        let rules = [
-            (
-                libc::NFPROTO_IPV4,
-                &v4_saddr,
-                &in_v4,
-                "NEWRULE ip saddr @v4 drop",
-            ),
-            (
-                libc::NFPROTO_IPV6,
-                &v6_saddr,
-                &in_v6,
-                "NEWRULE ip6 saddr @v6 drop",
-            ),
-        ];
-        for (nfproto, saddr, lookup, what) in rules {
-            let mut rule = Rule::new(&chain);
-            rule.add_expr(&nft_expr!(meta nfproto));
-            rule.add_expr(&nft_expr!(cmp == nfproto as u8));
-            rule.add_expr(saddr);
-            rule.add_expr(lookup);
-            rule.add_expr(&nft_expr!(counter));
-            rule.add_expr(&nft_expr!(verdict drop));
-            b.push_obj(self.next_seq(), what.into(), &rule, MsgType::Add)?;
+        let mapped_prefix: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        for (hname, hook) in hooks {
+            let hn = hname.to_string_lossy();
+            let mut chain = Chain::new(hname, &table);
+            chain.set_hook(hook, self.spec.priority);
+            chain.set_type(ChainType::Filter);
+            chain.set_policy(Policy::Accept);
+            b.push_obj(
+                self.next_seq(),
+                format!("NEWCHAIN {hn}"),
+                &chain,
+                MsgType::Add,
+            )?;
+            for (i, d) in defs.iter().enumerate() {
+                let origin = Origin::ALL[i / 4];
+                let jump = NftVerdict::Jump {
+                    chain: CString::new(format!("ban_{origin}")).map_err(|_| invalid("chain"))?,
+                };
+                let mut r = Rule::new(&chain);
+                match d.family {
+                    Family::V4 => {
+                        r.add_expr(&nft_expr!(meta nfproto));
+                        r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
+                        r.add_expr(&v4_saddr);
+                    }
+                    Family::V6 => {
+                        r.add_expr(&nft_expr!(meta nfproto));
+                        r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
+                        r.add_expr(&v6_saddr);
+                    }
+                }
+                r.add_expr(&lookups[i]);
+                r.add_expr(&jump);
+                b.push_obj(
+                    self.next_seq(),
+                    format!("NEWRULE {hn} saddr @{}", d.name),
+                    &r,
+                    MsgType::Add,
+                )?;
+                if d.family == Family::V4 {
+                    // An IPv6 packet whose source is ::ffff:a.b.c.d is that IPv4 address: look
+                    // its low 32 bits up in the IPv4 set, so mapped sources never slip past.
+                    let mut m = Rule::new(&chain);
+                    m.add_expr(&nft_expr!(meta nfproto));
+                    m.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
+                    m.add_expr(&RawNetPayload { offset: 8, len: 12 });
+                    m.add_expr(&Cmp::new(CmpOp::Eq, &mapped_prefix[..]));
+                    m.add_expr(&RawNetPayload { offset: 20, len: 4 });
+                    m.add_expr(&lookups[i]);
+                    m.add_expr(&jump);
+                    b.push_obj(
+                        self.next_seq(),
+                        format!("NEWRULE {hn} mapped @{}", d.name),
+                        &m,
+                        MsgType::Add,
+                    )?;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Appends element messages for `elems` (one family), packed up to [`ELEM_BUDGET`].
+    /// Appends element messages for one set, packed up to [`ELEM_BUDGET`].
     fn push_elems(
         &mut self,
         b: &mut Batch,
         op: ElemOp,
-        family: Family,
+        set: SetIx,
         elems: &[KElem],
     ) -> Result<(), EnforceError> {
+        let Some(def) = self.layout.set(set).cloned() else {
+            return Err(EnforceError::Protocol(format!("no set #{set}")));
+        };
+        let name = self.set_names[set as usize].clone();
         let mut start = 0;
         while start < elems.len() {
             let mut end = start;
@@ -281,10 +572,87 @@ impl NftFirewall {
                 end += 1;
             }
             let seq = self.next_seq();
-            b.push_elems(seq, &self.table, op, family, &elems[start..end])?;
+            b.push_elems(
+                seq,
+                &self.table,
+                self.spec.family.nfproto(),
+                (&name, &def.name),
+                op,
+                &elems[start..end],
+            )?;
             start = end;
         }
         Ok(())
+    }
+
+    /// Appends a flush of one set (DELSETELEM without elements).
+    fn push_flush(&mut self, b: &mut Batch, set: SetIx) -> Result<(), EnforceError> {
+        let seq = self.next_seq();
+        let name = self.set_names[set as usize].clone();
+        let msg = request(
+            NFT_MSG_DELSETELEM,
+            NLM_F_ACK,
+            seq,
+            self.spec.family.nfproto(),
+            &[
+                (NFTA_SET_ELEM_LIST_TABLE, self.table.as_bytes_with_nul()),
+                (NFTA_SET_ELEM_LIST_SET, name.as_bytes_with_nul()),
+            ],
+        );
+        b.push_bytes(
+            seq,
+            What::Obj(format!("FLUSH SET {}", name.to_string_lossy())),
+            &msg,
+        );
+        Ok(())
+    }
+
+    /// The elements of `add`/`remove` for one set, as kernel elements.
+    fn kelems(
+        &self,
+        set: SetIx,
+        ranges: impl Iterator<Item = (Interval, Option<u64>)>,
+    ) -> Result<Vec<KElem>, EnforceError> {
+        let interval = self.layout.set(set).is_some_and(|d| d.interval);
+        let mut out = Vec::new();
+        for (range, timeout) in ranges {
+            if interval {
+                interval_elems(range, timeout, &mut out);
+            } else if range.first != range.last {
+                return Err(EnforceError::Protocol(format!(
+                    "range {range} cannot go into hash set {}",
+                    self.layout.set(set).map(|d| d.name.as_str()).unwrap_or("?")
+                )));
+            } else {
+                out.push(KElem {
+                    range,
+                    key: range.first,
+                    end: false,
+                    timeout_ms: timeout,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends a batch, leaving the event group around big ones (see [`QUIET_ABOVE`]).
+    fn transact_quiet(&mut self, b: Batch, elements: usize) -> Result<(), EnforceError> {
+        let quiet = elements > QUIET_ABOVE;
+        if quiet {
+            if let Some(ev) = &mut self.events {
+                ev.leave();
+            }
+        }
+        let r = self.transact(b);
+        if quiet {
+            if let Some(ev) = &mut self.events {
+                ev.join();
+                // Anything someone else did while we were away shows in the intact check the
+                // daemon runs next; make sure it does.
+                ev.window = true;
+            }
+        }
+        r
     }
 
     /// Sends a finished batch and waits for its verdict.
@@ -433,21 +801,203 @@ impl NftFirewall {
         }
     }
 
+    /// Payloads of the data messages of a small dump (rules, counters).
+    fn dump_small(
+        &mut self,
+        what: &str,
+        ty: u16,
+        attrs: &[Attr],
+    ) -> Result<Vec<(u16, Vec<u8>)>, EnforceError> {
+        for _ in 0..DUMP_ATTEMPTS {
+            let seq = self.next_seq();
+            let req = request(ty, NLM_F_DUMP, seq, self.spec.family.nfproto(), attrs);
+            self.drain_stale()?;
+            self.send(&req)?;
+            let mut out = Vec::new();
+            let mut interrupted = false;
+            let mut done = false;
+            while !done {
+                let n = match self.recv_nowait()? {
+                    Some(n) => n,
+                    None => {
+                        if !poll_readable(self.sock.as_raw_fd(), DUMP_WAIT)
+                            .map_err(|e| io_err("poll", e))?
+                        {
+                            return Err(EnforceError::Protocol(format!("{what}: dump stalled")));
+                        }
+                        continue;
+                    }
+                };
+                for m in messages(&self.rbuf[..n])? {
+                    if m.seq != seq || m.portid != self.portid {
+                        continue;
+                    }
+                    interrupted |= m.flags & NLM_F_DUMP_INTR != 0;
+                    match m.ty {
+                        NLMSG_ERROR => {
+                            let ack = parse_ack(&m)?;
+                            if ack.errno != 0 {
+                                return Err(kernel_error(what.to_string(), &ack));
+                            }
+                        }
+                        NLMSG_DONE => {
+                            let status = m.payload.get(..4).map(ne_i32).unwrap_or(0);
+                            if status < 0 {
+                                let ack = Ack {
+                                    errno: -status,
+                                    msg: None,
+                                    offset: None,
+                                };
+                                return Err(kernel_error(what.to_string(), &ack));
+                            }
+                            done = true;
+                        }
+                        t => out.push((t & 0xff, m.payload.to_vec())),
+                    }
+                }
+            }
+            if !interrupted {
+                return Ok(out);
+            }
+        }
+        Err(EnforceError::Protocol(format!(
+            "{what}: changed during {DUMP_ATTEMPTS} dumps"
+        )))
+    }
+
+    /// Whether every chain of ours still has its rules (`nft flush table` empties chains
+    /// but leaves them, and the sets, in place).
+    fn rules_present(&mut self) -> Result<bool, EnforceError> {
+        const NFT_MSG_GETRULE: u16 = 7;
+        const NFTA_RULE_TABLE: u16 = 1;
+        const NFTA_RULE_CHAIN: u16 = 2;
+        let t = self.table.as_bytes_with_nul().to_vec();
+        let msgs = match self.dump_small("GETRULE", NFT_MSG_GETRULE, &[(NFTA_RULE_TABLE, &t)]) {
+            Err(EnforceError::Kernel { errno, .. }) if errno == libc::ENOENT => return Ok(false),
+            r => r?,
+        };
+        let mut per_chain: HashMap<Vec<u8>, usize> = HashMap::new();
+        for (_, payload) in &msgs {
+            let body = payload.get(NFGENMSG_LEN..).unwrap_or(&[]);
+            let mut table_ok = false;
+            let mut chain = None;
+            for (ty, data, _) in Attrs::new(body) {
+                match ty {
+                    NFTA_RULE_TABLE => {
+                        table_ok = data.split(|&c| c == 0).next() == Some(self.table.to_bytes())
+                    }
+                    NFTA_RULE_CHAIN => chain = data.split(|&c| c == 0).next().map(|c| c.to_vec()),
+                    _ => {}
+                }
+            }
+            if let (true, Some(c)) = (table_ok, chain) {
+                *per_chain.entry(c).or_default() += 1;
+            }
+        }
+        let v4_sets = self
+            .layout
+            .sets
+            .iter()
+            .filter(|d| d.family == Family::V4)
+            .count();
+        let base_rules = self.layout.sets.len() + v4_sets;
+        let verdict_rules = match self.spec.verdict {
+            Verdict::Drop => 2,
+            Verdict::Reject => 3,
+        };
+        let mut want: Vec<(String, usize)> = Origin::ALL
+            .iter()
+            .map(|o| (format!("ban_{o}"), verdict_rules))
+            .collect();
+        if self.spec.input {
+            want.push(("input".into(), base_rules));
+        }
+        if self.spec.forward {
+            want.push(("forward".into(), base_rules));
+        }
+        Ok(want
+            .iter()
+            .all(|(c, n)| per_chain.get(c.as_bytes()).copied().unwrap_or(0) == *n))
+    }
+
+    /// The per-origin named counters.
+    fn dump_counters(&mut self) -> Result<Vec<DropCounter>, EnforceError> {
+        let t = self.table.as_bytes_with_nul().to_vec();
+        let ty = NFT_OBJECT_COUNTER.to_be_bytes();
+        let msgs = self.dump_small(
+            "GETOBJ counter",
+            NFT_MSG_GETOBJ,
+            &[(NFTA_OBJ_TABLE, &t), (NFTA_OBJ_TYPE, &ty)],
+        )?;
+        let mut out = Vec::new();
+        for (_, payload) in &msgs {
+            let body = payload.get(NFGENMSG_LEN..).unwrap_or(&[]);
+            let mut name = None;
+            let mut table_ok = false;
+            let mut kind_ok = false;
+            let (mut packets, mut bytes) = (0, 0);
+            for (ty, data, _) in Attrs::new(body) {
+                match ty {
+                    NFTA_OBJ_TABLE => {
+                        table_ok = data.split(|&c| c == 0).next() == Some(self.table.to_bytes())
+                    }
+                    NFTA_OBJ_NAME => {
+                        name = data
+                            .split(|&c| c == 0)
+                            .next()
+                            .map(|n| String::from_utf8_lossy(n).into_owned())
+                    }
+                    NFTA_OBJ_TYPE if data.len() >= 4 => {
+                        kind_ok = be_u32(data) == NFT_OBJECT_COUNTER
+                    }
+                    NFTA_OBJ_DATA => {
+                        for (t, d, _) in Attrs::new(data) {
+                            match t {
+                                NFTA_COUNTER_BYTES if d.len() >= 8 => bytes = be_u64(d),
+                                NFTA_COUNTER_PACKETS if d.len() >= 8 => packets = be_u64(d),
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let (true, true, Some(origin)) = (table_ok, kind_ok, name) {
+                out.push(DropCounter {
+                    origin,
+                    packets,
+                    bytes,
+                });
+            }
+        }
+        out.sort_by_key(|c| {
+            Origin::ALL
+                .iter()
+                .position(|o| o.as_str() == c.origin)
+                .unwrap_or(usize::MAX)
+        });
+        Ok(out)
+    }
+
     /// Dumps one set's elements, retrying when the set changed under the dump.
-    fn dump_set(&mut self, family: Family) -> Result<Vec<RawElem>, EnforceError> {
-        let what = format!("GETSETELEM {}", family_set(family).to_string_lossy());
+    fn dump_set(&mut self, set: SetIx) -> Result<Vec<RawElem>, EnforceError> {
+        let family = self
+            .layout
+            .set(set)
+            .map(|d| d.family)
+            .ok_or_else(|| EnforceError::Protocol(format!("no set #{set}")))?;
+        let name = self.set_names[set as usize].clone();
+        let what = format!("GETSETELEM {}", name.to_string_lossy());
         for _ in 0..DUMP_ATTEMPTS {
             let seq = self.next_seq();
             let req = request(
                 NFT_MSG_GETSETELEM,
                 NLM_F_DUMP,
                 seq,
+                self.spec.family.nfproto(),
                 &[
                     (NFTA_SET_ELEM_LIST_TABLE, self.table.as_bytes_with_nul()),
-                    (
-                        NFTA_SET_ELEM_LIST_SET,
-                        family_set(family).to_bytes_with_nul(),
-                    ),
+                    (NFTA_SET_ELEM_LIST_SET, name.as_bytes_with_nul()),
                 ],
             );
             self.drain_stale()?;
@@ -509,66 +1059,116 @@ impl NftFirewall {
 }
 
 impl Firewall for NftFirewall {
-    fn load(&mut self, elements: &[Element]) -> Result<(), EnforceError> {
-        let now = time::now();
-        let (v4, v6) = expand_adds(elements, now);
-        let mut b = Batch::new();
-        b.begin(self.next_seq())?;
-        self.push_skeleton(&mut b)?;
-        self.push_elems(&mut b, ElemOp::New, Family::V4, &v4)?;
-        self.push_elems(&mut b, ElemOp::New, Family::V6, &v6)?;
-        b.end(self.next_seq())?;
-        self.transact(b)
+    fn layout(&self) -> &Layout {
+        &self.layout
     }
 
-    fn apply(&mut self, remove: &[Interval], add: &[Element]) -> Result<(), EnforceError> {
-        let (r4, r6) = expand_removes(remove);
-        let (a4, a6) = expand_adds(add, time::now());
-        if r4.is_empty() && r6.is_empty() && a4.is_empty() && a6.is_empty() {
-            return Ok(());
-        }
+    fn load(&mut self, sets: &[Vec<Element>]) -> Result<(), EnforceError> {
+        let now = time::now();
         let mut b = Batch::new();
         b.begin(self.next_seq())?;
-        // Deletes first: an interval in both lists is thereby refreshed with its new timeout
-        // (re-adding alone is ignored by kernels before 6.12).
-        self.push_elems(&mut b, ElemOp::Del, Family::V4, &r4)?;
-        self.push_elems(&mut b, ElemOp::Del, Family::V6, &r6)?;
-        self.push_elems(&mut b, ElemOp::New, Family::V4, &a4)?;
-        self.push_elems(&mut b, ElemOp::New, Family::V6, &a6)?;
+        match self.spec.mode {
+            Mode::Table => self.push_skeleton(&mut b)?,
+            // The admin's sets: emptied and refilled in the same transaction, so there is no
+            // moment without the bans.
+            Mode::Sets => {
+                for ix in 0..self.layout.sets.len() {
+                    self.push_flush(&mut b, ix as SetIx)?;
+                }
+            }
+        }
+        let mut n = 0;
+        for (ix, elems) in sets.iter().enumerate() {
+            let k = self.kelems(
+                ix as SetIx,
+                elems
+                    .iter()
+                    .filter(|e| e.expires > now)
+                    .map(|e| (e.range, Some(timeout_ms(e.expires, now)))),
+            )?;
+            n += k.len();
+            self.push_elems(&mut b, ElemOp::New, ix as SetIx, &k)?;
+        }
         b.end(self.next_seq())?;
-        self.transact(b)
+        self.transact_quiet(b, n)
+    }
+
+    fn apply(&mut self, changes: &[SetChange]) -> Result<(), EnforceError> {
+        let now = time::now();
+        let mut b = Batch::new();
+        b.begin(self.next_seq())?;
+        let mut n = 0;
+        // Deletes first: an element in both lists is thereby refreshed with its new timeout
+        // (re-adding alone is ignored by kernels before 6.12).
+        for c in changes {
+            let k = self.kelems(c.set, c.remove.iter().map(|r| (*r, None)))?;
+            n += k.len();
+            self.push_elems(&mut b, ElemOp::Del, c.set, &k)?;
+        }
+        for c in changes {
+            let k = self.kelems(
+                c.set,
+                c.add
+                    .iter()
+                    .filter(|e| e.expires > now)
+                    .map(|e| (e.range, Some(timeout_ms(e.expires, now)))),
+            )?;
+            n += k.len();
+            self.push_elems(&mut b, ElemOp::New, c.set, &k)?;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        b.end(self.next_seq())?;
+        self.transact_quiet(b, n)
     }
 
     fn is_intact(&mut self) -> Result<bool, EnforceError> {
         let t = self.table.as_bytes_with_nul().to_vec();
-        let (table_q, chain_q, v4_q, v6_q) = (
-            [(NFTA_TABLE_NAME, &t[..])],
-            [
-                (NFTA_CHAIN_TABLE, &t[..]),
-                (NFTA_CHAIN_NAME, CHAIN.to_bytes_with_nul()),
-            ],
-            [
-                (NFTA_SET_TABLE, &t[..]),
-                (NFTA_SET_NAME, SET_V4.to_bytes_with_nul()),
-            ],
-            [
-                (NFTA_SET_TABLE, &t[..]),
-                (NFTA_SET_NAME, SET_V6.to_bytes_with_nul()),
-            ],
-        );
-        let queries: [(u16, &str, &[Attr]); 4] = [
-            (NFT_MSG_GETTABLE, "GETTABLE", &table_q),
-            (NFT_MSG_GETCHAIN, "GETCHAIN input", &chain_q),
-            (NFT_MSG_GETSET, "GETSET v4", &v4_q),
-            (NFT_MSG_GETSET, "GETSET v6", &v6_q),
-        ];
+        type Query = (u16, String, Vec<(u16, Vec<u8>)>);
+        let mut queries: Vec<Query> = Vec::new();
+        if self.spec.mode == Mode::Table {
+            queries.push((
+                NFT_MSG_GETTABLE,
+                "GETTABLE".into(),
+                vec![(NFTA_TABLE_NAME, t.clone())],
+            ));
+            let mut chains: Vec<String> = Origin::ALL.iter().map(|o| format!("ban_{o}")).collect();
+            if self.spec.input {
+                chains.push("input".into());
+            }
+            if self.spec.forward {
+                chains.push("forward".into());
+            }
+            for c in chains {
+                let mut n = c.clone().into_bytes();
+                n.push(0);
+                queries.push((
+                    NFT_MSG_GETCHAIN,
+                    format!("GETCHAIN {c}"),
+                    vec![(NFTA_CHAIN_TABLE, t.clone()), (NFTA_CHAIN_NAME, n)],
+                ));
+            }
+        }
+        for name in &self.set_names {
+            queries.push((
+                NFT_MSG_GETSET,
+                format!("GETSET {}", name.to_string_lossy()),
+                vec![
+                    (NFTA_SET_TABLE, t.clone()),
+                    (NFTA_SET_NAME, name.as_bytes_with_nul().to_vec()),
+                ],
+            ));
+        }
         // Plain requests in one datagram: nfnetlink processes each in turn, replying with the
         // object and then an ack.
         let mut buf = Vec::new();
         let mut seqs = Vec::new();
+        let fam = self.spec.family.nfproto();
         for (ty, _, attrs) in &queries {
             let seq = self.next_seq();
-            buf.extend(request(*ty, NLM_F_ACK, seq, attrs));
+            let a: Vec<Attr> = attrs.iter().map(|(k, v)| (*k, &v[..])).collect();
+            buf.extend(request(*ty, NLM_F_ACK, seq, fam, &a));
             seqs.push(seq);
         }
         self.drain_stale()?;
@@ -583,25 +1183,77 @@ impl Firewall for NftFirewall {
                 Some(a) => return Err(kernel_error(what.to_string(), a)),
             }
         }
+        // A flushed table keeps its chains but loses their rules: count the input rules.
+        if intact && self.spec.mode == Mode::Table {
+            intact = self.rules_present()?;
+        }
         Ok(intact)
     }
 
-    fn list(&mut self) -> Result<Vec<KernelElement>, EnforceError> {
-        let mut out = merge(Family::V4, self.dump_set(Family::V4)?);
-        out.extend(merge(Family::V6, self.dump_set(Family::V6)?));
-        Ok(out)
+    fn list(&mut self, set: SetIx) -> Result<Vec<KernelElement>, EnforceError> {
+        let family = self
+            .layout
+            .set(set)
+            .map(|d| (d.family, d.interval))
+            .ok_or_else(|| EnforceError::Protocol(format!("no set #{set}")))?;
+        let raw = self.dump_set(set)?;
+        Ok(match family {
+            (f, true) => merge(f, raw),
+            (f, false) => raw
+                .into_iter()
+                .filter(|e| !e.end)
+                .map(|e| KernelElement {
+                    range: Interval {
+                        family: f,
+                        first: e.key,
+                        last: e.key,
+                    },
+                    timeout_ms: e.timeout_ms,
+                    expires_ms: e.expires_ms,
+                })
+                .collect(),
+        })
+    }
+
+    fn counters(&mut self) -> Result<Vec<DropCounter>, EnforceError> {
+        if self.spec.mode != Mode::Table {
+            return Ok(Vec::new());
+        }
+        self.dump_counters()
+    }
+
+    fn drift(&mut self) -> Result<Drift, EnforceError> {
+        let Some(mut ev) = self.events.take() else {
+            return Ok(Drift::default());
+        };
+        let r = ev.read(self.portid, &self.table, &self.layout, &self.set_names);
+        self.events = Some(ev);
+        r
+    }
+
+    fn event_fd(&self) -> Option<RawFd> {
+        self.events.as_ref().map(|e| e.fd.as_raw_fd())
     }
 
     fn remove(&mut self) -> Result<(), EnforceError> {
-        let table = Table::new(&self.table, ProtoFamily::Inet);
         let mut b = Batch::new();
         b.begin(self.next_seq())?;
-        b.push_obj(
-            self.next_seq(),
-            format!("DELTABLE {}", self.spec.table),
-            &table,
-            MsgType::Del,
-        )?;
+        match self.spec.mode {
+            Mode::Table => {
+                let table = Table::new(&self.table, ProtoFamily::Inet);
+                b.push_obj(
+                    self.next_seq(),
+                    format!("DELTABLE {}", self.spec.table),
+                    &table,
+                    MsgType::Del,
+                )?;
+            }
+            Mode::Sets => {
+                for ix in 0..self.layout.sets.len() {
+                    self.push_flush(&mut b, ix as SetIx)?;
+                }
+            }
+        }
         b.end(self.next_seq())?;
         match self.transact(b) {
             Err(EnforceError::Kernel { errno, .. }) if errno == libc::ENOENT => Ok(()),
@@ -680,37 +1332,6 @@ fn timeout_ms(expires: Micros, now: Micros) -> u64 {
     ms.clamp(MIN_TIMEOUT_MS, MAX_TIMEOUT_MS)
 }
 
-fn expand_adds(elements: &[Element], now: Micros) -> (Vec<KElem>, Vec<KElem>) {
-    let (mut v4, mut v6) = (Vec::new(), Vec::new());
-    for e in elements.iter().filter(|e| e.expires > now) {
-        let out = match e.range.family {
-            Family::V4 => &mut v4,
-            Family::V6 => &mut v6,
-        };
-        interval_elems(e.range, Some(timeout_ms(e.expires, now)), out);
-    }
-    (v4, v6)
-}
-
-fn expand_removes(remove: &[Interval]) -> (Vec<KElem>, Vec<KElem>) {
-    let (mut v4, mut v6) = (Vec::new(), Vec::new());
-    for r in remove {
-        let out = match r.family {
-            Family::V4 => &mut v4,
-            Family::V6 => &mut v6,
-        };
-        interval_elems(*r, None, out);
-    }
-    (v4, v6)
-}
-
-fn family_set(family: Family) -> &'static CStr {
-    match family {
-        Family::V4 => SET_V4,
-        Family::V6 => SET_V6,
-    }
-}
-
 /// A libnftnl set used only as a container of elements to serialise.
 struct ElemList(NonNull<sys::nftnl_set>);
 
@@ -782,7 +1403,7 @@ enum What {
     Obj(String),
     Elems {
         op: ElemOp,
-        family: Family,
+        set: String,
         ranges: Vec<Interval>,
     },
 }
@@ -870,6 +1491,50 @@ impl Batch {
         }
     }
 
+    /// Appends a message built by hand.
+    fn push_bytes(&mut self, seq: u32, what: What, msg: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(msg);
+        self.buf.resize(start + align4(msg.len()), 0);
+        self.msgs.push(Sent {
+            seq,
+            start,
+            len: msg.len(),
+            what,
+        });
+    }
+
+    /// A named counter object (NEWOBJ), through libnftnl's object API.
+    fn push_counter(&mut self, seq: u32, table: &CStr, name: &str) -> Result<(), EnforceError> {
+        let cname = CString::new(name).map_err(|_| invalid("counter name contains NUL"))?;
+        // SAFETY: plain allocation; null is handled.
+        let obj = NonNull::new(unsafe { sys::nftnl_obj_alloc() }).ok_or_else(oom)?;
+        let p = obj.as_ptr();
+        // SAFETY: `p` is a valid object we own; libnftnl copies the strings.
+        unsafe {
+            sys::nftnl_obj_set_str(p, sys::NFTNL_OBJ_TABLE as u16, table.as_ptr());
+            sys::nftnl_obj_set_str(p, sys::NFTNL_OBJ_NAME as u16, cname.as_ptr());
+            sys::nftnl_obj_set_u32(p, sys::NFTNL_OBJ_TYPE as u16, NFT_OBJECT_COUNTER);
+            sys::nftnl_obj_set_u32(p, sys::NFTNL_OBJ_FAMILY as u16, libc::NFPROTO_INET as u32);
+        }
+        // SAFETY: a counter object message is a few dozen bytes, far below the scratch size.
+        let r = unsafe {
+            self.push_raw(seq, What::Obj(format!("NEWOBJ counter {name}")), |buf| {
+                let nlh = sys::nftnl_nlmsg_build_hdr(
+                    buf,
+                    NFT_MSG_NEWOBJ,
+                    libc::NFPROTO_INET as u16,
+                    NLM_F_CREATE | NLM_F_ACK,
+                    seq,
+                );
+                sys::nftnl_obj_nlmsg_build_payload(nlh, p);
+            })
+        };
+        // SAFETY: we own `p` and nothing kept a reference to it.
+        unsafe { sys::nftnl_obj_free(p) };
+        r
+    }
+
     fn push_obj<T: NlMsg>(
         &mut self,
         seq: u32,
@@ -886,11 +1551,12 @@ impl Batch {
         &mut self,
         seq: u32,
         table: &CStr,
+        nfproto: u8,
+        (set, set_name): (&CStr, &str),
         op: ElemOp,
-        family: Family,
         elems: &[KElem],
     ) -> Result<(), EnforceError> {
-        let mut list = ElemList::new(table, family_set(family))?;
+        let mut list = ElemList::new(table, set)?;
         for e in elems {
             list.add(e)?;
         }
@@ -902,15 +1568,14 @@ impl Batch {
         };
         let what = What::Elems {
             op,
-            family,
+            set: set_name.to_string(),
             ranges: elems.iter().map(|e| e.range).collect(),
         };
         // SAFETY: the elements were packed to ELEM_BUDGET bytes and the table name is at most
         // 255 bytes, so the message stays well inside the scratch buffer (64 KiB + a page).
         unsafe {
             self.push_raw(seq, what, |buf| {
-                let nlh =
-                    sys::nftnl_nlmsg_build_hdr(buf, ty, libc::NFPROTO_INET as u16, flags, seq);
+                let nlh = sys::nftnl_nlmsg_build_hdr(buf, ty, nfproto as u16, flags, seq);
                 sys::nftnl_set_elems_nlmsg_build_payload(nlh, list.0.as_ptr());
             })?;
         }
@@ -957,12 +1622,11 @@ impl Batch {
         match &m.what {
             What::Begin | What::End => "batch".into(),
             What::Obj(s) => s.clone(),
-            What::Elems { op, family, ranges } => {
+            What::Elems { op, set, ranges } => {
                 let op = match op {
                     ElemOp::New => "NEWSETELEM",
                     ElemOp::Del => "DELSETELEM",
                 };
-                let set = family_set(*family).to_string_lossy();
                 if let Some(off) = offset {
                     if let Some(k) = self.elem_offsets(m).iter().position(|&p| p == off as usize) {
                         if let Some(r) = ranges.get(k) {
@@ -1190,20 +1854,279 @@ impl<'a> Iterator for Attrs<'a> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Expressions the nftnl crate does not have
+
+/// `counter name "X"`: a reference to a named counter object.
+struct ObjRefCounter(CString);
+
+impl Expression for ObjRefCounter {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        // SAFETY: allocation checked; libnftnl copies the name.
+        unsafe {
+            let e = alloc_expr(c"objref");
+            sys::nftnl_expr_set_u32(
+                e.as_ptr(),
+                sys::NFTNL_EXPR_OBJREF_IMM_TYPE as u16,
+                NFT_OBJECT_COUNTER,
+            );
+            sys::nftnl_expr_set_str(
+                e.as_ptr(),
+                sys::NFTNL_EXPR_OBJREF_IMM_NAME as u16,
+                self.0.as_ptr(),
+            );
+            e
+        }
+    }
+}
+
+/// `@nh,OFFSET*8,LEN*8`: raw bytes of the network header into register 1.
+struct RawNetPayload {
+    offset: u32,
+    len: u32,
+}
+
+impl Expression for RawNetPayload {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        // SAFETY: allocation checked; plain integer attributes.
+        unsafe {
+            let e = alloc_expr(c"payload");
+            let p = e.as_ptr();
+            sys::nftnl_expr_set_u32(
+                p,
+                sys::NFTNL_EXPR_PAYLOAD_DREG as u16,
+                libc::NFT_REG_1 as u32,
+            );
+            sys::nftnl_expr_set_u32(
+                p,
+                sys::NFTNL_EXPR_PAYLOAD_BASE as u16,
+                libc::NFT_PAYLOAD_NETWORK_HEADER as u32,
+            );
+            sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_PAYLOAD_OFFSET as u16, self.offset);
+            sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_PAYLOAD_LEN as u16, self.len);
+            e
+        }
+    }
+}
+
+/// # Safety
+/// `name` must be an expression type libnftnl knows.
+unsafe fn alloc_expr(name: &CStr) -> NonNull<sys::nftnl_expr> {
+    // The Expression trait cannot fail; out of memory here is out of memory everywhere
+    // (the nftnl crate panics likewise).
+    match NonNull::new(unsafe { sys::nftnl_expr_alloc(name.as_ptr()) }) {
+        Some(e) => e,
+        None => std::alloc::handle_alloc_error(std::alloc::Layout::new::<u64>()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+/// A NETLINK_NETFILTER socket subscribed to the nftables event group. The kernel sends every
+/// committed change to it, tagged with the port id of whoever made it, so ours are told apart
+/// from someone else's.
+struct Events {
+    fd: std::os::fd::OwnedFd,
+    buf: Vec<u8>,
+    joined: bool,
+    /// We left the group for a while (see [`QUIET_ABOVE`]).
+    window: bool,
+}
+
+impl Events {
+    fn open() -> io::Result<Events> {
+        // SAFETY: plain socket(2); the fd is checked and owned below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_NETFILTER,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        // SAFETY: a zeroed sockaddr_nl is valid; family set, port id left to the kernel.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: `sa` is a valid sockaddr_nl of the given size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        set_buf_opt(
+            fd.as_raw_fd(),
+            libc::SO_RCVBUFFORCE,
+            libc::SO_RCVBUF,
+            EVENT_RCVBUF,
+        )?;
+        let mut ev = Events {
+            fd,
+            buf: vec![0; RECV_CHUNK],
+            joined: false,
+            window: false,
+        };
+        set_int_opt(
+            ev.fd.as_raw_fd(),
+            SOL_NETLINK,
+            NETLINK_ADD_MEMBERSHIP,
+            libc::NFNLGRP_NFTABLES,
+        )?;
+        ev.joined = true;
+        Ok(ev)
+    }
+
+    fn leave(&mut self) {
+        if self.joined {
+            let _ = set_int_opt(
+                self.fd.as_raw_fd(),
+                SOL_NETLINK,
+                NETLINK_DROP_MEMBERSHIP,
+                libc::NFNLGRP_NFTABLES,
+            );
+            self.joined = false;
+        }
+    }
+
+    fn join(&mut self) {
+        if !self.joined {
+            match set_int_opt(
+                self.fd.as_raw_fd(),
+                SOL_NETLINK,
+                NETLINK_ADD_MEMBERSHIP,
+                libc::NFNLGRP_NFTABLES,
+            ) {
+                Ok(()) => self.joined = true,
+                Err(e) => log::warn!("cannot rejoin the nftables event group: {e}"),
+            }
+        }
+    }
+
+    /// Drains pending events into a [`Drift`]: only changes to our table by someone else.
+    fn read(
+        &mut self,
+        our_portid: u32,
+        table: &CStr,
+        layout: &Layout,
+        set_names: &[CString],
+    ) -> Result<Drift, EnforceError> {
+        let mut drift = Drift {
+            check: std::mem::take(&mut self.window),
+            ..Default::default()
+        };
+        let tname = table.to_bytes();
+        loop {
+            let n = match recv(
+                self.fd.as_raw_fd(),
+                &mut self.buf,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(n) if n > self.buf.len() => {
+                    drift.lost = true;
+                    continue;
+                }
+                Ok(n) => n,
+                Err(Errno::EAGAIN) => break,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ENOBUFS) => {
+                    // The kernel dropped events: what they said is unknown.
+                    drift.lost = true;
+                    continue;
+                }
+                Err(e) => return Err(io_err("recv events", e.into())),
+            };
+            let Ok(msgs) = messages(&self.buf[..n]) else {
+                drift.lost = true;
+                continue;
+            };
+            for m in msgs {
+                if m.portid == our_portid || (m.ty >> 8) != NFNL_SUBSYS_NFTABLES {
+                    continue;
+                }
+                let ty = m.ty & 0xff;
+                let body = m.payload.get(NFGENMSG_LEN..).unwrap_or(&[]);
+                // Attribute 1 is the table name in every message kind we care about.
+                let ours = Attrs::new(body)
+                    .find(|a| a.0 == 1)
+                    .is_some_and(|a| a.1.split(|&c| c == 0).next() == Some(tname));
+                if !ours {
+                    continue;
+                }
+                match ty {
+                    NFT_MSG_DELTABLE | NFT_MSG_DELCHAIN | NFT_MSG_DELRULE | NFT_MSG_DELSET
+                    | NFT_MSG_DELOBJ | NFT_MSG_NEWTABLE => drift.rebuild = true,
+                    NFT_MSG_DELSETELEM => {
+                        let set = Attrs::new(body)
+                            .find(|a| a.0 == NFTA_SET_ELEM_LIST_SET)
+                            .and_then(|a| a.1.split(|&c| c == 0).next())
+                            .and_then(|name| set_names.iter().position(|s| s.to_bytes() == name));
+                        let Some(ix) = set else { continue };
+                        let Some(def) = layout.set(ix as SetIx) else {
+                            continue;
+                        };
+                        let mut raw = Vec::new();
+                        if parse_elems(m.payload, def.family, &mut raw).is_err() {
+                            drift.lost = true;
+                            continue;
+                        }
+                        // Interval pieces come as separate start/end notifications; a start
+                        // alone names the element well enough to find it.
+                        let ranges: Vec<Interval> = raw
+                            .iter()
+                            .filter(|e| !e.end)
+                            .map(|e| Interval {
+                                family: def.family,
+                                first: e.key,
+                                last: e.key,
+                            })
+                            .collect();
+                        if let Some(entry) =
+                            drift.deleted.iter_mut().find(|(s, _)| *s == ix as SetIx)
+                        {
+                            entry.1.extend(ranges);
+                        } else {
+                            drift.deleted.push((ix as SetIx, ranges));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(drift)
+    }
+}
+
+fn family_name(f: TableFamily) -> &'static str {
+    match f {
+        TableFamily::Inet => "inet",
+        TableFamily::Ip => "ip",
+        TableFamily::Ip6 => "ip6",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Small helpers
 
 /// An attribute to send: type and payload.
 type Attr<'a> = (u16, &'a [u8]);
 
 /// A plain (non-batch) nf_tables request with string attributes.
-fn request(ty: u16, flags: u16, seq: u32, attrs: &[Attr]) -> Vec<u8> {
+fn request(ty: u16, flags: u16, seq: u32, nfproto: u8, attrs: &[Attr]) -> Vec<u8> {
     let mut m = Vec::with_capacity(128);
     m.extend_from_slice(&0u32.to_ne_bytes());
     m.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | ty).to_ne_bytes());
     m.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&[libc::NFPROTO_INET as u8, libc::NFNETLINK_V0 as u8, 0, 0]);
+    m.extend_from_slice(&[nfproto, libc::NFNETLINK_V0 as u8, 0, 0]);
     for (t, data) in attrs {
         m.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
         m.extend_from_slice(&t.to_ne_bytes());
@@ -1377,7 +2300,13 @@ mod tests {
 
     #[test]
     fn request_is_well_formed() {
-        let m = request(NFT_MSG_GETTABLE, NLM_F_ACK, 7, &[(NFTA_TABLE_NAME, b"t\0")]);
+        let m = request(
+            NFT_MSG_GETTABLE,
+            NLM_F_ACK,
+            7,
+            libc::NFPROTO_INET as u8,
+            &[(NFTA_TABLE_NAME, b"t\0")],
+        );
         assert_eq!(ne_u32(&m) as usize, m.len());
         let v = messages(&m).unwrap();
         assert_eq!(v.len(), 1);

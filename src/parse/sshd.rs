@@ -368,7 +368,7 @@ impl Default for SshdParser {
 
 /// Rejects what no real sshd line contains: control characters (C0, DEL, C1) and line
 /// separators.
-fn has_control(s: &str) -> bool {
+pub(crate) fn has_control(s: &str) -> bool {
     if s.is_ascii() {
         s.bytes().any(|b| b < 0x20 || b == 0x7f)
     } else {
@@ -379,14 +379,9 @@ fn has_control(s: &str) -> bool {
 }
 
 fn ev(time: Micros, kind: EventKind, ip: IpAddr, user: Option<&str>, count: u32) -> Event {
-    Event {
-        time,
-        service: SERVICE,
-        kind,
-        ip,
-        user: user.map(str::to_owned),
-        count: count.max(1),
-    }
+    Event::new(time, SERVICE, kind, ip)
+        .with_user(user)
+        .with_count(count)
 }
 
 impl SshdParser {
@@ -912,6 +907,15 @@ impl SshdParser {
             let u = user.or(c.user.as_deref());
             out.push(ev(t, EventKind::AuthFail, ip, u, k));
         }
+    }
+}
+
+impl super::ServiceParser for SshdParser {
+    fn parse(&mut self, entry: &LogEntry, out: &mut Vec<Event>) -> Parsed {
+        SshdParser::parse(self, entry, out)
+    }
+    fn expire(&mut self, now: Micros) {
+        SshdParser::expire(self, now)
     }
 }
 

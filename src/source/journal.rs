@@ -57,7 +57,8 @@ pub const BUSY_FOR: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Default)]
 pub struct JournalConfig {
     /// `(FIELD, value)` matches. Values of the same field are OR-ed, different fields AND-ed
-    /// (e.g. `SYSLOG_IDENTIFIER=sshd`, `SYSLOG_IDENTIFIER=sshd-session`). Empty: every entry.
+    /// (e.g. `SYSLOG_IDENTIFIER=sshd`, `SYSLOG_IDENTIFIER=sshd-session`); a `("+", "")` pair
+    /// ORs the terms before and after it (journalctl's `+`). Empty: every entry.
     pub matches: Vec<(String, String)>,
     /// Read the journal files of this directory instead of the local system journal.
     pub directory: Option<PathBuf>,
@@ -187,7 +188,12 @@ impl Reader {
         };
         for (field, value) in &cfg.matches {
             // sd-journal ORs values of a field and ANDs fields on its own (within one
-            // conjunction term); no match_or/match_and is needed for that shape.
+            // conjunction term); `+` (as in journalctl) starts another term, so each service
+            // can have its own matches (`SYSLOG_IDENTIFIER=sshd + _TRANSPORT=kernel`).
+            if field == "+" {
+                j.match_or().map_err(jerr("match disjunction '+'"))?;
+                continue;
+            }
             j.match_add(field, value.as_bytes().to_vec())
                 .map_err(jerr(format!("match {field}={value}")))?;
         }

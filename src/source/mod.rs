@@ -4,11 +4,31 @@
 //!   persisted cursor (feature `journald`).
 //! - [`text`]: syslog-format text lines and `journalctl -o json` lines, for replay.
 //! - [`cursor`]: atomic persistence of a source's position in the state directory.
+//! - [`file`]: log files followed with inotify through rotation, positions persisted.
+//! - [`syslog`]: a syslog listener (unix datagram socket, UDP), RFC 3164, 3339 and 5424.
+//! - [`nflog`]: packets the admin's firewall rules log to an NFLOG group, as kernel log lines.
+//!
+//! Every source but the journal hands [`Batch`]es to the daemon through one channel
+//! ([`live`]).
 
 pub mod cursor;
+pub mod file;
 #[cfg(feature = "journald")]
 pub mod journal;
+pub mod live;
+pub mod nflog;
+pub mod syslog;
 pub mod text;
+
+/// Entries from a source, and what to persist once they are processed.
+pub struct Batch {
+    /// Which source (`files`, `syslog`, `nflog`), for messages.
+    pub source: &'static str,
+    pub entries: Vec<LogEntry>,
+    /// Stores the source's position after these entries. The daemon runs it only after the
+    /// batch's decisions are stored and in the kernel (as the journal cursor).
+    pub commit: Option<Box<dyn FnOnce() -> Result<(), SourceError> + Send>>,
+}
 
 use crate::time::Micros;
 

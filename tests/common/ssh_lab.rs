@@ -22,10 +22,11 @@ pub struct Addrs {
     pub by: &'static str,
 }
 
-/// Addresses in the kernel set v4 of the server namespace, read with the nft CLI (an
-/// independent check of what the daemon's netlink code wrote).
+/// What crowdwall's table holds in the server namespace, read with the nft CLI (an
+/// independent check of what the daemon's netlink code wrote). The whole table, so the check
+/// holds whatever the set layout (one set per family, or per origin and family).
 pub fn kernel_v4(ns: &Netns) -> String {
-    let o = ns.exec(&["nft", "list", "set", "inet", "crowdwall", "v4"]);
+    let o = ns.exec(&["nft", "list", "table", "inet", "crowdwall"]);
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 

@@ -11,6 +11,9 @@ if [ "$mode" = test ]; then
   # fixtures, fail2ban for the benchmark's baseline.
   need_pkgs+=(openssh-server openssh-client sshpass systemd-journal-remote fail2ban
               python3 procps psmisc time iputils-ping netcat-openbsd)
+  # real nginx and curl for the web end-to-end test (fail2ban above also provides the
+  # annotated test logs of the conformance harness)
+  need_pkgs+=(nginx curl)
 fi
 missing=()
 for p in "${need_pkgs[@]}"; do
