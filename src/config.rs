@@ -280,6 +280,13 @@ impl Default for BanSection {
 pub struct AllowlistSection {
     pub cidrs: Vec<Net>,
     pub own_addresses: bool,
+    /// Drop-in directory: every `*.list` file in it holds addresses or ranges, one a line.
+    /// The package writes the installing session's address here, so upgrades never touch it
+    /// and the main file stays an untouched conffile.
+    pub dir: Option<PathBuf>,
+    /// What `dir` held when the config was loaded.
+    #[serde(skip)]
+    pub from_dir: Vec<Net>,
 }
 
 impl Default for AllowlistSection {
@@ -287,6 +294,42 @@ impl Default for AllowlistSection {
         AllowlistSection {
             cidrs: Vec::new(),
             own_addresses: true,
+            dir: Some("/etc/crowdwall/allowlist.d".into()),
+            from_dir: Vec::new(),
+        }
+    }
+}
+
+/// `[metrics]`: the optional Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    pub enabled: bool,
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            enabled: false,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9818)),
+        }
+    }
+}
+
+/// `[lockout]`: warn about logged-in SSH sessions the allowlist does not cover.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutSection {
+    pub enabled: bool,
+    pub utmp: PathBuf,
+}
+
+impl Default for LockoutSection {
+    fn default() -> Self {
+        LockoutSection {
+            enabled: true,
+            utmp: "/var/run/utmp".into(),
         }
     }
 }
@@ -372,6 +415,8 @@ pub struct Config {
     pub api: crate::api::ApiSection,
     pub crowdsec: crate::ingest::crowdsec::CrowdsecSection,
     pub feeds: crate::ingest::feeds::FeedsSection,
+    pub metrics: MetricsSection,
+    pub lockout: LockoutSection,
     /// Where this config came from, for messages.
     #[serde(skip)]
     pub origin: PathBuf,
@@ -496,6 +541,10 @@ impl Config {
         cfg.origin = path.to_path_buf();
         cfg.validate()?;
         cfg.validate_parsers(text)?;
+        cfg.allowlist.from_dir = match &cfg.allowlist.dir {
+            Some(d) => read_allowlist_dir(d)?,
+            None => Vec::new(),
+        };
         Ok(cfg)
     }
 
@@ -819,8 +868,55 @@ impl Config {
     }
 
     pub fn allowlist_nets(&self) -> Vec<IpNet> {
-        self.allowlist.cidrs.iter().map(|n| n.0).collect()
+        self.allowlist
+            .cidrs
+            .iter()
+            .chain(&self.allowlist.from_dir)
+            .map(|n| n.0)
+            .collect()
     }
+}
+
+/// The `*.list` files of an allowlist drop-in directory, in name order: one address or CIDR
+/// range a line, `#` starts a comment. A missing directory is empty; a bad line names its
+/// file and line.
+pub fn read_allowlist_dir(dir: &Path) -> Result<Vec<Net>, ConfigError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "list"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|source| ConfigError::Read {
+            path: f.clone(),
+            source,
+        })?;
+        for (i, line) in text.lines().enumerate() {
+            let v = line.split('#').next().unwrap_or("").trim();
+            if v.is_empty() {
+                continue;
+            }
+            let net = parse_net(v).map_err(|message| ConfigError::Parse {
+                path: f.clone(),
+                line: i + 1,
+                column: 1,
+                message: format!("{message} (one address or CIDR range a line)"),
+            })?;
+            out.push(Net(net));
+        }
+    }
+    Ok(out)
 }
 
 /// 1-based line and column of a byte offset.
@@ -960,5 +1056,33 @@ mod tests {
             "2001:db8::/32"
         );
         assert!(parse_net("300.1.1.1").is_err());
+    }
+
+    #[test]
+    fn allowlist_drop_in_dir_is_read_and_bad_lines_name_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("a.list"),
+            "# admin\n198.51.100.7\n\n2001:db8::/48 # v6\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("ignored.txt"), "not an address\n").unwrap();
+        let c = parse(&format!("[allowlist]\ndir = \"{}\"\n", d.path().display())).unwrap();
+        let nets: Vec<String> = c.allowlist_nets().iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["198.51.100.7/32", "2001:db8::/48"]);
+        std::fs::write(d.path().join("b.list"), "10.0.0.1\nnope\n").unwrap();
+        let e = parse(&format!("[allowlist]\ndir = \"{}\"\n", d.path().display())).unwrap_err();
+        assert!(e.to_string().contains("b.list:2:"), "{e}");
+        // a missing directory is an empty one
+        let c = parse("[allowlist]\ndir = \"/nonexistent/crowdwall\"\n").unwrap();
+        assert!(c.allowlist_nets().is_empty());
+    }
+
+    #[test]
+    fn metrics_off_and_on_loopback_by_default() {
+        let c = Config::embedded().unwrap();
+        assert!(!c.metrics.enabled);
+        assert!(c.metrics.listen.ip().is_loopback());
+        assert!(c.lockout.enabled);
     }
 }

@@ -37,6 +37,8 @@ pub enum Request {
     BouncerDelete {
         name: String,
     },
+    /// The counters snapshot (`crowdwall metrics`).
+    Metrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -119,12 +119,16 @@ pub struct Core<F: Firewall> {
     retry_backoff: Micros,
     /// Signals of new local bans, taken by the community agent after each batch.
     pub community_out: Vec<crate::community::Signal>,
+    /// Duration of every netlink transaction (metrics).
+    pub fw_timing: crate::metrics::Histogram,
+    pub lockout: crate::lockout::Guard,
     /// A read-back should start as soon as none is running.
     pub audit_wanted: bool,
 }
 
 impl<F: Firewall> Core<F> {
     pub fn new(cfg: Config, store: Store, fw: F) -> Result<Self, DaemonError> {
+        let lockout = crate::lockout::Guard::new(&cfg.lockout);
         let desired = Desired::new(fw.layout().clone());
         let mut core = Core {
             detector: Detector::new(&cfg)?,
@@ -142,6 +146,8 @@ impl<F: Firewall> Core<F> {
             retry_at: None,
             retry_backoff: 0,
             community_out: Vec::new(),
+            fw_timing: Default::default(),
+            lockout,
             audit_wanted: false,
         };
         // The one full read of the store: from here on the in-memory plan follows each change.
@@ -192,7 +198,10 @@ impl<F: Firewall> Core<F> {
         let full = self.desired.full(now);
         self.stats.transactions += 1;
         self.stats.full_loads += 1;
-        if let Err(e) = self.fw.load(&full) {
+        let t = std::time::Instant::now();
+        let r = self.fw.load(&full);
+        self.fw_timing.observe(t.elapsed());
+        if let Err(e) = r {
             self.stats.transaction_failures += 1;
             self.retry_backoff = (self.retry_backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
             self.retry_at = Some(now + self.retry_backoff);
@@ -215,7 +224,10 @@ impl<F: Firewall> Core<F> {
             return Ok(());
         }
         self.stats.transactions += 1;
-        match self.fw.apply(&pending.changes) {
+        let t = std::time::Instant::now();
+        let r = self.fw.apply(&pending.changes);
+        self.fw_timing.observe(t.elapsed());
+        match r {
             Ok(()) => {
                 self.desired.commit(pending);
                 self.last_fw_ok = time::now();
@@ -369,6 +381,7 @@ impl<F: Firewall> Core<F> {
             // An old attack read after downtime: its ban would already be over.
             return Ok(None);
         }
+        self.lockout.before_ban(&self.allow);
         self.store.insert(&mut d)?;
         self.track(&d);
         self.store.record_offence(&value, at)?;
@@ -504,6 +517,7 @@ impl<F: Firewall> Core<F> {
         }
         if new.allowlist.cidrs != self.cfg.allowlist.cidrs
             || new.allowlist.own_addresses != self.cfg.allowlist.own_addresses
+            || new.allowlist.from_dir != self.cfg.allowlist.from_dir
         {
             let own = if new.allowlist.own_addresses {
                 self.allow.own().to_vec()
@@ -524,6 +538,10 @@ impl<F: Firewall> Core<F> {
             self.forget_after = from_duration(new.ban.forget_after.0);
             changed.push("ban");
         }
+        // After every config change: are the logged-in admins still allowlisted?
+        self.lockout = crate::lockout::Guard::new(&new.lockout);
+        self.lockout
+            .check(&self.allow, "after a config reload", true);
         self.cfg = new;
         Ok(changed)
     }
@@ -595,6 +613,9 @@ impl<F: Firewall> Core<F> {
                 Ok(json!({ "deleted": n, "value": decide::value_text(&net) }))
             }
             Request::Status => Ok(self.status(extra, now)),
+            Request::Metrics => {
+                serde_json::to_value(self.metrics(extra, now)).map_err(|e| e.to_string())
+            }
             // Handled by the serve loop, which owns the sources.
             Request::Reload => Err("reload is handled by the daemon loop".into()),
             r @ (Request::BouncerAdd { .. }
@@ -647,8 +668,107 @@ impl<F: Firewall> Core<F> {
             "allowlist": {
                 "configured": self.cfg.allowlist.cidrs.iter().map(|n| n.0.to_string()).collect::<Vec<_>>(),
                 "own_addresses": self.allow.own().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "from_dir": self.cfg.allowlist.from_dir.iter().map(|n| n.0.to_string()).collect::<Vec<_>>(),
             },
+            "lockout": self.lockout.status(),
         })
+    }
+
+    /// Packets and bytes dropped per origin, from the nftables named counters (own-table
+    /// mode; empty otherwise or when the kernel cannot be read).
+    fn drop_counters(&mut self) -> Vec<crate::metrics::DropCounter> {
+        self.fw
+            .counters()
+            .map(|cs| {
+                cs.into_iter()
+                    .map(|c| crate::metrics::DropCounter {
+                        origin: c.origin,
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The counters snapshot for `crowdwall metrics` and the Prometheus endpoint.
+    pub fn metrics(&mut self, extra: &StatusExtra, now: Micros) -> crate::metrics::Snapshot {
+        use crate::metrics::{NetlinkMetrics, ParserMetrics, Snapshot, SourceMetrics};
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+        let sources = extra
+            .sources
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| SourceMetrics {
+                        name: s["name"].as_str().unwrap_or("?").to_string(),
+                        entries_read: n(&s["entries_read"]),
+                        skipped: n(&s["skipped"]),
+                        gaps: n(&s["gaps"]),
+                        lag_s: n(&s["lag_s"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let parsers = self
+            .detector
+            .parsers
+            .stats()
+            .into_iter()
+            .map(|(name, p)| ParserMetrics {
+                name: name.into(),
+                lines: p.lines,
+                hits: p.matched,
+                misses: p.unmatched,
+                rejected: p.rejected,
+                events: p.events,
+            })
+            .collect();
+        let mut decisions_active: std::collections::BTreeMap<String, u64> = Origin::ALL
+            .iter()
+            .map(|o| (o.as_str().to_string(), 0))
+            .collect();
+        for d in self.store.active(now).unwrap_or_default() {
+            *decisions_active
+                .entry(d.origin.as_str().to_string())
+                .or_default() += 1;
+        }
+        // What the kernel holds, as the in-memory plan (kept equal to it) counts it.
+        let sizes = self.desired.sizes(now);
+        let kernel_elements = Some(std::collections::BTreeMap::from([
+            ("v4".to_string(), sizes.v4 as u64),
+            ("v6".to_string(), sizes.v6 as u64),
+        ]));
+        let b = self.detector.engine.stats();
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_s: ((now - self.started) / SECOND).max(0) as u64,
+            sources,
+            parsers,
+            live_buckets: b.live_buckets as u64,
+            evicted_idle: b.evicted_idle,
+            evicted_cap: b.evicted_cap,
+            overflows: self
+                .detector
+                .engine
+                .overflows_by_scenario()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            refused_allowlisted: self.stats.refused_allowlisted,
+            already_banned: self.stats.already_banned,
+            bans_local: self.stats.decisions_local,
+            decisions_active,
+            kernel_elements,
+            netlink: NetlinkMetrics {
+                transactions: self.stats.transactions,
+                errors: self.stats.transaction_failures,
+                full_loads: self.stats.full_loads,
+                heals: self.stats.heals,
+                duration: self.fw_timing.clone(),
+            },
+            drops: self.drop_counters(),
+            unprotected_sessions: self.lockout.unprotected.len() as u64,
+        }
     }
 }
 
@@ -893,6 +1013,9 @@ async fn serve<F: Firewall>(
     }
     core.store
         .prune(time::now(), time::now() - core.forget_after)?;
+    // Config changes take effect at start: this is the check "after every config change",
+    // and it runs before the first ban of the run.
+    core.lockout.check(&core.allow, "at start", true);
     core.reconcile()?;
     let n = core.desired.sizes(time::now());
     let n = n.v4 + n.v6;
@@ -927,6 +1050,19 @@ async fn serve<F: Firewall>(
     let (ingest_tx, mut ingest_rx) = tokio::sync::mpsc::channel::<crate::ingest::IngestMsg>(16);
     let ingest_board = crate::ingest::start(&cfg, ingest_tx.clone())
         .map_err(|e| io("starting".into())(std::io::Error::other(e.to_string())))?;
+    // Optional Prometheus endpoint; scrapes ask this loop for a snapshot.
+    let (metrics_tx, mut metrics_rx) =
+        tokio::sync::mpsc::channel::<crate::metrics::SnapshotRequest>(8);
+    if cfg.metrics.enabled {
+        let l = crate::metrics::bind(cfg.metrics.listen).map_err(io(format!(
+            "metrics endpoint {} ([metrics] listen)",
+            cfg.metrics.listen
+        )))?;
+        log::info!("metrics endpoint on http://{}/metrics", cfg.metrics.listen);
+        tokio::spawn(crate::metrics::serve(l, metrics_tx));
+    } else {
+        drop(metrics_tx);
+    }
 
     // Journal source.
     let mut sources = Sources::start(&journal_cfg, &state_dir)?;
@@ -1121,6 +1257,10 @@ async fn serve<F: Firewall>(
             }
             Some(msg) = api_rx.recv() => crate::api::handle(&mut core, msg),
             Some(msg) = ingest_rx.recv() => crate::ingest::handle(&mut core, msg),
+            Some(reply) = metrics_rx.recv() => {
+                let extra = StatusExtra { sources: sources.status(), ingest: ingest_board.snapshot(), community: community.as_ref().map(|c| c.status()) };
+                let _ = reply.send(core.metrics(&extra, time::now()));
+            }
             _ = heal_tick.tick() => {
                 if let Err(e) = core.heal() {
                     log::error!("firewall check: {e}");
@@ -1130,6 +1270,7 @@ async fn serve<F: Firewall>(
                 if core.cfg.allowlist.own_addresses {
                     core.set_own_addresses(own_addresses());
                 }
+                core.lockout.check(&core.allow, "periodic", false);
                 if let Err(e) = core.housekeeping() {
                     log::error!("housekeeping: {e}");
                 }

@@ -24,6 +24,9 @@
 //!   feeds.
 //! - [`community`]: at the edge: signals to a hub, the community blocklist back, and
 //!   `crowdwall hub` itself.
+//! - [`metrics`]: the counters snapshot, as Prometheus text (optional endpoint) and tables.
+//! - [`ui`]: colour and progress for the CLI, only on a terminal.
+//! - [`lockout`]: warns when a logged-in SSH session's address is not allowlisted.
 
 pub mod api;
 pub mod community;
@@ -35,8 +38,11 @@ pub mod detect;
 pub mod enforce;
 pub mod fail2ban;
 pub mod ingest;
+pub mod lockout;
+pub mod metrics;
 pub mod parse;
 pub mod replay;
 pub mod source;
 pub mod store;
 pub mod time;
+pub mod ui;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crowdwall::config::{Config, DEFAULT_PATH};
 use crowdwall::control::{self, ControlError, Request, Response};
@@ -19,11 +19,26 @@ use crowdwall::time;
 /// Exit code when the daemon cannot be reached.
 const EXIT_UNREACHABLE: u8 = 3;
 
+/// Shown at the end of `--help` and in the man page.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  failure: the message names the thing (file:line, address, socket) and the fix
+  2  usage error (unknown option, missing argument)
+  3  the daemon is not reachable on its control socket (is it running?)
+
+Files:
+  /etc/crowdwall/crowdwall.toml      configuration (the embedded default when missing)
+  /etc/crowdwall/allowlist.d/*.list  extra allowlisted addresses, one a line
+  /var/lib/crowdwall/                decisions (SQLite) and the journal cursor
+  /run/crowdwall/crowdwall.sock      control socket (root only)";
+
 #[derive(Parser)]
 #[command(
     name = "crowdwall",
     version,
-    about = "Crowd-powered intrusion prevention: journal -> scenarios -> nftables bans"
+    about = "Crowd-powered intrusion prevention: journal -> scenarios -> nftables bans",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// Configuration file (the embedded default is used when the default path is missing).
@@ -51,6 +66,8 @@ enum Cmd {
     CheckConfig {
         /// The file to check (default: --config).
         file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
     /// List, add or delete decisions (bans).
     #[command(subcommand)]
@@ -92,6 +109,22 @@ enum Cmd {
     /// Manage crowdwall's nftables table.
     #[command(subcommand)]
     Firewall(FirewallCmd),
+    /// Counters as tables: sources, parsers, scenarios, decisions, netlink (the same numbers
+    /// as the Prometheus endpoint).
+    Metrics {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the man page and shell completions (used when building packages).
+    #[command(hide = true)]
+    Generate {
+        /// Directory to write crowdwall.1 and completions for bash, zsh and fish into.
+        out: PathBuf,
+    },
+    /// Print the address of the SSH session running this command, if any (used by the
+    /// package's postinst to allowlist the installing admin).
+    #[command(hide = true)]
+    InstallerAddress,
     /// Convert a fail2ban set-up (enabled jails, ignoreip, bantime.increment) into crowdwall
     /// configuration on stdout; what could not be converted is listed on stderr.
     #[command(name = "import-fail2ban")]
@@ -185,6 +218,13 @@ enum FirewallCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Run { .. }) {
+        // A CLI whose reader went away (`crowdwall decisions list | head`) ends quietly, as
+        // other Unix tools do, instead of panicking on EPIPE. The daemon keeps Rust's
+        // ignored SIGPIPE: a client hanging up must never kill it.
+        // SAFETY: restoring the default disposition before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     init_logging();
     match real_main(cli) {
         Ok(code) => code,
@@ -276,11 +316,23 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 },
             )?;
         }
-        Cmd::CheckConfig { file } => {
+        Cmd::CheckConfig { file, json } => {
             let path = file.unwrap_or(cli.config);
             let cfg = load_config(&path)?;
             let specs = cfg.scenario_specs()?;
             let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "file": cfg.origin,
+                        "ok": true,
+                        "scenarios": names,
+                        "allowlist": cfg.allowlist_nets().iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                    })
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{}: ok ({} scenario(s): {})",
                 cfg.origin.display(),
@@ -363,6 +415,30 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         } => replay(&cli.config, events, year, parser.as_deref(), &files)?,
         Cmd::Explain { line, parser, json } => {
             explain(&cli.config, &line, parser.as_deref(), json)?
+        }
+        Cmd::Metrics { json } => {
+            let socket = socket_of(&cli.socket, &cli.config)?;
+            let v = call(&socket, Request::Metrics)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let snap: crowdwall::metrics::Snapshot = serde_json::from_value(v)
+                    .context("the daemon's metrics do not parse (is the daemon the same version as this CLI?)")?;
+                print!("{}", crowdwall::metrics::render_tables(&snap));
+            }
+        }
+        Cmd::Generate { out } => generate(&out)?,
+        Cmd::InstallerAddress => {
+            let cfg = load_config(&cli.config).unwrap_or_default();
+            let utmp = if cfg.lockout.utmp.as_os_str().is_empty() {
+                PathBuf::from("/var/run/utmp")
+            } else {
+                cfg.lockout.utmp
+            };
+            match crowdwall::lockout::installer_address(&utmp) {
+                Some(ip) => println!("{ip}"),
+                None => return Ok(ExitCode::FAILURE),
+            }
         }
         Cmd::ImportFail2ban { dir } => import_fail2ban(&dir)?,
         Cmd::Community(CommunityCmd::Register {
@@ -472,6 +548,29 @@ fn bouncers(socket: &Path, cmd: BouncersCmd) -> Result<()> {
     Ok(())
 }
 
+/// Man page and completions from the same clap definitions as `--help`.
+fn generate(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let cmd = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut page)
+        .context("rendering the man page")?;
+    let man = out.join("crowdwall.1");
+    std::fs::write(&man, page).with_context(|| format!("writing {}", man.display()))?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        let path = clap_complete::generate_to(shell, &mut cmd.clone(), "crowdwall", out)
+            .with_context(|| format!("writing {shell} completions into {}", out.display()))?;
+        println!("{}", path.display());
+    }
+    println!("{}", man.display());
+    Ok(())
+}
+
 fn print_decisions(v: &serde_json::Value) {
     let rows = v.as_array().cloned().unwrap_or_default();
     if rows.is_empty() {
@@ -560,6 +659,24 @@ fn print_status(v: &serde_json::Value) {
                 .join(", "))
             .unwrap_or_default()
     );
+    let lk = &v["lockout"];
+    let warn = crowdwall::ui::colour();
+    for s in lk["unprotected_sessions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        println!(
+            "{} {} is logged in over SSH from {} ({}), not allowlisted: add it to [allowlist] cidrs or /etc/crowdwall/allowlist.d/admin.list",
+            crowdwall::ui::paint(warn, "1;33", "WARNING lockout risk:"),
+            s["user"].as_str().unwrap_or("?"),
+            s["address"].as_str().unwrap_or("?"),
+            s["line"].as_str().unwrap_or("?"),
+        );
+    }
+    if let Some(e) = lk["error"].as_str() {
+        println!("lockout guard: {e}");
+    }
     let f = &v["firewall"];
     match f["sets"].as_object() {
         Some(s) => println!(
@@ -715,9 +832,21 @@ fn replay(
     let mut evs = Vec::new();
     let mut decisions = Vec::new();
     for f in files {
-        let file = std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
+        let file = std::fs::File::open(f).with_context(|| {
+            format!(
+                "opening {} (check the path and that you may read it)",
+                f.display()
+            )
+        })?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let read = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let mut progress = crowdwall::ui::Progress::new(format!("{}", f.display()), size);
+        let counting = crowdwall::ui::Counting {
+            inner: file,
+            count: read.clone(),
+        };
         let ctx = SyslogContext::with_year(year.unwrap_or_else(this_year));
-        let buf = BufReader::with_capacity(1 << 20, file);
+        let buf = BufReader::with_capacity(1 << 20, counting);
         let reader: Box<dyn Iterator<Item = Result<LogEntry, String>>> = match parser {
             Some(p) => Box::new(RawLines {
                 lines: std::io::BufRead::lines(buf),
@@ -730,6 +859,12 @@ fn replay(
         };
         for item in reader {
             lines += 1;
+            if lines % 4096 == 0 {
+                progress.update(
+                    read.get(),
+                    &format!("{lines} lines, {n_decisions} decisions"),
+                );
+            }
             let entry = match item {
                 Ok(e) => e,
                 Err(e) => {

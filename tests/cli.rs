@@ -251,3 +251,73 @@ fn broken_config_touches_nothing_and_table_outlives_the_daemon() {
         ""
     );
 }
+
+/// Man page and completions come from the same clap definitions as --help (the package build
+/// runs this); exit codes are documented in both; output to a pipe carries no colour codes.
+#[test]
+fn man_page_completions_and_exit_codes_from_the_clap_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let o = crowdwall(&["generate", out]);
+    assert!(o.status.success(), "{}", text(&o));
+    let man = std::fs::read_to_string(dir.path().join("crowdwall.1")).unwrap();
+    assert!(man.contains(".TH crowdwall 1"), "{man}");
+    assert!(
+        man.contains("Exit codes") && man.contains("daemon is not reachable"),
+        "{man}"
+    );
+    assert!(man.contains("decisions"), "{man}");
+    for (f, needle) in [
+        ("crowdwall.bash", "decisions"),
+        ("_crowdwall", "#compdef crowdwall"),
+        ("crowdwall.fish", "complete -c crowdwall"),
+    ] {
+        let t = std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert!(t.contains(needle), "{f}: {needle} missing");
+        assert!(t.contains("metrics"), "{f}: subcommand metrics missing");
+    }
+    let o = crowdwall(&["--help"]);
+    assert!(
+        text(&o).contains("3  the daemon is not reachable"),
+        "{}",
+        text(&o)
+    );
+    // hidden helpers stay out of --help
+    assert!(!text(&o).contains("installer-address"), "{}", text(&o));
+
+    let o = crowdwall(&["check-config", CONFIG, "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("check-config --json");
+    assert_eq!(v["ok"], true);
+    assert!(
+        v["scenarios"].to_string().contains("\"ssh-bruteforce\""),
+        "{v}"
+    );
+
+    // stdout is a pipe here: no ANSI escapes anywhere, replay included (no progress bar).
+    let o = crowdwall(&["--config", CONFIG, "replay", &fixture("sshd-burst.log")]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains('\x1b'), "{}", text(&o));
+}
+
+#[test]
+fn installer_address_comes_from_the_ssh_environment() {
+    let o = Command::new(env!("CARGO_BIN_EXE_crowdwall"))
+        .args(["--config", CONFIG, "installer-address"])
+        .env("SSH_CONNECTION", "198.51.100.23 50022 192.0.2.1 22")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "198.51.100.23");
+    // a hostile value is not an address: nothing printed, non-zero
+    let o = Command::new(env!("CARGO_BIN_EXE_crowdwall"))
+        .args(["--config", CONFIG, "installer-address"])
+        .env("SSH_CONNECTION", "$(reboot) 1 2 3")
+        .env_remove("SSH_CLIENT")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+}

@@ -186,7 +186,15 @@ fn ssh_bruteforce_is_dropped_by_the_kernel_and_bans_survive_a_crash() {
     );
     eprintln!("ban restored {:?} after nft flush ruleset", t.elapsed());
     // Someone deletes the element by hand: re-added at once too.
-    srv.must(&["nft", "delete", "element", "inet", "crowdwall", "local_v4", &format!("{{ {ATK} }}")]);
+    srv.must(&[
+        "nft",
+        "delete",
+        "element",
+        "inet",
+        "crowdwall",
+        "local_v4",
+        &format!("{{ {ATK} }}"),
+    ]);
     assert!(
         wait_until(Duration::from_secs(1), || kernel_v4(&srv).contains(ATK)),
         "deleted ban not re-added:\n{}",

@@ -3,6 +3,8 @@
 //! missing prerequisite is a failure.
 #![allow(dead_code)]
 
+pub mod ssh_lab;
+
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -164,6 +166,9 @@ pub struct Daemon {
     pub ns: String,
     pub dir: std::path::PathBuf,
     proc: Option<Proc>,
+    /// Run under the unit's sandbox (tests/lab/sandbox.sh): read-only system, only
+    /// `dir/state` and `dir/run` writable, CAP_NET_ADMIN alone, no new privileges.
+    sandbox: bool,
 }
 
 impl Daemon {
@@ -178,6 +183,23 @@ impl Daemon {
             ns: ns.to_string(),
             dir: dir.to_path_buf(),
             proc: None,
+            sandbox: false,
+        }
+    }
+
+    /// The same daemon, started under the unit's sandbox settings.
+    pub fn sandboxed(mut self) -> Daemon {
+        self.sandbox = true;
+        self
+    }
+
+    /// The control socket: in the runtime directory when sandboxed (the only other
+    /// writable place, like RuntimeDirectory=).
+    pub fn socket(&self) -> std::path::PathBuf {
+        if self.sandbox {
+            self.dir.join("run").join("ctl.sock")
+        } else {
+            self.dir.join("ctl.sock")
         }
     }
 
@@ -188,12 +210,20 @@ impl Daemon {
             .append(true)
             .open(self.dir.join("daemon.log"))
             .expect("daemon log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, Self::bin()])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns]);
+        if self.sandbox {
+            cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/sandbox.sh"))
+                .arg(self.dir.join("state"))
+                .arg(self.dir.join("run"))
+                .arg("--");
+        }
+        let child = cmd
+            .arg(Self::bin())
             .arg("--config")
             .arg(self.dir.join("crowdwall.toml"))
             .arg("--socket")
-            .arg(self.dir.join("ctl.sock"))
+            .arg(self.socket())
             .arg("run")
             .arg("--state-dir")
             .arg(self.dir.join("state"))
@@ -231,7 +261,7 @@ impl Daemon {
             .arg("--config")
             .arg(self.dir.join("crowdwall.toml"))
             .arg("--socket")
-            .arg(self.dir.join("ctl.sock"))
+            .arg(self.socket())
             .args(args)
             .output()
             .expect("run cli");

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# CI's package proof: builds the .deb and the .rpm, installs the .deb with dpkg -i (no systemd
+# as PID 1 here: the postinst's enable/start must not fail), checks files, conffile,
+# dependencies, the installer allowlist drop-in, `crowdwall --version`, `check-config`, the
+# unit (systemd-analyze verify, security score <= 3.0), an upgrade that keeps decisions and
+# the drop-in, then purges and checks that the binary, unit, state, drop-in and nftables table
+# are gone. The .rpm is checked with rpm -qlp / --scripts / --requires. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fail() { echo "package check: $*" >&2; exit 1; }
+ok() { echo "package check: ok: $*"; }
+
+bash packaging/build.sh
+deb=$(ls target/debian/crowdwall_*.deb | tail -1)
+rpm=$(ls target/generate-rpm/crowdwall-*.rpm | tail -1)
+
+# --- .rpm: contents, scripts and dependencies, without installing it -----------------------
+files=$(rpm -qlp "$rpm")
+for f in /usr/bin/crowdwall /etc/crowdwall/crowdwall.toml /usr/lib/systemd/system/crowdwall.service \
+         /usr/share/man/man1/crowdwall.1 /usr/share/bash-completion/completions/crowdwall; do
+  grep -qx "$f" <<<"$files" || fail "rpm lacks $f"
+done
+rpm -qp --configfiles "$rpm" | grep -qx /etc/crowdwall/crowdwall.toml || fail "rpm: config not %config"
+scripts=$(rpm -qp --scripts "$rpm")
+for s in 'postinstall scriptlet' 'installer-address' 'preuninstall scriptlet' 'firewall remove' \
+         'postuninstall scriptlet' 'rm -rf /var/lib/crowdwall'; do
+  grep -q "$s" <<<"$scripts" || fail "rpm scripts lack '$s'"
+done
+reqs=$(rpm -qp --requires "$rpm")
+for r in libnftnl libmnl systemd-libs; do grep -qx "$r" <<<"$reqs" || fail "rpm does not require $r"; done
+ok "rpm $(basename "$rpm"): files, %config, scripts, requires"
+
+# --- .deb ---------------------------------------------------------------------------------
+dpkg-deb -f "$deb" Depends | grep -q libnftnl || fail "deb Depends lacks libnftnl"
+for r in libmnl libsystemd; do dpkg-deb -f "$deb" Depends | grep -q "$r" || fail "deb Depends lacks $r"; done
+# A leftover install would hide the fresh-install path.
+if dpkg-query -W crowdwall >/dev/null 2>&1; then dpkg --purge crowdwall >/dev/null; fi
+ns=shpkg$$
+ip netns add "$ns"
+daemon_pid=""
+trap '[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null; ip netns del "$ns" 2>/dev/null || true' EXIT
+
+# The install pretends to come from an SSH session, whose address the postinst allowlists.
+SSH_CONNECTION="192.0.2.200 50022 192.0.2.1 22" dpkg -i "$deb" >/dev/null || fail "dpkg -i failed"
+dpkg-query -W -f='${Status}' crowdwall | grep -q 'install ok installed' || fail "not installed"
+for f in /usr/bin/crowdwall /etc/crowdwall/crowdwall.toml /usr/lib/systemd/system/crowdwall.service \
+         /usr/share/man/man1/crowdwall.1.gz /usr/share/bash-completion/completions/crowdwall \
+         /usr/share/zsh/vendor-completions/_crowdwall /usr/share/fish/vendor_completions.d/crowdwall.fish; do
+  [ -e "$f" ] || fail "installed package lacks $f"
+done
+dpkg-query -W -f='${Conffiles}' crowdwall | grep -q /etc/crowdwall/crowdwall.toml || fail "config is not a conffile"
+[ "$(stat -c %a /var/lib/crowdwall)" = 700 ] || fail "state directory not created 0700"
+grep -qx 192.0.2.200 /etc/crowdwall/allowlist.d/installer.list || fail "installer address not allowlisted"
+[ -L /etc/systemd/system/multi-user.target.wants/crowdwall.service ] || fail "unit not enabled"
+version=$(crowdwall --version) && grep -q "^crowdwall " <<<"$version" || fail "crowdwall --version: $version"
+crowdwall check-config >/dev/null || fail "check-config on the installed config"
+checked=$(crowdwall check-config --json)
+grep -q '"192.0.2.200/32"' <<<"$checked" || fail "check-config does not see the drop-in: $checked"
+unit=/usr/lib/systemd/system/crowdwall.service
+out=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify: $out"
+score=$(systemd-analyze security --offline=true "$unit" 2>/dev/null | sed -n 's/.*Overall exposure level for crowdwall.service: \([0-9.]*\).*/\1/p')
+[ -n "$score" ] || fail "no security score"
+awk -v s="$score" 'BEGIN { exit !(s <= 3.0) }' || fail "security score $score > 3.0"
+ok "deb installed: files, conffile, Depends, state dir, allowlist drop-in, --version, check-config, unit verified, security $score"
+
+# A decision made by the installed daemon (in a namespace of its own) survives an upgrade.
+sock=/run/crowdwall/crowdwall.sock
+start_daemon() {
+  # `ip netns exec` execs the daemon: $! is the daemon's pid.
+  ip netns exec "$ns" crowdwall run >/dev/null 2>&1 &
+  daemon_pid=$!
+  for _ in $(seq 1 100); do crowdwall status >/dev/null 2>&1 && return 0; sleep 0.1; done
+  fail "the installed daemon did not come up"
+}
+stop_daemon() { kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""; }
+start_daemon
+crowdwall decisions add 192.0.2.77 --duration 1h --reason package-check >/dev/null
+stop_daemon
+echo "# admin's own edit" >> /etc/crowdwall/allowlist.d/installer.list
+SSH_CONNECTION="198.51.100.99 50022 192.0.2.1 22" dpkg -i "$deb" >/dev/null || fail "upgrade (dpkg -i again) failed"
+grep -q "admin's own edit" /etc/crowdwall/allowlist.d/installer.list || fail "upgrade rewrote the drop-in"
+grep -q 198.51.100.99 /etc/crowdwall/allowlist.d/installer.list && fail "upgrade added the upgrader's address"
+start_daemon
+listed=$(crowdwall decisions list --json)
+grep -q '"192.0.2.77"' <<<"$listed" || fail "decision lost across the upgrade: $listed"
+stop_daemon
+ip netns exec "$ns" nft list table inet crowdwall >/dev/null 2>&1 || fail "no table before purge"
+ok "upgrade keeps decisions and the drop-in"
+
+# Purge (in the namespace, where the table is): everything goes.
+ip netns exec "$ns" dpkg --purge crowdwall >/dev/null || fail "dpkg --purge failed"
+dpkg-query -W -f='${Status}' crowdwall 2>/dev/null | grep -q ' installed$' && fail "still installed after purge"
+for f in /usr/bin/crowdwall /usr/lib/systemd/system/crowdwall.service /etc/crowdwall /var/lib/crowdwall \
+         /etc/systemd/system/multi-user.target.wants/crowdwall.service "$sock"; do
+  [ -e "$f" ] && fail "$f left after purge"
+done
+ip netns exec "$ns" nft list table inet crowdwall >/dev/null 2>&1 && fail "nftables table left after purge"
+ok "purge removed binary, unit, config, drop-in, state and the table"
+echo "package check: all ok"
