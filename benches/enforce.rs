@@ -33,7 +33,9 @@ fn hosts(n: u32, family: Family) -> Vec<Element> {
         .map(|i| {
             let v = match family {
                 Family::V4 => u32::from(Ipv4Addr::new(11, 0, 0, 0)) as u128 + i as u128,
-                Family::V6 => u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)) + i as u128,
+                Family::V6 => {
+                    u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)) + i as u128
+                }
             };
             Element {
                 range: Interval {
@@ -54,7 +56,11 @@ fn nft_script(els: &[Element], family: Family, path: &str) {
         Family::V4 => "ipv4_addr",
         Family::V6 => "ipv6_addr",
     };
-    writeln!(f, "add table inet nftbench\ndelete table inet nftbench\nadd table inet nftbench").unwrap();
+    writeln!(
+        f,
+        "add table inet nftbench\ndelete table inet nftbench\nadd table inet nftbench"
+    )
+    .unwrap();
     writeln!(f, "add set inet nftbench s {{ type {ty}; flags timeout; }}").unwrap();
     for chunk in els.chunks(10_000) {
         write!(f, "add element inet nftbench s {{ ").unwrap();
@@ -71,7 +77,10 @@ fn main() {
         eprintln!("enforce bench: needs root and nft; skipped");
         return;
     }
-    let rounds: usize = std::env::var("CW_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("CW_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let ns = format!("cwbench-{}", std::process::id());
     assert!(sh(&["ip", "netns", "add", &ns]), "ip netns add");
     let path = format!("/run/netns/{ns}");
