@@ -22,7 +22,12 @@ struct Driver {
 }
 
 impl Driver {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut r = self.http.request(method, &url);
         if let Some(b) = body {
@@ -35,8 +40,17 @@ impl Driver {
             .json()
             .await
             .expect("json");
-        assert!(v["value"].get("error").is_none(), "webdriver {path}: {v}");
-        v["value"].clone()
+        if v["value"].get("error").is_some() {
+            return Err(v);
+        }
+        Ok(v["value"].clone())
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(v) => v,
+            Err(v) => panic!("webdriver {path}: {v}"),
+        }
     }
 
     async fn find(&self, css: &str) -> String {
@@ -51,12 +65,39 @@ impl Driver {
     }
 
     async fn text(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        self.call(reqwest::Method::GET, &format!("/element/{e}/text"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.text_when(css, |_| true).await
+    }
+
+    /// The text of `css` once it satisfies `ready`. A click on a submit button returns before
+    /// the next page has replaced the old one, so the element found may belong to the page that
+    /// is going away ("stale element reference") or still show the previous answer: ask again
+    /// until the new page answers. The deadline only bounds a hang; it is not a timing goal.
+    async fn text_when(&self, css: &str, ready: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        for _ in 0..200 {
+            let found = self
+                .try_call(
+                    reqwest::Method::POST,
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await;
+            if let Ok(v) = found {
+                if let Some(e) = v[ELEMENT].as_str() {
+                    let t = self
+                        .try_call(reqwest::Method::GET, &format!("/element/{e}/text"), None)
+                        .await;
+                    if let Ok(t) = t {
+                        last = t.as_str().unwrap_or_default().to_string();
+                        if ready(&last) {
+                            return last;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        last
     }
 }
 
@@ -202,7 +243,7 @@ async fn a_person_looks_up_an_address_without_javascript() {
         Some(json!({})),
     )
     .await;
-    let result = d.text("#result").await;
+    let result = d.text_when("#result", |t| t.contains("45.10.0.1")).await;
     assert!(result.contains("malicious"), "{result}");
     assert!(result.contains("45.10.0.1"), "{result}");
     assert!(result.contains("ssh-bruteforce (3)"), "{result}");
@@ -246,7 +287,8 @@ async fn a_person_looks_up_an_address_without_javascript() {
             Some(json!({})),
         )
         .await;
-        let result = d.text("#result").await;
+        // every answer names the address asked about, so an answer naming it is the new page
+        let result = d.text_when("#result", |t| t.contains(ip)).await;
         assert!(result.contains(want), "{ip}: {result}");
     }
     // the hostile input was shown as text, not markup
