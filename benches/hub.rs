@@ -1,9 +1,14 @@
 //! Hub load benchmark on loopback: a load generator (its own runtime) against a hub (its own
 //! runtime) over real HTTP, for SQLite and, when reachable, PostgreSQL. Prints a markdown
 //! table: signals ingested per second (batches of 100 from 40 agents in 40 /24s, 8 pushes in
-//! flight), reputation look-ups per second (64 in flight) and their p50/p99 latency.
+//! flight), reputation look-ups per second (32 in flight, over the 20,000 reported addresses
+//! and 2,000 never reported, uniformly at random) and their p50/p99 latency: from wrk (a
+//! separate process, when installed) and from reqwest in this process, against the hub as
+//! configured by default (`lookup_cache = "5s"`), and from wrk against a second instance on
+//! the same database that asks the store on every look-up.
 //!
-//!     cargo bench --bench hub            # HUB_BENCH_SIGNALS (100000), HUB_BENCH_SECS (10)
+//!     cargo bench --bench hub            # HUB_BENCH_SIGNALS (100000), HUB_BENCH_SECS (10),
+//!                                        # HUB_BENCH_STORES (sqlite,postgres)
 //!
 //! PostgreSQL: CROWDWALL_TEST_PG (default postgres://crowdwall:crowdwall@127.0.0.1:5432/postgres,
 //! the role tests/lab/deps.sh creates). Timing is reported, never asserted.
@@ -55,6 +60,8 @@ struct Row {
     p99_ms: f64,
     /// The same look-ups from wrk (a separate C process), when installed.
     wrk: Option<(f64, f64, f64)>,
+    /// wrk against a second instance on the same database with `lookup_cache = "0s"`.
+    wrk_uncached: Option<(f64, f64, f64)>,
 }
 
 /// Look-ups from wrk: (requests/s, p50 ms, p99 ms).
@@ -138,15 +145,27 @@ fn run(backend: &'static str, database: &str, signals: usize, secs: u64) -> Row 
         ..HubSection::default()
     };
     let db = database.to_string();
-    let addr = server.block_on(async move {
-        let store = HubStore::open(&db).await.expect("hub store");
-        let hub = Hub::new(cfg, store).unwrap();
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let a = l.local_addr().unwrap();
-        tokio::spawn(async move { serve(l, hub, std::future::pending()).await });
-        a
+    // Two instances on one database: the default, and one that asks the store every time.
+    let (addr, uncached) = server.block_on(async move {
+        let mut addrs = Vec::new();
+        for ttl in [cfg.lookup_cache.0, Duration::ZERO] {
+            let store = HubStore::open(&db).await.expect("hub store");
+            let hub = Hub::new(
+                HubSection {
+                    lookup_cache: crowdwall::config::Dur(ttl),
+                    ..cfg.clone()
+                },
+                store,
+            )
+            .unwrap();
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.push(l.local_addr().unwrap());
+            tokio::spawn(async move { serve(l, hub, std::future::pending()).await });
+        }
+        (addrs[0], addrs[1])
     });
     let url = format!("http://{addr}");
+    let url_uncached = format!("http://{uncached}");
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -260,7 +279,11 @@ fn run(backend: &'static str, database: &str, signals: usize, secs: u64) -> Row 
         let look_s = t0.elapsed().as_secs_f64();
         look_lat.sort_unstable();
         let u = url.clone();
-        let wrk = tokio::task::spawn_blocking(move || wrk(&u, secs))
+        let wrk_cached = tokio::task::spawn_blocking(move || wrk(&u, secs))
+            .await
+            .ok()
+            .flatten();
+        let wrk_uncached = tokio::task::spawn_blocking(move || wrk(&url_uncached, secs))
             .await
             .ok()
             .flatten();
@@ -272,7 +295,8 @@ fn run(backend: &'static str, database: &str, signals: usize, secs: u64) -> Row 
             lookups_per_s: look_lat.len() as f64 / look_s,
             p50_ms: pct(&look_lat, 0.50),
             p99_ms: pct(&look_lat, 0.99),
-            wrk,
+            wrk: wrk_cached,
+            wrk_uncached,
         }
     })
 }
@@ -305,33 +329,42 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
+    // HUB_BENCH_STORES=postgres (or sqlite) runs one only
+    let stores = std::env::var("HUB_BENCH_STORES").unwrap_or_else(|_| "sqlite,postgres".into());
     let dir = tempfile::tempdir().unwrap();
-    let mut rows = vec![run(
-        "SQLite",
-        &format!("sqlite:{}", dir.path().join("hub.db").display()),
-        signals,
-        secs,
-    )];
+    let mut rows = Vec::new();
+    if stores.contains("sqlite") {
+        rows.push(run(
+            "SQLite",
+            &format!("sqlite:{}", dir.path().join("hub.db").display()),
+            signals,
+            secs,
+        ));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    if let Some(pg) = rt.block_on(pg_database()) {
-        rows.push(run("PostgreSQL", &pg, signals, secs));
+    if stores.contains("postgres") {
+        if let Some(pg) = rt.block_on(pg_database()) {
+            rows.push(run("PostgreSQL", &pg, signals, secs));
+        }
     }
     println!(
         "Hub on loopback, {} cores: {signals} signals in batches of {BATCH} from {AGENTS} agents ({PUSHERS} pushes in flight) over {POOL} addresses; look-ups for {secs}s, {LOOKERS} in flight.\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
-    println!("| store | signals ingested/s | push p99 (ms, 100 signals) | listed | look-ups/s (reqwest) | p50 / p99 (ms) | look-ups/s (wrk) | p50 / p99 (ms) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| store | signals ingested/s | push p99 (ms, 100 signals) | listed | look-ups/s (wrk) | p50 / p99 (ms) | look-ups/s (reqwest) | p50 / p99 (ms) | look-ups/s (wrk, no cache) | p50 / p99 (ms) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let cell = |w: Option<(f64, f64, f64)>| match w {
+        Some((rps, p50, p99)) => (format!("{rps:.0}"), format!("{p50:.2} / {p99:.2}")),
+        None => ("-".into(), "-".into()),
+    };
     for r in rows {
-        let (w, wl) = match r.wrk {
-            Some((rps, p50, p99)) => (format!("{rps:.0}"), format!("{p50:.2} / {p99:.2}")),
-            None => ("-".into(), "-".into()),
-        };
+        let (w, wl) = cell(r.wrk);
+        let (u, ul) = cell(r.wrk_uncached);
         println!(
-            "| {} | {:.0} | {:.1} | {} | {:.0} | {:.2} / {:.2} | {w} | {wl} |",
+            "| {} | {:.0} | {:.1} | {} | {w} | {wl} | {:.0} | {:.2} / {:.2} | {u} | {ul} |",
             r.backend,
             r.signals_per_s,
             r.push_p99_ms,

@@ -3,10 +3,11 @@
 //! real OpenSSH server, and an attacker on a bridge that reaches all four. The attacker
 //! brute-forces hosts 1-3 while the hub is down; the signals wait in the daemons' outboxes,
 //! reach the hub when it is back, the consensus lists the attacker, and host 4's kernel drops
-//! it before it ever attacked host 4.
+//! it before it ever attacked host 4. A fifth host, with `share = false`, is attacked too:
+//! it bans on its own, and nothing of its attack reaches the hub.
 //!
 //! Every host's daemon reads the one system journal; each sshd logs with its own syslog
-//! facility (LOCAL1..LOCAL3) and each daemon matches only its own, so a host sees only the
+//! facility (LOCAL1..LOCAL3, LOCAL5) and each daemon matches only its own, so a host sees only the
 //! attacks on itself.
 
 mod common;
@@ -21,6 +22,10 @@ use common::{must, prerequisites, tag, veth, wait_until, Daemon, Netns, Proc};
 const ATK: &str = "45.0.0.66";
 const PORT: u16 = 8080;
 const HUB_PORT: u16 = 8441;
+
+/// The hosts the attacker brute-forces (all but host 4); host 5 does not share.
+const ATTACKED: [usize; 4] = [1, 2, 3, 5];
+const QUIET: usize = 5;
 
 fn host_addr(i: usize) -> String {
     format!("45.0.0.{i}")
@@ -146,7 +151,7 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
     .unwrap();
 
     let mut hosts = Vec::new();
-    for i in 1..=4usize {
+    for i in 1..=5usize {
         let ns = Netns::new(format!("hb{t}{i}"));
         // its own link to the hub, in its own /24
         veth(
@@ -190,8 +195,8 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
     let mut daemons = Vec::new();
     for (i, (ns, dir)) in hosts.iter().enumerate() {
         let n = i + 1;
-        // hosts 1-3 run sshd logging with facility LOCAL<n>; host 4 has a plain TCP port
-        if n <= 3 {
+        // hosts 1-3 and 5 run sshd logging with facility LOCAL<n>; host 4 has a plain TCP port
+        if ATTACKED.contains(&n) {
             keep.push(sshd(ns, dir, &host_addr(n), n));
         }
         keep.push(Proc(
@@ -204,9 +209,10 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
         let config = format!(
             "[daemon]\nstate_dir = \"{state}\"\n\
              [journal]\nmatches = [\"SYSLOG_IDENTIFIER=sshd\", \"SYSLOG_IDENTIFIER=sshd-session\", \"SYSLOG_FACILITY={fac}\"]\n\
-             [community]\npull_every = \"1s\"\npush_every = \"1s\"\n",
+             [community]\npull_every = \"1s\"\npush_every = \"1s\"\nshare = {share}\n",
             state = dir.join("state").display(),
             fac = 16 + n,
+            share = n != QUIET,
         );
         let d = Daemon::new(&ns.name, dir, &config);
         let out = ns.must(&[
@@ -241,7 +247,7 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
         "{}",
         daemons[3].log()
     );
-    for n in 1..=3 {
+    for n in ATTACKED {
         assert!(
             wait_until(Duration::from_secs(10), || atk
                 .can_connect(&host_addr(n), 22)),
@@ -257,17 +263,17 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
         "hub still up"
     );
     std::thread::scope(|s| {
-        for n in 1..=3 {
+        for n in ATTACKED {
             let atk = atk.name.clone();
             s.spawn(move || attack(&atk, &host_addr(n), 8));
         }
     });
-    for (n, (ns, _)) in hosts.iter().take(3).enumerate() {
+    for n in ATTACKED {
         assert!(
-            wait_until(Duration::from_secs(15), || kernel_v4(ns).contains(ATK)),
-            "host {} did not ban the attacker:\n{}",
-            n + 1,
-            daemons[n].log()
+            wait_until(Duration::from_secs(15), || kernel_v4(&hosts[n - 1].0)
+                .contains(ATK)),
+            "host {n} did not ban the attacker:\n{}",
+            daemons[n - 1].log()
         );
     }
     // the signals wait in the outboxes while pushes fail
@@ -326,7 +332,19 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
             status(d)
         );
     }
-    // No signal was lost: the hub holds one report from each of the three hosts.
+    // Host 5 banned on its own evidence and kept it to itself: nothing queued, no outbox.
+    let quiet = status(&daemons[QUIET - 1]);
+    assert_eq!(quiet["community"]["signals_queued"], 0, "{quiet}");
+    assert_eq!(quiet["community"]["signals_delivered"], 0, "{quiet}");
+    assert!(
+        !hosts[QUIET - 1]
+            .1
+            .join("state/community-outbox.jsonl")
+            .exists(),
+        "share = false must not even keep an outbox"
+    );
+    // No signal was lost, and none came from host 5: the hub holds one report from each of
+    // hosts 1-3 (host 5 sharing would make it four).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

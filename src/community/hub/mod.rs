@@ -73,6 +73,10 @@ pub struct HubSection {
     pub max_signal_age: Dur,
     /// Signals are kept this long (reputation history), then forgotten.
     pub retention: Dur,
+    /// How long this instance reuses what the store said of an address for look-ups; "0s"
+    /// asks the store every time. Signals pushed to this instance take effect at once;
+    /// those pushed to another instance over the same PostgreSQL show within this time.
+    pub lookup_cache: Dur,
     pub consensus: ConsensusSection,
 }
 
@@ -91,6 +95,7 @@ impl Default for HubSection {
             max_batch: 1000,
             max_signal_age: Dur(Duration::from_secs(7 * 86400)),
             retention: Dur(Duration::from_secs(30 * 86400)),
+            lookup_cache: Dur(Duration::from_secs(5)),
             consensus: ConsensusSection::default(),
         }
     }
@@ -144,6 +149,8 @@ pub struct Hub {
     params: Params,
     never: NeverList,
     limiter: Limiter,
+    cache: LookupCache,
+    pending: Mutex<HashMap<&'static str, i64>>,
 }
 
 impl Hub {
@@ -163,6 +170,8 @@ impl Hub {
         Ok(Hub {
             params: cfg.consensus.params(),
             limiter: Limiter::new(cfg.rate_limit, cfg.rate_burst),
+            cache: LookupCache::new(cfg.lookup_cache.0, 200_000),
+            pending: Mutex::new(HashMap::new()),
             store,
             cfg,
             never,
@@ -191,6 +200,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), HubError> {
     let hub = Arc::new(hub);
+    let flusher = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                hub.flush_counts().await;
+            }
+        })
+    };
     let sweeper = {
         let hub = hub.clone();
         tokio::spawn(async move {
@@ -206,7 +225,7 @@ pub async fn serve(
             }
         })
     };
-    let app = router(hub).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(hub.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let r = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -215,6 +234,9 @@ pub async fn serve(
             source,
         });
     sweeper.abort();
+    flusher.abort();
+    // the last second's counts
+    hub.flush_counts().await;
     r
 }
 
@@ -304,9 +326,41 @@ fn internal(e: impl std::fmt::Display) -> Response {
     )
 }
 
-async fn count(hub: &Hub, what: &str, n: i64) {
-    if let Err(e) = hub.store.count(vec![(what.to_string(), n)]).await {
-        log::warn!("counting {what}: {e}");
+impl Hub {
+    /// Counts `n` more of `what` (refusals by reason, signals accepted). Kept in memory and
+    /// written by `flush_counts` every second rather than per request: every push adding
+    /// to the same counter row would make concurrent pushes queue on that row's lock until
+    /// each one's commit reached the disk.
+    fn tally(&self, what: &'static str, n: i64) {
+        if n > 0 {
+            *self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(what)
+                .or_default() += n;
+        }
+    }
+
+    /// Writes the tallies to the store, where every instance's are summed. A failed write
+    /// keeps them for the next try.
+    async fn flush_counts(&self) {
+        let taken: Vec<(&'static str, i64)> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        if taken.is_empty() {
+            return;
+        }
+        let rows = taken.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+        if let Err(e) = self.store.count(rows).await {
+            log::warn!("writing counters: {e}");
+            for (k, n) in taken {
+                self.tally(k, n);
+            }
+        }
     }
 }
 
@@ -319,21 +373,21 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     let bytes = match body {
         Ok(b) => b,
         Err(BytesRejection::FailedToBufferBody(_)) => {
-            count(hub, "refused_oversized", 1).await;
+            hub.tally("refused_oversized", 1);
             return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body larger than {} bytes", hub.cfg.max_body),
             ));
         }
         Err(e) => {
-            count(hub, "refused_malformed", 1).await;
+            hub.tally("refused_malformed", 1);
             return Err(error(StatusCode::BAD_REQUEST, e.body_text()));
         }
     };
     match serde_json::from_slice(&bytes) {
         Ok(v) => Ok(v),
         Err(e) => {
-            count(hub, "refused_malformed", 1).await;
+            hub.tally("refused_malformed", 1);
             Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("malformed JSON: {e}"),
@@ -404,11 +458,11 @@ impl Hub {
             .and_then(|v| v.strip_prefix("Bearer "))
             .and_then(|v| v.split_once(':'))
         else {
-            count(self, "refused_unauthenticated", 1).await;
+            self.tally("refused_unauthenticated", 1);
             return Err(denied());
         };
         if id.len() > 64 || secret.len() > 128 {
-            count(self, "refused_unauthenticated", 1).await;
+            self.tally("refused_unauthenticated", 1);
             return Err(denied());
         }
         match self.store.agent_secret(id).await {
@@ -416,7 +470,7 @@ impl Hub {
                 Ok(id.to_string())
             }
             Ok(_) => {
-                count(self, "refused_unauthenticated", 1).await;
+                self.tally("refused_unauthenticated", 1);
                 Err(denied())
             }
             Err(e) => Err(internal(e)),
@@ -450,7 +504,7 @@ async fn enroll(
             )
         });
         if !ok {
-            count(&hub, "refused_enrolment", 1).await;
+            hub.tally("refused_enrolment", 1);
             return error(StatusCode::FORBIDDEN, "this hub needs an enrolment token");
         }
     }
@@ -570,7 +624,7 @@ async fn push(
         Err(r) => return r,
     };
     if req.signals.len() > hub.cfg.max_batch {
-        count(&hub, "refused_oversized", 1).await;
+        hub.tally("refused_oversized", 1);
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
@@ -588,7 +642,7 @@ async fn push(
         match check_signal(&hub, i, s, t) {
             Ok(v) => valid.push(v),
             Err(Bad::Malformed(m)) => {
-                count(&hub, "refused_malformed", 1).await;
+                hub.tally("refused_malformed", 1);
                 return error(StatusCode::BAD_REQUEST, format!("{m}; nothing was stored"));
             }
             Err(Bad::Refused(what, reason)) => {
@@ -598,7 +652,12 @@ async fn push(
         }
     }
     let net = reporter_network(hub.client(peer, &headers)).to_string();
-    match hub.store.ingest(&agent, &net, valid, t, hub.params).await {
+    let touched: Vec<String> = valid.iter().map(|v| v.ip.clone()).collect();
+    let stored = hub.store.ingest(&agent, &net, valid, t, hub.params).await;
+    // Even after an error: part of it may have been written before the failure was seen.
+    hub.cache
+        .forget(touched.iter().filter_map(|ip| ip.parse().ok()));
+    match stored {
         Ok(out) => {
             resp.accepted = out.accepted;
             resp.duplicates = out.duplicates;
@@ -616,13 +675,8 @@ async fn push(
                 log::info!("{ip} enters the community blocklist");
             }
             counts.insert("signals_accepted", out.accepted as i64);
-            let counts: Vec<(String, i64)> = counts
-                .into_iter()
-                .filter(|c| c.1 > 0)
-                .map(|(k, n)| (k.to_string(), n))
-                .collect();
-            if let Err(e) = hub.store.count(counts).await {
-                log::warn!("counting: {e}");
+            for (k, n) in counts {
+                hub.tally(k, n);
             }
             Json(resp).into_response()
         }
@@ -646,7 +700,7 @@ async fn blocklist(
         None => None,
         Some(Ok(v)) if v >= 0 => Some(v),
         Some(_) => {
-            count(&hub, "refused_malformed", 1).await;
+            hub.tally("refused_malformed", 1);
             return error(
                 StatusCode::BAD_REQUEST,
                 "since must be a version number from an earlier answer",
@@ -681,33 +735,82 @@ async fn blocklist(
     }
 }
 
-/// The reputation of one address, as JSON (also used by the page).
-pub(crate) async fn reputation_of(
-    hub: &Hub,
-    ip: IpAddr,
-) -> Result<Option<serde_json::Value>, Response> {
+/// One address's reputation as `GET /v1/ip/{ip}` answers it. Field names follow CrowdSec's
+/// smoke API (`reputation`, `behaviors`, `history`) with AbuseIPDB's alongside
+/// (`abuseConfidenceScore`, `totalReports`...), so existing clients find what they expect.
+/// A struct rather than a `json!` tree: the look-up is the hub's hottest path, and serde
+/// writes a struct straight to the body without building and freeing a map per request.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Reputation {
+    ip: String,
+    reputation: &'static str,
+    score: u8,
+    reports: i64,
+    distinct_reporters: i64,
+    history: History,
+    behaviors: Vec<Behavior>,
+    scenarios: Vec<String>,
+    blocklisted: bool,
+    blocklist_until: Option<String>,
+    never_list: Option<String>,
+    #[serde(rename = "abuseConfidenceScore")]
+    abuse_confidence_score: u8,
+    #[serde(rename = "totalReports")]
+    total_reports: i64,
+    #[serde(rename = "numDistinctUsers")]
+    num_distinct_users: i64,
+    #[serde(rename = "lastReportedAt")]
+    last_reported_at: Option<String>,
+    #[serde(rename = "isWhitelisted")]
+    is_whitelisted: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct History {
+    first_seen: Option<String>,
+    last_seen: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Behavior {
+    name: String,
+    count: i64,
+}
+
+/// The reputation of one address (also used by the page); `None` when it was never reported
+/// and is on no never-list.
+pub(crate) async fn reputation_of(hub: &Hub, ip: IpAddr) -> Result<Option<Reputation>, Response> {
     let never = hub.never.check(ip).map(str::to_string);
-    let info = hub.store.lookup(&ip.to_string()).await.map_err(internal)?;
+    let info = match hub.cache.get(ip) {
+        Some(info) => info,
+        None => {
+            let info = hub.store.lookup(&ip.to_string()).await.map_err(internal)?;
+            hub.cache.put(ip, info.clone());
+            info
+        }
+    };
     let t = now();
     let Some(info) = info else {
-        return Ok(never.map(|why| {
-            json!({
-                "ip": ip.to_string(),
-                "reputation": "safe",
-                "score": 0,
-                "reports": 0,
-                "distinct_reporters": 0,
-                "history": { "first_seen": null, "last_seen": null },
-                "behaviors": [],
-                "scenarios": [],
-                "blocklisted": false,
-                "never_list": why,
-                "abuseConfidenceScore": 0,
-                "totalReports": 0,
-                "numDistinctUsers": 0,
-                "lastReportedAt": null,
-                "isWhitelisted": true,
-            })
+        return Ok(never.map(|why| Reputation {
+            ip: ip.to_string(),
+            reputation: "safe",
+            score: 0,
+            reports: 0,
+            distinct_reporters: 0,
+            history: History {
+                first_seen: None,
+                last_seen: None,
+            },
+            behaviors: Vec::new(),
+            scenarios: Vec::new(),
+            blocklisted: false,
+            blocklist_until: None,
+            never_list: Some(why),
+            abuse_confidence_score: 0,
+            total_reports: 0,
+            num_distinct_users: 0,
+            last_reported_at: None,
+            is_whitelisted: true,
         }));
     };
     let listed = info.listed_until.is_some_and(|u| u > t);
@@ -716,29 +819,32 @@ pub(crate) async fn reputation_of(
     } else {
         score_at(info.weight, info.last_seen, t, &hub.params).max(if listed { 75 } else { 0 })
     };
-    let rep = reputation(listed, never.is_some(), score);
-    let (first, last) = (
-        format_rfc3339(info.first_seen),
-        format_rfc3339(info.last_seen),
-    );
-    Ok(Some(json!({
-        "ip": ip.to_string(),
-        "reputation": rep,
-        "score": score,
-        "reports": info.reports,
-        "distinct_reporters": info.reporters,
-        "history": { "first_seen": first, "last_seen": last },
-        "behaviors": info.scenarios.iter().map(|(n, c)| json!({"name": n, "count": c})).collect::<Vec<_>>(),
-        "scenarios": info.scenarios.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-        "blocklisted": listed,
-        "blocklist_until": info.listed_until.filter(|_| listed).map(format_rfc3339),
-        "never_list": never,
-        "abuseConfidenceScore": score,
-        "totalReports": info.reports,
-        "numDistinctUsers": info.reporters,
-        "lastReportedAt": last,
-        "isWhitelisted": never.is_some(),
-    })))
+    let last = format_rfc3339(info.last_seen);
+    Ok(Some(Reputation {
+        ip: ip.to_string(),
+        reputation: reputation(listed, never.is_some(), score),
+        score,
+        reports: info.reports,
+        distinct_reporters: info.reporters,
+        history: History {
+            first_seen: Some(format_rfc3339(info.first_seen)),
+            last_seen: Some(last.clone()),
+        },
+        scenarios: info.scenarios.iter().map(|(n, _)| n.clone()).collect(),
+        behaviors: info
+            .scenarios
+            .into_iter()
+            .map(|(name, count)| Behavior { name, count })
+            .collect(),
+        blocklisted: listed,
+        blocklist_until: info.listed_until.filter(|_| listed).map(format_rfc3339),
+        is_whitelisted: never.is_some(),
+        never_list: never,
+        abuse_confidence_score: score,
+        total_reports: info.reports,
+        num_distinct_users: info.reporters,
+        last_reported_at: Some(last),
+    }))
 }
 
 async fn lookup(
@@ -753,7 +859,7 @@ async fn lookup(
     let ip = match parse_ip(&ip) {
         Ok(ip) => ip,
         Err(m) => {
-            count(&hub, "refused_malformed", 1).await;
+            hub.tally("refused_malformed", 1);
             return error(StatusCode::BAD_REQUEST, m);
         }
     };
@@ -768,6 +874,8 @@ async fn lookup(
 }
 
 pub(crate) async fn stats_json(hub: &Hub) -> Result<serde_json::Value, Response> {
+    // this instance's own latest counts, not a second old
+    hub.flush_counts().await;
     let s = hub.store.stats(now()).await.map_err(internal)?;
     Ok(json!({
         "backend": hub.store.backend(),
@@ -836,5 +944,138 @@ impl Limiter {
         } else {
             false
         }
+    }
+}
+
+/// What the store said of recently looked-up addresses (including "never reported"), for
+/// `lookup_cache`. Reputation look-ups repeat the same addresses (a bouncer asking about the
+/// attacker that keeps knocking, a page reloaded), and a store round trip costs far more than
+/// the answer. Only the stored facts are kept: the score, which decays, and whether a listing
+/// has run out are computed at every request. Sharded so that look-ups on different worker
+/// threads rarely meet on a lock; bounded, and a full shard forgets its stale entries first
+/// and everything if that is not enough.
+struct LookupCache {
+    ttl: Duration,
+    per_shard: usize,
+    shards: Vec<Mutex<Shard>>,
+}
+
+/// Address -> (when the store answered, what it said).
+type Shard = HashMap<IpAddr, (Instant, Option<store::AddressInfo>)>;
+
+const CACHE_SHARDS: usize = 16;
+
+impl LookupCache {
+    fn new(ttl: Duration, capacity: usize) -> LookupCache {
+        LookupCache {
+            ttl,
+            per_shard: (capacity / CACHE_SHARDS).max(1),
+            shards: (0..CACHE_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+        }
+    }
+
+    fn shard(&self, ip: IpAddr) -> &Mutex<Shard> {
+        let h = match ip {
+            IpAddr::V4(a) => u32::from(a) as u64,
+            IpAddr::V6(a) => {
+                let v = u128::from(a);
+                (v as u64) ^ ((v >> 64) as u64)
+            }
+        };
+        // the low bits of an address vary the most between neighbours
+        &self.shards[(h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % CACHE_SHARDS]
+    }
+
+    /// `Some(answer)` while a fresh one is kept.
+    fn get(&self, ip: IpAddr) -> Option<Option<store::AddressInfo>> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let m = self.shard(ip).lock().unwrap_or_else(|p| p.into_inner());
+        match m.get(&ip) {
+            Some((at, info)) if at.elapsed() < self.ttl => Some(info.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, ip: IpAddr, info: Option<store::AddressInfo>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut m = self.shard(ip).lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= self.per_shard && !m.contains_key(&ip) {
+            let ttl = self.ttl;
+            m.retain(|_, (at, _)| now.duration_since(*at) < ttl);
+            if m.len() >= self.per_shard {
+                m.clear();
+            }
+        }
+        m.insert(ip, (now, info));
+    }
+
+    fn forget(&self, ips: impl Iterator<Item = IpAddr>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        for ip in ips {
+            self.shard(ip)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&ip);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(reports: i64) -> store::AddressInfo {
+        store::AddressInfo {
+            first_seen: 0,
+            last_seen: 0,
+            reports,
+            reporters: 1,
+            weight: 1.0,
+            scenarios: Vec::new(),
+            listed_until: None,
+        }
+    }
+
+    #[test]
+    fn cache_keeps_answers_until_forgotten_or_stale() {
+        let c = LookupCache::new(Duration::from_secs(600), 64);
+        let a: IpAddr = "45.1.1.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(c.get(a), None);
+        c.put(a, Some(info(3)));
+        c.put(b, None);
+        assert_eq!(c.get(a), Some(Some(info(3))));
+        // "never reported" is an answer too
+        assert_eq!(c.get(b), Some(None));
+        c.forget([a].into_iter());
+        assert_eq!(c.get(a), None);
+        assert_eq!(c.get(b), Some(None));
+        let short = LookupCache::new(Duration::from_millis(10), 64);
+        short.put(b, None);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(short.get(b), None, "stale answers are not served");
+    }
+
+    #[test]
+    fn cache_is_bounded_and_can_be_off() {
+        let c = LookupCache::new(Duration::from_secs(60), CACHE_SHARDS * 4);
+        for i in 0..10_000u32 {
+            c.put(IpAddr::V4(i.into()), Some(info(1)));
+        }
+        let held: usize = c.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!(held <= CACHE_SHARDS * 4, "{held} entries held");
+        let off = LookupCache::new(Duration::ZERO, 64);
+        let a: IpAddr = "45.1.1.1".parse().unwrap();
+        off.put(a, Some(info(1)));
+        assert_eq!(off.get(a), None);
     }
 }

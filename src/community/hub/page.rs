@@ -58,7 +58,8 @@ pub(super) async fn index(
                         esc(&ip.to_string())
                     )
                 }
-                Ok(Some(v)) => {
+                Ok(Some(rep)) => {
+                    let v = serde_json::to_value(&rep).unwrap_or_default();
                     let behaviors: Vec<String> = v["behaviors"]
                         .as_array()
                         .cloned()

@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::Mutex;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_postgres::{Client, IsolationLevel, NoTls, Statement, Transaction};
 
 use super::sqlite::scenarios_from_json;
@@ -36,9 +38,17 @@ pub struct PgStore {
     /// For transactions (need `&mut Client`), each with its prepared statements.
     clients: Vec<Mutex<Conn>>,
     /// (connection, look-up statement, agent secret statement)
-    readers: Vec<(Client, Statement, Statement)>,
+    readers: Vec<Arc<(Client, Statement, Statement)>>,
     next: AtomicUsize,
+    /// Look-ups waiting for a batch (see `batch_lookups`).
+    asks: mpsc::Sender<Ask>,
 }
+
+/// One address to look up and where its answer goes.
+type Ask = (String, oneshot::Sender<Result<Option<AddressInfo>, String>>);
+
+/// Most addresses in one batched look-up.
+const LOOKUP_BATCH: usize = 256;
 
 /// A connection and the statements prepared on it: a prepared statement saves a round trip
 /// and the server's planning on every use.
@@ -62,8 +72,8 @@ async fn st(
 
 const LOOKUP: &str =
     "SELECT a.first_seen, a.last_seen, a.reports, a.reporters, a.weight, a.scenarios::text,
-            CASE WHEN b.active THEN b.until END
-     FROM addresses a LEFT JOIN blocklist b ON b.ip = a.ip WHERE a.ip = $1";
+            CASE WHEN b.active THEN b.until END, a.ip
+     FROM addresses a LEFT JOIN blocklist b ON b.ip = a.ip WHERE a.ip = ANY($1)";
 const SECRET: &str = "SELECT secret_sha256 FROM agents WHERE id = $1 AND NOT revoked";
 
 impl PgStore {
@@ -92,21 +102,26 @@ impl PgStore {
                 readers.push(client);
             }
         }
+        let (asks, rx) = mpsc::channel(4 * LOOKUP_BATCH);
         let mut s = PgStore {
             clients,
             readers: Vec::new(),
             next: AtomicUsize::new(0),
+            asks,
         };
         s.migrate().await?;
         // statements can be prepared once the schema exists
+        let rx = Arc::new(Mutex::new(rx));
         for c in readers {
             let (l, a) = (c.prepare(LOOKUP).await?, c.prepare(SECRET).await?);
-            s.readers.push((c, l, a));
+            let r = Arc::new((c, l, a));
+            tokio::spawn(batch_lookups(rx.clone(), r.clone()));
+            s.readers.push(r);
         }
         Ok(s)
     }
 
-    fn reader(&self) -> &(Client, Statement, Statement) {
+    fn reader(&self) -> &Arc<(Client, Statement, Statement)> {
         &self.readers[self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len()]
     }
 
@@ -223,7 +238,7 @@ impl PgStore {
     }
 
     pub async fn agent_secret(&self, id: &str) -> Result<Option<String>, HubStoreError> {
-        let (c, _, secret) = self.reader();
+        let (c, _, secret) = &**self.reader();
         Ok(c.query_opt(secret, &[&id]).await?.map(|r| r.get(0)))
     }
 
@@ -573,18 +588,15 @@ impl PgStore {
         })
     }
 
+    /// Joins the next batch of look-ups (see `batch_lookups`).
     pub async fn lookup(&self, ip: &str) -> Result<Option<AddressInfo>, HubStoreError> {
-        let (c, lookup, _) = self.reader();
-        let row = c.query_opt(lookup, &[&ip]).await?;
-        Ok(row.map(|r| AddressInfo {
-            first_seen: r.get(0),
-            last_seen: r.get(1),
-            reports: r.get(2),
-            reporters: r.get(3),
-            weight: r.get(4),
-            scenarios: scenarios_from_json(r.get::<_, &str>(5)),
-            listed_until: r.get(6),
-        }))
+        let (tx, rx) = oneshot::channel();
+        let gone = || HubStoreError::Shared("the look-up workers stopped".into());
+        self.asks
+            .send((ip.to_string(), tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?.map_err(HubStoreError::Shared)
     }
 
     pub async fn stats(&self, now: Micros) -> Result<HubStats, HubStoreError> {
@@ -735,5 +747,61 @@ fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+/// One per reader connection: takes every look-up waiting (up to `LOOKUP_BATCH`) and answers
+/// them with one statement. Under load a round trip to PostgreSQL, and the server process's
+/// wake-up, then serve dozens of look-ups instead of one; when idle a look-up goes alone at
+/// once, so batching adds no wait. Stops when the store is dropped.
+async fn batch_lookups(
+    rx: Arc<Mutex<mpsc::Receiver<Ask>>>,
+    conn: Arc<(Client, Statement, Statement)>,
+) {
+    loop {
+        let mut batch: Vec<Ask> = Vec::new();
+        {
+            let mut rx = rx.lock().await;
+            match rx.recv().await {
+                Some(a) => batch.push(a),
+                None => return,
+            }
+            while batch.len() < LOOKUP_BATCH {
+                match rx.try_recv() {
+                    Ok(a) => batch.push(a),
+                    Err(_) => break,
+                }
+            }
+        }
+        let ips: Vec<&str> = batch.iter().map(|a| a.0.as_str()).collect();
+        match conn.0.query(&conn.1, &[&ips]).await {
+            Ok(rows) => {
+                let mut found: HashMap<String, AddressInfo> = HashMap::with_capacity(rows.len());
+                for r in rows {
+                    found.insert(
+                        r.get(7),
+                        AddressInfo {
+                            first_seen: r.get(0),
+                            last_seen: r.get(1),
+                            reports: r.get(2),
+                            reporters: r.get(3),
+                            weight: r.get(4),
+                            scenarios: scenarios_from_json(r.get::<_, &str>(5)),
+                            listed_until: r.get(6),
+                        },
+                    );
+                }
+                for (ip, tx) in batch {
+                    // a caller that gave up (client gone) is no error
+                    let _ = tx.send(Ok(found.get(&ip).cloned()));
+                }
+            }
+            Err(e) => {
+                let m = e.to_string();
+                for (_, tx) in batch {
+                    let _ = tx.send(Err(m.clone()));
+                }
+            }
+        }
     }
 }

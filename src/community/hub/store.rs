@@ -23,6 +23,9 @@ pub enum HubStoreError {
     Schema { found: i64, known: i64 },
     #[error("hub database: a worker thread failed: {0}")]
     Join(String),
+    /// An error shared by every look-up of a batch.
+    #[error("hub database: {0}")]
+    Shared(String),
 }
 
 /// A signal that passed validation, in the store's units.
