@@ -1300,13 +1300,10 @@ async fn serve<F: Firewall>(
 
 fn status_line<F: Firewall>(core: &Core<F>) -> String {
     format!(
-        "{} entries read, {} ban(s) made, {} element(s) in the kernel",
+        "{} entries read, {} ban(s) made, {} address(es) and range(s) held",
         core.stats.entries,
         core.stats.decisions_local,
-        {
-            let n = core.desired.sizes(time::now());
-            n.v4 + n.v6
-        }
+        core.desired.held()
     )
 }
 

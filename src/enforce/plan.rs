@@ -273,6 +273,13 @@ impl Desired {
     }
 
     /// Number of addresses and ranges wanted at `now`, per family, for status.
+    /// Addresses and ranges the plan holds, lapsed ones not yet swept included: O(sets), for
+    /// the status line the daemon refreshes after every batch that bans (`sizes` walks every
+    /// address).
+    pub fn held(&self) -> usize {
+        self.hosts.len() + self.ranges.values().map(|r| r.bans.len()).sum::<usize>()
+    }
+
     pub fn sizes(&self, now: Micros) -> super::SetSizes {
         let mut s = super::SetSizes::default();
         let mut count = |f: Family| match f {
@@ -796,6 +803,10 @@ mod tests {
             names,
             ["local_v4", "manual_v6_net", "community_v4", "lists_v4_net"]
         );
+        // the status line's count agrees with the full walk while nothing has lapsed
+        let s = d.sizes(0);
+        assert_eq!(d.held(), s.v4 + s.v6);
+        assert_eq!(d.held(), 4);
     }
 
     #[test]
