@@ -1,0 +1,493 @@
+//! `crowdwall import-fail2ban DIR`: converts a fail2ban set-up (jail.conf, jail.d/*.conf,
+//! jail.local, jail.d/*.local, read in fail2ban's order, later files overriding earlier ones)
+//! into crowdwall configuration, and says what it could not convert.
+//!
+//! Pure: it takes the files' text and returns TOML and notes; `main.rs` reads the files.
+//!
+//! # Jails to scenarios
+//!
+//! An enabled jail's filter names the detection; it becomes an override of the built-in
+//! crowdwall scenario that makes it (sshd -> ssh-bruteforce, nginx-http-auth ->
+//! http-bruteforce, postfix -> mail-probing, dovecot -> mail-bruteforce, ...). fail2ban bans
+//! on the `maxretry`-th failure within `findtime`; a leaky bucket with capacity
+//! `maxretry - 1` and leak `findtime / (maxretry - 1)` bans a burst of `maxretry` failures at
+//! once, like fail2ban, and bans a steady rate of `maxretry` per `findtime` or more after a
+//! while, never a slower one. `bantime` becomes the scenario's `ban`.
+//!
+//! [DEFAULT] `bantime` becomes `[ban] duration`, `bantime.increment` `[ban] escalate`
+//! (crowdwall doubles; other formulas are reported), `bantime.maxtime` `[ban] max_duration`,
+//! `ignoreip` `[allowlist] cidrs` (host names are reported), `ignoreself` `own_addresses`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::time::format_duration;
+
+/// A parsed INI file: section -> key -> value (continuation lines joined with a space).
+type Ini = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Reads fail2ban's INI dialect: `[section]`, `key = value` or `key: value`, indented
+/// continuation lines, `#`/`;` comment lines.
+pub fn parse_ini(text: &str, into: &mut Ini) {
+    let mut section = String::from("DEFAULT");
+    let mut last_key: Option<String> = None;
+    for raw in text.lines() {
+        let line = raw.trim_end();
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(k) = &last_key {
+                if let Some(v) = into.get_mut(&section).and_then(|s| s.get_mut(k)) {
+                    v.push(' ');
+                    v.push_str(trimmed);
+                }
+            }
+            continue;
+        }
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            section = name.trim().to_string();
+            into.entry(section.clone()).or_default();
+            last_key = None;
+            continue;
+        }
+        let split = trimmed.find(['=', ':']);
+        if let Some(i) = split {
+            let key = trimmed[..i].trim().to_string();
+            let value = trimmed[i + 1..].trim().to_string();
+            into.entry(section.clone())
+                .or_default()
+                .insert(key.clone(), value);
+            last_key = Some(key);
+        }
+    }
+}
+
+/// fail2ban time: seconds, or `10m`, `1h 30m`, `1d`, `1w`, `1mo`, `1y`; `-1` = forever.
+pub fn parse_f2b_time(s: &str) -> Result<Option<Duration>, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(if n < 0 {
+            None
+        } else {
+            Some(Duration::from_secs(n as u64))
+        });
+    }
+    let mut total: u64 = 0;
+    let compact: String = s.split_whitespace().collect();
+    let b = compact.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+            i += 1;
+        }
+        let num: f64 = compact[start..i]
+            .parse()
+            .map_err(|_| format!("'{s}' is not a fail2ban time"))?;
+        let ustart = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let unit = match compact[ustart..i].to_ascii_lowercase().as_str() {
+            "" | "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+            "m" | "mi" | "min" | "mins" | "minute" | "minutes" => 60.0,
+            "h" | "hour" | "hours" => 3600.0,
+            "d" | "day" | "days" => 86_400.0,
+            "w" | "week" | "weeks" => 604_800.0,
+            "mo" | "mon" | "month" | "months" => 30.0 * 86_400.0,
+            "y" | "year" | "years" => 365.0 * 86_400.0,
+            u => return Err(format!("'{s}': unknown time unit '{u}'")),
+        };
+        total = total.saturating_add((num * unit) as u64);
+    }
+    Ok(Some(Duration::from_secs(total)))
+}
+
+/// Expands `%(name)s` from the same section, then DEFAULT (fail2ban's interpolation, one
+/// level deep is enough for the keys converted here).
+fn interpolate(
+    v: &str,
+    section: &BTreeMap<String, String>,
+    default: &BTreeMap<String, String>,
+) -> String {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find("%(") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find(")s") {
+            Some(j) => {
+                let name = &after[..j];
+                let val = section.get(name).or_else(|| default.get(name));
+                match val {
+                    Some(x) if !x.contains("%(") => out.push_str(x),
+                    _ => {
+                        out.push_str("%(");
+                        out.push_str(name);
+                        out.push_str(")s");
+                    }
+                }
+                rest = &after[j + 2..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The crowdwall scenario a fail2ban filter's detection corresponds to.
+pub fn scenario_for(filter: &str) -> Option<&'static str> {
+    let base = filter.split('[').next().unwrap_or(filter).trim();
+    let mode = filter
+        .split_once("mode=")
+        .map(|(_, m)| m.trim_end_matches(']').trim());
+    Some(match base {
+        "sshd" | "sshd-ddos" | "dropbear" => {
+            if mode == Some("ddos") {
+                "ssh-probing"
+            } else {
+                "ssh-bruteforce"
+            }
+        }
+        "nginx-http-auth" | "apache-auth" | "lighttpd-auth" => "http-bruteforce",
+        "nginx-botsearch"
+        | "apache-botsearch"
+        | "apache-noscript"
+        | "apache-nohome"
+        | "apache-overflows"
+        | "nginx-bad-request"
+        | "apache-fakegooglebot" => "http-probing",
+        "apache-badbots" | "apache-shellshock" | "nginx-badbots" => "http-bad-user-agent",
+        "postfix-sasl" => "mail-bruteforce",
+        "postfix" | "postfix-rbl" => {
+            if mode == Some("auth") {
+                "mail-bruteforce"
+            } else {
+                "mail-probing"
+            }
+        }
+        "dovecot" | "sieve" | "courier-auth" | "sasl" => "mail-bruteforce",
+        "vsftpd" | "proftpd" | "pure-ftpd" | "wuftpd" | "gssftpd" => "ftp-bruteforce",
+        "portsentry" | "scanlogd" => "port-scan",
+        _ => return None,
+    })
+}
+
+/// The converted configuration and what was left out.
+#[derive(Debug, Clone, Default)]
+pub struct Conversion {
+    pub toml: String,
+    pub converted_jails: Vec<(String, String)>,
+    pub notes: Vec<String>,
+}
+
+fn dur(d: Duration) -> String {
+    format_duration(d)
+}
+
+/// Keys of a jail that the conversion uses or that need no conversion.
+const HANDLED_KEYS: &[&str] = &[
+    "enabled",
+    "filter",
+    "maxretry",
+    "findtime",
+    "bantime",
+    "ignoreip",
+    "ignoreself",
+    "bantime.increment",
+    "bantime.maxtime",
+    "backend",
+    "port",
+    "protocol",
+    "chain",
+    "mode",
+    "journalmatch",
+];
+
+/// Converts the files (in fail2ban's reading order) into crowdwall TOML and notes.
+pub fn convert(files: &[(String, String)]) -> Conversion {
+    let mut ini = Ini::new();
+    for (_, text) in files {
+        parse_ini(text, &mut ini);
+    }
+    let empty = BTreeMap::new();
+    let default = ini.get("DEFAULT").cloned().unwrap_or_default();
+    let mut c = Conversion::default();
+    let get = |sec: &BTreeMap<String, String>, k: &str| -> Option<String> {
+        sec.get(k)
+            .or_else(|| default.get(k))
+            .map(|v| interpolate(v, sec, &default))
+    };
+    let mut toml = String::from(
+        "# Converted from a fail2ban set-up by `crowdwall import-fail2ban`. Review before use.\n\n",
+    );
+
+    // [ban]
+    let mut ban = String::new();
+    let mut base_ban = Duration::from_secs(600);
+    match default.get("bantime").map(|v| parse_f2b_time(v)) {
+        Some(Ok(Some(d))) if !d.is_zero() => {
+            base_ban = d;
+            let _ = writeln!(ban, "duration = \"{}\"", dur(d));
+        }
+        Some(Ok(_)) => c.notes.push(
+            "[DEFAULT] bantime is permanent or zero: crowdwall bans always expire; kept the default 4h (set [ban] duration/max_duration)".into(),
+        ),
+        Some(Err(e)) => c.notes.push(format!("[DEFAULT] bantime: {e}")),
+        None => {
+            let _ = writeln!(ban, "duration = \"10m\"  # fail2ban's default");
+        }
+    }
+    let increment = default
+        .get("bantime.increment")
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "true" | "yes" | "1" | "on"
+            )
+        })
+        .unwrap_or(false);
+    let _ = writeln!(ban, "escalate = {increment}");
+    if increment {
+        if let Some(v) = default.get("bantime.maxtime") {
+            match parse_f2b_time(v) {
+                Ok(Some(d)) if d >= base_ban => {
+                    let _ = writeln!(ban, "max_duration = \"{}\"", dur(d));
+                }
+                _ => c
+                    .notes
+                    .push(format!("bantime.maxtime = {v}: not converted")),
+            }
+        }
+        for k in [
+            "bantime.factor",
+            "bantime.formula",
+            "bantime.multipliers",
+            "bantime.rndtime",
+            "bantime.overalljails",
+        ] {
+            if let Some(v) = default.get(k) {
+                c.notes.push(format!(
+                    "{k} = {v}: not converted (crowdwall doubles the ban for each earlier offence within [ban] forget_after)"
+                ));
+            }
+        }
+    }
+    if let Some(v) = default.get("findtime") {
+        if parse_f2b_time(v).is_err() {
+            c.notes
+                .push(format!("[DEFAULT] findtime = {v}: not a fail2ban time"));
+        }
+    }
+    let _ = writeln!(toml, "[ban]\n{ban}");
+
+    // [allowlist]
+    let mut cidrs = Vec::new();
+    if let Some(v) = default.get("ignoreip") {
+        for tok in interpolate(v, &empty, &default)
+            .split([' ', ',', '\t'])
+            .filter(|t| !t.is_empty())
+        {
+            match crowdwall_base::parse_net(tok) {
+                Ok(n) => cidrs.push(n.to_string()),
+                Err(_) => match tok.parse::<ipnet::IpNet>() {
+                    Ok(n) => {
+                        c.notes.push(format!(
+                            "ignoreip {tok}: host bits set, converted to {}",
+                            n.trunc()
+                        ));
+                        cidrs.push(n.trunc().to_string());
+                    }
+                    Err(_) => c.notes.push(format!(
+                        "ignoreip {tok}: not an address or range (crowdwall does not resolve names): not converted"
+                    )),
+                },
+            }
+        }
+    }
+    let ignoreself = default
+        .get("ignoreself")
+        .map(|v| {
+            !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "false" | "no" | "0" | "off"
+            )
+        })
+        .unwrap_or(true);
+    let _ = writeln!(
+        toml,
+        "[allowlist]\ncidrs = [{}]\nown_addresses = {ignoreself}\n",
+        cidrs
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // Jails
+    let mut by_scenario: BTreeMap<&'static str, String> = BTreeMap::new();
+    for (name, sec) in &ini {
+        if name == "DEFAULT" || name == "INCLUDES" || name == "Definition" || name == "Init" {
+            continue;
+        }
+        let enabled = get(sec, "enabled")
+            .map(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "true" | "yes" | "1" | "on"
+                )
+            })
+            .unwrap_or(false);
+        if !enabled {
+            continue;
+        }
+        let filter = get(sec, "filter")
+            .map(|f| f.replace("%(__name__)s", name))
+            .unwrap_or_else(|| name.clone());
+        let Some(scenario) = scenario_for(&filter) else {
+            c.notes.push(format!(
+                "jail [{name}] (filter {filter}): no crowdwall scenario for this filter; define a [parsers.*] and [scenarios.*] for it"
+            ));
+            continue;
+        };
+        if name == "recidive" {
+            c.notes.push("jail [recidive]: not needed, crowdwall escalates repeat offenders itself ([ban] escalate)".into());
+            continue;
+        }
+        let maxretry = get(sec, "maxretry")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(5);
+        let findtime = get(sec, "findtime")
+            .and_then(|v| parse_f2b_time(&v).ok().flatten())
+            .unwrap_or(Duration::from_secs(600));
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# from jail [{name}] (filter {filter}): maxretry {maxretry} within {}",
+            dur(findtime)
+        );
+        let _ = writeln!(s, "[scenarios.{scenario}]");
+        let cap = maxretry.saturating_sub(1);
+        let _ = writeln!(s, "capacity = {cap}");
+        let leak = if cap == 0 { findtime } else { findtime / cap };
+        let leak = leak.max(Duration::from_secs(1));
+        let _ = writeln!(s, "leak = \"{}\"", dur(Duration::from_secs(leak.as_secs())));
+        if let Some(v) = sec.get("bantime") {
+            match parse_f2b_time(&interpolate(v, sec, &default)) {
+                Ok(Some(d)) if !d.is_zero() => {
+                    let _ = writeln!(s, "ban = \"{}\"", dur(d));
+                }
+                _ => c.notes.push(format!(
+                    "jail [{name}] bantime = {v}: permanent or invalid, not converted"
+                )),
+            }
+        }
+        if let Some(v) = sec.get("ignoreip") {
+            c.notes.push(format!(
+                "jail [{name}] ignoreip = {v}: per-jail allowlists are not supported; add them to [allowlist] cidrs if meant globally"
+            ));
+        }
+        if let Some(v) = sec.get("logpath") {
+            c.notes.push(format!(
+                "jail [{name}] logpath = {v}: add a file source for it naming the parser of this service (or read the journal)"
+            ));
+        }
+        if let Some(v) = sec.get("action").or_else(|| sec.get("banaction")) {
+            c.notes.push(format!(
+                "jail [{name}] action = {v}: not converted (crowdwall bans in its own nftables table; no commands are run)"
+            ));
+        }
+        for k in sec.keys() {
+            if !HANDLED_KEYS.contains(&k.as_str())
+                && !["logpath", "action", "banaction", "ignoreip"].contains(&k.as_str())
+            {
+                c.notes.push(format!("jail [{name}] {k}: not converted"));
+            }
+        }
+        if let Some(prev) = by_scenario.insert(scenario, s) {
+            let _ = prev;
+            c.notes.push(format!(
+                "jail [{name}] maps to scenario {scenario} like an earlier jail: the later one wins"
+            ));
+        }
+        c.converted_jails.push((name.clone(), scenario.to_string()));
+    }
+    for s in by_scenario.values() {
+        toml.push_str(s);
+        toml.push('\n');
+    }
+    c.toml = toml;
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JAIL: &str = "[DEFAULT]\nignoreip = 127.0.0.1/8 ::1 10.0.0.1/8 gateway.lan\n  192.0.2.0/24\nbantime = 1h\nfindtime = 10m\nmaxretry = 5\nbantime.increment = true\nbantime.maxtime = 1w\nbantime.factor = 2\n\n[sshd]\nenabled = true\nport = ssh\nlogpath = %(sshd_log)s\nbackend = systemd\n\n[nginx-http-auth]\nenabled = true\nmaxretry = 3\nfindtime = 1m\nbantime = 2h\n\n[custom]\nenabled = true\nfilter = myapp\n\n[postfix]\nenabled = false\n";
+
+    #[test]
+    fn converts_jails_defaults_and_reports_the_rest() {
+        let c = convert(&[("jail.local".into(), JAIL.into())]);
+        // What the converter writes is the engine's part of the config file.
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Out {
+            #[serde(default)]
+            ban: crate::decide::BanSection,
+            #[serde(default)]
+            allowlist: crate::decide::AllowlistSection,
+            #[serde(default)]
+            scenarios: crate::detect::scenarios::ScenariosSection,
+        }
+        let cfg: Out = toml::from_str(&c.toml).unwrap_or_else(|e| panic!("{e}\n{}", c.toml));
+        assert_eq!(cfg.ban.duration.0, Duration::from_secs(3600));
+        assert!(cfg.ban.escalate);
+        assert_eq!(cfg.ban.max_duration.0, Duration::from_secs(7 * 86_400));
+        let nets: Vec<String> = cfg.allowlist.nets().iter().map(|n| n.to_string()).collect();
+        assert!(nets.contains(&"127.0.0.0/8".into()), "{nets:?}");
+        assert!(nets.contains(&"192.0.2.0/24".into()), "{nets:?}");
+        let specs = cfg.scenarios.specs().unwrap();
+        let ssh = specs.iter().find(|s| s.name == "ssh-bruteforce").unwrap();
+        assert_eq!(ssh.capacity, 4);
+        assert_eq!(ssh.leak, 150 * 1_000_000);
+        let web = specs.iter().find(|s| s.name == "http-bruteforce").unwrap();
+        assert_eq!(web.capacity, 2);
+        assert_eq!(web.leak, 30 * 1_000_000);
+        assert_eq!(web.ban, Some(7200 * 1_000_000));
+        let notes = c.notes.join("\n");
+        assert!(notes.contains("gateway.lan"), "{notes}");
+        assert!(notes.contains("[custom]"), "{notes}");
+        assert!(notes.contains("bantime.factor"), "{notes}");
+        assert!(notes.contains("logpath"), "{notes}");
+        assert!(
+            !notes.contains("postfix"),
+            "disabled jails are ignored: {notes}"
+        );
+    }
+
+    #[test]
+    fn fail2ban_times() {
+        assert_eq!(
+            parse_f2b_time("600").unwrap(),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            parse_f2b_time("1h 30m").unwrap(),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_f2b_time("1mo").unwrap(),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(parse_f2b_time("-1").unwrap(), None);
+        assert!(parse_f2b_time("5x").is_err());
+    }
+}
