@@ -1,20 +1,36 @@
-//! Configuration: TOML with every default in one place, unknown keys refused, values checked
-//! while parsing so errors carry file:line.
+//! The configuration file: TOML, unknown keys refused, every value checked before anything
+//! changes, errors naming file, line and key.
+//!
+//! Each module owns its section (struct, defaults, checks through
+//! [`crowdwall_base::Section`]); this module only aggregates them, reads the allowlist
+//! drop-in directory, and turns a section's complaint into a [`ConfigError`] that names the
+//! file and the key (or the line, when the section kept the value's position).
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use ipnet::IpNet;
-use serde::{Deserialize, Deserializer};
+use crowdwall_base::{Net, Section, SectionError};
+use crowdwall_engine::decide::{AllowlistSection, BanSection};
+use crowdwall_engine::detect::scenarios::ScenariosSection;
+use crowdwall_engine::detect::{DetectSection, ScenarioSpec};
+use crowdwall_engine::parse::user::{ParsersSection, UserParser};
+use crowdwall_engine::replay::{Detector, Replay, Settings, SettingsError};
+use crowdwall_nft::FirewallSection;
+use serde::Deserialize;
 
-use crate::detect::{Field, ScenarioSpec};
-use crate::parse::EventKind;
-use crate::time::{format_duration, from_duration, parse_duration};
+use crate::api::ApiSection;
+use crate::community::CommunitySection;
+use crate::daemon::DaemonSection;
+use crate::ingest::crowdsec::CrowdsecSection;
+use crate::ingest::feeds::FeedsSection;
+use crate::lockout::LockoutSection;
+use crate::metrics::MetricsSection;
+use crate::source::file::FilesSection;
+use crate::source::nflog::NflogSection;
+use crate::source::syslog::SyslogSection;
+use crate::source::JournalSection;
 
 /// The commented default file; also what the daemon runs on when no file exists.
-pub const EMBEDDED: &str = include_str!("../config/crowdwall.toml");
+pub const EMBEDDED: &str = include_str!("../../../../config/crowdwall.toml");
 pub const DEFAULT_PATH: &str = "/etc/crowdwall/crowdwall.toml";
 
 #[derive(Debug, thiserror::Error)]
@@ -42,354 +58,6 @@ pub enum ConfigError {
     },
 }
 
-/// A duration written as text (`4h`); parsed during deserialisation so a bad one is reported
-/// at its line.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
-
-impl fmt::Debug for Dur {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_duration(self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .map(Dur)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// An address or CIDR range; a bare address means a single-address range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Net(pub IpNet);
-
-impl<'de> Deserialize<'de> for Net {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_net(&s).map(Net).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Parses `1.2.3.4`, `1.2.3.0/24`, `2001:db8::/48`; IPv4-mapped IPv6 becomes IPv4. Host bits
-/// set in a CIDR are an error: `10.0.0.1/8` is more likely a typo than a wish to ban a /8.
-pub fn parse_net(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
-    let net = if s.contains('/') {
-        let n: IpNet = s
-            .parse()
-            .map_err(|_| format!("'{s}' is not an address or CIDR range"))?;
-        if n.trunc() != n {
-            return Err(format!(
-                "'{s}' has host bits set; did you mean {}?",
-                n.trunc()
-            ));
-        }
-        n
-    } else {
-        let ip: std::net::IpAddr = s
-            .parse()
-            .map_err(|_| format!("'{s}' is not an address or CIDR range"))?;
-        IpNet::from(crate::parse::canonical_ip(ip))
-    };
-    Ok(match net {
-        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
-            Some(v4) => IpNet::new(v4.into(), v6.prefix_len() - 96).unwrap_or(net),
-            None => net,
-        },
-        other => other,
-    })
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DaemonSection {
-    pub state_dir: PathBuf,
-    pub socket: PathBuf,
-}
-
-impl Default for DaemonSection {
-    fn default() -> Self {
-        DaemonSection {
-            state_dir: "/var/lib/crowdwall".into(),
-            socket: "/run/crowdwall/crowdwall.sock".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JournalSection {
-    pub enabled: bool,
-    pub matches: Vec<String>,
-    pub directory: Option<PathBuf>,
-}
-
-impl Default for JournalSection {
-    fn default() -> Self {
-        JournalSection {
-            enabled: true,
-            matches: vec![
-                "SYSLOG_IDENTIFIER=sshd".into(),
-                "SYSLOG_IDENTIFIER=sshd-session".into(),
-            ],
-            directory: None,
-        }
-    }
-}
-
-impl JournalSection {
-    /// The matches as (field, value) pairs; validated at load. `+` becomes `("+", "")`.
-    pub fn match_pairs(&self) -> Vec<(String, String)> {
-        self.matches
-            .iter()
-            .filter_map(|m| {
-                if m == "+" {
-                    Some(("+", ""))
-                } else {
-                    m.split_once('=')
-                }
-            })
-            .map(|(f, v)| (f.to_string(), v.to_string()))
-            .collect()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FirewallMode {
-    Table,
-    Sets,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FirewallVerdict {
-    Drop,
-    Reject,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FirewallHook {
-    Input,
-    Forward,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NftFamily {
-    Inet,
-    Ip,
-    Ip6,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FirewallSection {
-    pub mode: FirewallMode,
-    pub table: String,
-    pub family: NftFamily,
-    pub priority: i32,
-    pub hooks: Vec<FirewallHook>,
-    pub verdict: FirewallVerdict,
-    pub set_v4: Option<String>,
-    pub set_v6: Option<String>,
-    pub set_v4_net: Option<String>,
-    pub set_v6_net: Option<String>,
-    /// How often every set is read back and compared with the store (the backstop behind
-    /// netlink events).
-    pub readback: Dur,
-}
-
-impl Default for FirewallSection {
-    fn default() -> Self {
-        FirewallSection {
-            mode: FirewallMode::Table,
-            table: "crowdwall".into(),
-            family: NftFamily::Inet,
-            priority: -10,
-            hooks: vec![FirewallHook::Input],
-            verdict: FirewallVerdict::Drop,
-            set_v4: None,
-            set_v6: None,
-            set_v4_net: None,
-            set_v6_net: None,
-            readback: Dur(Duration::from_secs(15 * 60)),
-        }
-    }
-}
-
-impl FirewallSection {
-    pub fn spec(&self) -> crate::enforce::FirewallSpec {
-        use crate::enforce::{FirewallSpec, Mode, TableFamily, Verdict};
-        FirewallSpec {
-            mode: match self.mode {
-                FirewallMode::Table => Mode::Table,
-                FirewallMode::Sets => Mode::Sets,
-            },
-            family: match self.family {
-                NftFamily::Inet => TableFamily::Inet,
-                NftFamily::Ip => TableFamily::Ip,
-                NftFamily::Ip6 => TableFamily::Ip6,
-            },
-            table: self.table.clone(),
-            priority: self.priority,
-            input: self.hooks.contains(&FirewallHook::Input),
-            forward: self.hooks.contains(&FirewallHook::Forward),
-            verdict: match self.verdict {
-                FirewallVerdict::Drop => Verdict::Drop,
-                FirewallVerdict::Reject => Verdict::Reject,
-            },
-            set_v4: self.set_v4.clone(),
-            set_v6: self.set_v6.clone(),
-            set_v4_net: self.set_v4_net.clone(),
-            set_v6_net: self.set_v6_net.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BanSection {
-    /// IPv6 attackers are banned with this prefix length (64: their whole /64, since one
-    /// host usually has all of it).
-    pub ipv6_prefix: u8,
-    pub duration: Dur,
-    pub max_duration: Dur,
-    pub escalate: bool,
-    pub forget_after: Dur,
-}
-
-impl Default for BanSection {
-    fn default() -> Self {
-        BanSection {
-            ipv6_prefix: 128,
-            duration: Dur(Duration::from_secs(4 * 3600)),
-            max_duration: Dur(Duration::from_secs(7 * 86400)),
-            escalate: true,
-            forget_after: Dur(Duration::from_secs(30 * 86400)),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AllowlistSection {
-    pub cidrs: Vec<Net>,
-    pub own_addresses: bool,
-    /// Drop-in directory: every `*.list` file in it holds addresses or ranges, one a line.
-    /// The package writes the installing session's address here, so upgrades never touch it
-    /// and the main file stays an untouched conffile.
-    pub dir: Option<PathBuf>,
-    /// What `dir` held when the config was loaded.
-    #[serde(skip)]
-    pub from_dir: Vec<Net>,
-}
-
-impl Default for AllowlistSection {
-    fn default() -> Self {
-        AllowlistSection {
-            cidrs: Vec::new(),
-            own_addresses: true,
-            dir: Some("/etc/crowdwall/allowlist.d".into()),
-            from_dir: Vec::new(),
-        }
-    }
-}
-
-/// `[metrics]`: the optional Prometheus endpoint.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsSection {
-    pub enabled: bool,
-    pub listen: std::net::SocketAddr,
-}
-
-impl Default for MetricsSection {
-    fn default() -> Self {
-        MetricsSection {
-            enabled: false,
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9818)),
-        }
-    }
-}
-
-/// `[lockout]`: warn about logged-in SSH sessions the allowlist does not cover.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LockoutSection {
-    pub enabled: bool,
-    pub utmp: PathBuf,
-}
-
-impl Default for LockoutSection {
-    fn default() -> Self {
-        LockoutSection {
-            enabled: true,
-            utmp: "/var/run/utmp".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectSection {
-    pub max_buckets: usize,
-}
-
-impl Default for DetectSection {
-    fn default() -> Self {
-        DetectSection {
-            max_buckets: 100_000,
-        }
-    }
-}
-
-/// One `[scenarios.NAME]` table: every key optional so that it can override a built-in.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScenarioOverride {
-    pub enabled: Option<bool>,
-    pub service: Option<String>,
-    pub kinds: Option<Vec<KindName>>,
-    pub capacity: Option<u32>,
-    pub leak: Option<Dur>,
-    pub distinct: Option<FieldName>,
-    pub blackhole: Option<Dur>,
-    pub cancel_on: Option<Vec<KindName>>,
-    pub ban: Option<Dur>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct KindName(pub EventKind);
-
-impl<'de> Deserialize<'de> for KindName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map(KindName).map_err(serde::de::Error::custom)
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct FieldName(pub Field);
-
-impl<'de> Deserialize<'de> for FieldName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.as_str() {
-            "user" => Ok(FieldName(Field::User)),
-            "path" => Ok(FieldName(Field::Path)),
-            "port" => Ok(FieldName(Field::Port)),
-            _ => Err(serde::de::Error::custom(format!(
-                "unknown distinct field '{s}' (known: user, path, port)"
-            ))),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -399,111 +67,28 @@ pub struct Config {
     pub ban: BanSection,
     pub allowlist: AllowlistSection,
     pub detect: DetectSection,
-    pub scenarios: BTreeMap<String, ScenarioOverride>,
+    pub scenarios: ScenariosSection,
     /// This host as an agent of a community hub.
-    pub community: crate::community::CommunitySection,
-    /// `crowdwall hub` (the server); the daemon ignores it.
-    pub hub: crate::community::hub::HubSection,
+    pub community: CommunitySection,
+    /// `[hub]` moved to the hub's own file (`crowdwall-hub`, /etc/crowdwall-hub/hub.toml):
+    /// kept here only to say so instead of "unknown field".
+    hub: Option<toml::Value>,
     /// `[[files]]`: log files to follow (none by default).
-    pub files: Vec<crate::source::file::FileSpec>,
+    pub files: FilesSection,
     /// `[syslog]`: the syslog listener (off by default).
-    pub syslog: crate::source::syslog::SyslogSection,
+    pub syslog: SyslogSection,
     /// `[nflog]`: packets logged by the admin's rules to an NFLOG group (off by default).
-    pub nflog: crate::source::nflog::NflogSection,
+    pub nflog: NflogSection,
     /// User-defined parsers (`[parsers.NAME]`).
-    pub parsers: BTreeMap<String, ParserDef>,
-    pub api: crate::api::ApiSection,
-    pub crowdsec: crate::ingest::crowdsec::CrowdsecSection,
-    pub feeds: crate::ingest::feeds::FeedsSection,
+    pub parsers: ParsersSection,
+    pub api: ApiSection,
+    pub crowdsec: CrowdsecSection,
+    pub feeds: FeedsSection,
     pub metrics: MetricsSection,
     pub lockout: LockoutSection,
     /// Where this config came from, for messages.
     #[serde(skip)]
     pub origin: PathBuf,
-}
-
-/// One `[parsers.NAME]` table: a user-defined parser.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ParserDef {
-    /// Journal `SYSLOG_IDENTIFIER`s / syslog tags whose entries it takes (file sources name
-    /// the parser instead).
-    #[serde(default)]
-    pub identifiers: Vec<String>,
-    /// The `service` of its events (default: the parser's name); scenarios select on it.
-    pub service: Option<String>,
-    pub rules: Vec<RuleDefToml>,
-}
-
-/// One rule of a user-defined parser.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleDefToml {
-    pub name: Option<String>,
-    pub kind: KindName,
-    /// Kept with its position so a bad pattern is reported at its line.
-    pub pattern: toml::Spanned<String>,
-}
-
-fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// The built-in scenarios, parameters from CrowdSec's hub defaults (see
-/// shared/notes/peers.md). They count attempts, not lines (the sshd parser correlates).
-pub fn builtin_scenarios() -> Vec<ScenarioSpec> {
-    let s = |n: u64| from_duration(Duration::from_secs(n));
-    let mut v = vec![
-        ScenarioSpec {
-            name: "ssh-bruteforce".into(),
-            service: Some("sshd".into()),
-            kinds: vec![EventKind::AuthFail],
-            capacity: 5,
-            leak: s(10),
-            distinct: None,
-            blackhole: s(60),
-            cancel_on: vec![EventKind::Success],
-            ban: None,
-        },
-        ScenarioSpec {
-            name: "ssh-slow-bruteforce".into(),
-            service: Some("sshd".into()),
-            kinds: vec![EventKind::AuthFail],
-            capacity: 10,
-            leak: s(60),
-            distinct: None,
-            blackhole: s(60),
-            cancel_on: vec![EventKind::Success],
-            ban: None,
-        },
-        ScenarioSpec {
-            name: "ssh-user-enum".into(),
-            service: Some("sshd".into()),
-            kinds: vec![EventKind::InvalidUser],
-            capacity: 5,
-            leak: s(10),
-            distinct: Some(Field::User),
-            blackhole: s(60),
-            cancel_on: vec![],
-            ban: None,
-        },
-        ScenarioSpec {
-            name: "ssh-probing".into(),
-            service: Some("sshd".into()),
-            kinds: vec![EventKind::Probe],
-            capacity: 3,
-            leak: s(180),
-            distinct: None,
-            blackhole: s(60),
-            cancel_on: vec![],
-            ban: None,
-        },
-    ];
-    v.extend(crate::detect::scenarios::builtin());
-    v
 }
 
 impl Config {
@@ -539,8 +124,7 @@ impl Config {
             }
         })?;
         cfg.origin = path.to_path_buf();
-        cfg.validate()?;
-        cfg.validate_parsers(text)?;
+        cfg.check(text)?;
         cfg.allowlist.from_dir = match &cfg.allowlist.dir {
             Some(d) => read_allowlist_dir(d)?,
             None => Vec::new(),
@@ -548,85 +132,55 @@ impl Config {
         Ok(cfg)
     }
 
-    /// User-defined parsers: names, bindings, and every pattern compiled; a bad pattern is
-    /// reported at its line.
-    fn validate_parsers(&self, text: &str) -> Result<(), ConfigError> {
-        let builtin: Vec<&str> = crate::parse::BUILTIN.iter().map(|b| b.0).collect();
-        let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
-        for (name, def) in &self.parsers {
-            let key = format!("parsers.{name}");
-            if !is_name(name) {
-                return Err(self.invalid(key, "name must be 1-64 letters, digits, '-' or '_'"));
-            }
-            if builtin.contains(&name.as_str()) {
-                return Err(self.invalid(
-                    key,
-                    format!("'{name}' is a built-in parser; choose another name"),
-                ));
-            }
-            if let Some(svc) = &def.service {
-                if !is_name(svc) {
-                    return Err(self.invalid(
-                        format!("{key}.service"),
-                        "must be 1-64 letters, digits, '-' or '_'",
-                    ));
-                }
-            }
-            if def.rules.is_empty() {
-                return Err(self.invalid(format!("{key}.rules"), "needs at least one rule"));
-            }
-            for id in &def.identifiers {
-                if id.is_empty() || id.len() > 128 || id.chars().any(char::is_whitespace) {
-                    return Err(self.invalid(
-                        format!("{key}.identifiers"),
-                        format!("'{id}' is not an identifier (no spaces, 1-128 characters)"),
-                    ));
-                }
-                if let Some(other) = ids.insert(id, name) {
-                    return Err(self.invalid(
-                        format!("{key}.identifiers"),
-                        format!("'{id}' is already bound to parser '{other}'"),
-                    ));
-                }
-            }
-            for r in &def.rules {
-                if let Err(e) = crate::parse::template::Template::new(r.pattern.get_ref()) {
-                    let (line, column) = line_col(text, r.pattern.span().start);
-                    return Err(ConfigError::Parse {
-                        path: self.origin.clone(),
-                        line,
-                        column,
-                        message: format!("{key}: pattern: {e}"),
-                    });
-                }
-            }
+    /// Every section's own check, in file order; the first complaint wins.
+    fn check(&self, text: &str) -> Result<(), ConfigError> {
+        if self.hub.is_some() {
+            return Err(self.invalid(
+                "hub",
+                "the community hub is its own program now (package crowdwall-hub): move [hub] to /etc/crowdwall-hub/hub.toml and remove it here",
+            ));
         }
-        Ok(())
+        fn run<S: Section>(s: &S) -> Result<(), SectionError> {
+            s.check().map_err(|e| e.under(S::NAME))
+        }
+        [
+            run(&self.daemon),
+            run(&self.journal),
+            run(&self.firewall),
+            run(&self.ban),
+            run(&self.allowlist),
+            run(&self.detect),
+            run(&self.files),
+            run(&self.syslog),
+            run(&self.nflog),
+            run(&self.scenarios),
+            run(&self.parsers),
+            run(&self.api),
+            run(&self.crowdsec),
+            run(&self.feeds),
+            run(&self.community),
+            run(&self.metrics),
+            run(&self.lockout),
+        ]
+        .into_iter()
+        .try_for_each(|r| r.map_err(|e| self.section_error(e, text)))
     }
 
-    /// The user-defined parsers, compiled.
-    pub fn user_parsers(&self) -> Result<Vec<crate::parse::user::UserParser>, ConfigError> {
-        let mut out = Vec::new();
-        for (name, def) in &self.parsers {
-            let rules: Vec<crate::parse::user::RuleDef> = def
-                .rules
-                .iter()
-                .map(|r| crate::parse::user::RuleDef {
-                    name: r.name.clone(),
-                    kind: r.kind.0,
-                    pattern: r.pattern.get_ref().clone(),
-                })
-                .collect();
-            let p = crate::parse::user::UserParser::new(
-                name,
-                def.service.as_deref(),
-                &def.identifiers,
-                &rules,
-            )
-            .map_err(|(i, e)| self.invalid(format!("parsers.{name}.rules[{i}]"), e.to_string()))?;
-            out.push(p);
+    /// A section's complaint as a config error: at its line when the section knows where the
+    /// value stood, else by key.
+    fn section_error(&self, e: SectionError, text: &str) -> ConfigError {
+        match e.offset {
+            Some(offset) => {
+                let (line, column) = line_col(text, offset);
+                ConfigError::Parse {
+                    path: self.origin.clone(),
+                    line,
+                    column,
+                    message: format!("{}: {}", e.key, e.message),
+                }
+            }
+            None => self.invalid(e.key, e.message),
         }
-        Ok(out)
     }
 
     fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -637,243 +191,52 @@ impl Config {
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        for (i, m) in self.journal.matches.iter().enumerate() {
-            if m == "+" {
-                // journalctl's disjunction: one service's matches OR another's.
-                let n = self.journal.matches.len();
-                if i == 0 || i + 1 == n || self.journal.matches[i - 1] == "+" {
-                    return Err(self.invalid(
-                        "journal.matches",
-                        "'+' must stand between two groups of FIELD=value matches",
-                    ));
-                }
-                continue;
-            }
-            match m.split_once('=') {
-                Some((f, v))
-                    if !f.is_empty()
-                        && !v.is_empty()
-                        && f.bytes()
-                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') => {
-                }
-                _ => {
-                    return Err(self.invalid(
-                        "journal.matches",
-                        format!("'{m}' is not FIELD=value with an upper-case journal field name"),
-                    ))
-                }
-            }
+    fn settings_error(&self, e: SettingsError) -> ConfigError {
+        let e = e.error.under(e.section);
+        self.invalid(e.key, e.message)
+    }
+
+    /// The engine's sections, lent to the pipeline.
+    pub fn settings(&self) -> Settings<'_> {
+        Settings {
+            scenarios: &self.scenarios,
+            parsers: &self.parsers,
+            detect: &self.detect,
+            ban: &self.ban,
+            allowlist: &self.allowlist,
         }
-        let fw = &self.firewall;
-        let name_ok = |t: &str| {
-            !t.is_empty()
-                && t.len() <= 64
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        };
-        if !name_ok(&fw.table) {
-            return Err(self.invalid(
-                "firewall.table",
-                format!(
-                    "'{}' must be 1-64 characters of letters, digits, '_' or '-'",
-                    fw.table
-                ),
-            ));
-        }
-        for (key, v) in [
-            ("firewall.set_v4", &fw.set_v4),
-            ("firewall.set_v6", &fw.set_v6),
-            ("firewall.set_v4_net", &fw.set_v4_net),
-            ("firewall.set_v6_net", &fw.set_v6_net),
-        ] {
-            if let Some(v) = v {
-                if !name_ok(v) {
-                    return Err(self.invalid(
-                        key,
-                        format!("'{v}' must be 1-64 characters of letters, digits, '_' or '-'"),
-                    ));
-                }
-                if fw.mode == FirewallMode::Table {
-                    return Err(self.invalid(
-                        key,
-                        "set names are for mode = \"sets\" (the own table names its sets itself)",
-                    ));
-                }
-            }
-        }
-        match fw.mode {
-            FirewallMode::Table => {
-                if fw.family != NftFamily::Inet {
-                    return Err(self.invalid(
-                        "firewall.family",
-                        "the own table is always family inet; family is for mode = \"sets\"",
-                    ));
-                }
-                if fw.hooks.is_empty() {
-                    return Err(self.invalid(
-                        "firewall.hooks",
-                        "needs \"input\", \"forward\" or both (nothing would be filtered)",
-                    ));
-                }
-            }
-            FirewallMode::Sets => {
-                if fw.set_v4.is_none()
-                    && fw.set_v6.is_none()
-                    && fw.set_v4_net.is_none()
-                    && fw.set_v6_net.is_none()
-                {
-                    return Err(self.invalid(
-                        "firewall",
-                        "mode = \"sets\" needs set_v4 and/or set_v6: the sets in your table to fill",
-                    ));
-                }
-                let v4ok = fw.family != NftFamily::Ip6;
-                let v6ok = fw.family != NftFamily::Ip;
-                if (!v4ok && (fw.set_v4.is_some() || fw.set_v4_net.is_some()))
-                    || (!v6ok && (fw.set_v6.is_some() || fw.set_v6_net.is_some()))
-                {
-                    return Err(self.invalid(
-                        "firewall.family",
-                        "an ip table holds only IPv4 sets and an ip6 table only IPv6 sets",
-                    ));
-                }
-            }
-        }
-        if fw.readback.0 < Duration::from_secs(10) {
-            return Err(self.invalid("firewall.readback", "must be at least 10s"));
-        }
-        if !(32..=128).contains(&self.ban.ipv6_prefix) {
-            return Err(self.invalid(
-                "ban.ipv6_prefix",
-                "must be 32..=128 (128 bans the address, 64 its /64)",
-            ));
-        }
-        if self.ban.duration.0.is_zero() {
-            return Err(self.invalid("ban.duration", "must be more than 0s"));
-        }
-        if self.ban.max_duration.0 < self.ban.duration.0 {
-            return Err(self.invalid("ban.max_duration", "must be at least ban.duration"));
-        }
-        if self.detect.max_buckets == 0 {
-            return Err(self.invalid("detect.max_buckets", "must be at least 1"));
-        }
-        if self.daemon.socket.as_os_str().is_empty() || self.daemon.state_dir.as_os_str().is_empty()
-        {
-            return Err(self.invalid("daemon", "socket and state_dir must not be empty"));
-        }
-        for (i, f) in self.files.iter().enumerate() {
-            f.validate()
-                .map_err(|m| self.invalid(format!("files[{i}]"), m))?;
-        }
-        self.syslog
-            .validate()
-            .map_err(|m| self.invalid("syslog", m))?;
-        self.scenario_specs()?;
-        for r in [self.api.check(), self.crowdsec.check(), self.feeds.check()] {
-            r.map_err(|(key, message)| self.invalid(key, message))?;
-        }
-        self.hub
-            .validate()
-            .map_err(|(key, message)| self.invalid(key, message))?;
-        Ok(())
     }
 
     /// Built-ins with the overrides applied, plus user-defined scenarios; disabled ones left
     /// out.
     pub fn scenario_specs(&self) -> Result<Vec<ScenarioSpec>, ConfigError> {
-        let mut specs = builtin_scenarios();
-        for (name, o) in &self.scenarios {
-            let key = |k: &str| format!("scenarios.{name}.{k}");
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(self.invalid(
-                    format!("scenarios.{name}"),
-                    "name must be letters, digits, '-' or '_'",
-                ));
-            }
-            let idx = match specs.iter().position(|s| &s.name == name) {
-                Some(i) => i,
-                None => {
-                    if o.kinds.is_none() || o.capacity.is_none() {
-                        return Err(self.invalid(
-                            format!("scenarios.{name}"),
-                            format!(
-                                "a new scenario needs `kinds` and `capacity` (built-ins: {})",
-                                builtin_scenarios()
-                                    .iter()
-                                    .map(|s| s.name.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        ));
-                    }
-                    specs.push(ScenarioSpec {
-                        name: name.clone(),
-                        service: None,
-                        kinds: vec![],
-                        capacity: 0,
-                        leak: from_duration(Duration::from_secs(10)),
-                        distinct: None,
-                        blackhole: from_duration(Duration::from_secs(60)),
-                        cancel_on: vec![],
-                        ban: None,
-                    });
-                    specs.len() - 1
-                }
-            };
-            let s = &mut specs[idx];
-            if let Some(v) = &o.service {
-                s.service = Some(v.clone());
-            }
-            if let Some(v) = &o.kinds {
-                if v.is_empty() {
-                    return Err(self.invalid(key("kinds"), "must name at least one kind"));
-                }
-                s.kinds = v.iter().map(|k| k.0).collect();
-            }
-            if let Some(v) = o.capacity {
-                s.capacity = v;
-            }
-            if let Some(v) = o.leak {
-                if v.0.is_zero() {
-                    return Err(self.invalid(key("leak"), "must be more than 0s"));
-                }
-                s.leak = from_duration(v.0);
-            }
-            if let Some(v) = o.distinct {
-                s.distinct = Some(v.0);
-            }
-            if let Some(v) = o.blackhole {
-                s.blackhole = from_duration(v.0);
-            }
-            if let Some(v) = &o.cancel_on {
-                s.cancel_on = v.iter().map(|k| k.0).collect();
-            }
-            if let Some(v) = o.ban {
-                if v.0.is_zero() {
-                    return Err(self.invalid(key("ban"), "must be more than 0s"));
-                }
-                s.ban = Some(from_duration(v.0));
-            }
-            if o.enabled == Some(false) {
-                s.name.clear(); // marked for removal below
-            }
-        }
-        specs.retain(|s| !s.name.is_empty());
-        Ok(specs)
+        self.scenarios.specs().map_err(|e| {
+            let e = e.under("scenarios");
+            self.invalid(e.key, e.message)
+        })
     }
 
-    pub fn allowlist_nets(&self) -> Vec<IpNet> {
-        self.allowlist
-            .cidrs
-            .iter()
-            .chain(&self.allowlist.from_dir)
-            .map(|n| n.0)
-            .collect()
+    /// The user-defined parsers, compiled.
+    pub fn user_parsers(&self) -> Result<Vec<UserParser>, ConfigError> {
+        self.parsers.compile().map_err(|e| {
+            let e = e.under("parsers");
+            self.invalid(e.key, e.message)
+        })
+    }
+
+    /// parse + detect, as the daemon runs it.
+    pub fn detector(&self) -> Result<Detector, ConfigError> {
+        Detector::new(self.settings()).map_err(|e| self.settings_error(e))
+    }
+
+    /// parse + detect + decide, for `replay`, `explain` and the benchmarks.
+    pub fn replay(&self) -> Result<Replay, ConfigError> {
+        Replay::new(self.settings()).map_err(|e| self.settings_error(e))
+    }
+
+    /// Configured and drop-in allowlist ranges.
+    pub fn allowlist_nets(&self) -> Vec<ipnet::IpNet> {
+        self.allowlist.nets()
     }
 }
 
@@ -907,11 +270,11 @@ pub fn read_allowlist_dir(dir: &Path) -> Result<Vec<Net>, ConfigError> {
             if v.is_empty() {
                 continue;
             }
-            let net = parse_net(v).map_err(|message| ConfigError::Parse {
+            let net = crowdwall_base::parse_net(v).map_err(|e| ConfigError::Parse {
                 path: f.clone(),
                 line: i + 1,
                 column: 1,
-                message: format!("{message} (one address or CIDR range a line)"),
+                message: format!("{e} (one address or CIDR range a line)"),
             })?;
             out.push(Net(net));
         }
@@ -939,7 +302,7 @@ mod tests {
     fn embedded_default_parses_and_has_builtins() {
         let c = Config::embedded().unwrap();
         let specs = c.scenario_specs().unwrap();
-        assert_eq!(specs.len(), builtin_scenarios().len());
+        assert_eq!(specs.len(), crowdwall_engine::detect::scenarios::builtin().len());
         assert_eq!(c.ban.duration.0.as_secs(), 4 * 3600);
         assert_eq!(c.journal.match_pairs().len(), 2);
     }
@@ -984,7 +347,7 @@ mod tests {
         );
         assert!(!specs.iter().any(|s| s.name == "ssh-probing"));
         let mine = specs.iter().find(|s| s.name == "my-enum").unwrap();
-        assert_eq!(mine.distinct, Some(Field::User));
+        assert_eq!(mine.distinct, Some(crowdwall_engine::detect::Field::User));
     }
 
     #[test]
@@ -1046,19 +409,6 @@ mod tests {
     }
 
     #[test]
-    fn nets_canonicalise() {
-        assert_eq!(
-            parse_net("::ffff:192.0.2.1").unwrap().to_string(),
-            "192.0.2.1/32"
-        );
-        assert_eq!(
-            parse_net("2001:db8::/32").unwrap().to_string(),
-            "2001:db8::/32"
-        );
-        assert!(parse_net("300.1.1.1").is_err());
-    }
-
-    #[test]
     fn allowlist_drop_in_dir_is_read_and_bad_lines_name_file_and_line() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -1076,6 +426,21 @@ mod tests {
         // a missing directory is an empty one
         let c = parse("[allowlist]\ndir = \"/nonexistent/crowdwall\"\n").unwrap();
         assert!(c.allowlist_nets().is_empty());
+    }
+
+    #[test]
+    fn a_hub_section_is_refused_with_where_it_went() {
+        let e = parse("[hub]\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
+        assert!(e.to_string().contains("crowdwall-hub"), "{e}");
+    }
+
+    #[test]
+    fn fail2ban_conversion_is_a_valid_config() {
+        let jail = "[DEFAULT]\nignoreip = 127.0.0.1/8 192.0.2.0/24\nbantime = 1h\n\n[sshd]\nenabled = true\n";
+        let c = crowdwall_engine::fail2ban::convert(&[("jail.local".into(), jail.into())]);
+        let cfg = parse(&c.toml).unwrap_or_else(|e| panic!("{e}\n{}", c.toml));
+        assert_eq!(cfg.ban.duration.0.as_secs(), 3600);
+        assert!(cfg.scenario_specs().unwrap().iter().any(|s| s.name == "ssh-bruteforce"));
     }
 
     #[test]

@@ -10,10 +10,35 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
+/// `[lockout]`: warn about logged-in SSH sessions the allowlist does not cover.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutSection {
+    pub enabled: bool,
+    pub utmp: PathBuf,
+}
+
+impl Default for LockoutSection {
+    fn default() -> Self {
+        LockoutSection {
+            enabled: true,
+            utmp: "/var/run/utmp".into(),
+        }
+    }
+}
+
+
+impl crowdwall_base::Section for LockoutSection {
+    const NAME: &'static str = "lockout";
+    fn check(&self) -> Result<(), crowdwall_base::SectionError> {
+        Ok(())
+    }
+}
+
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::decide::Allowlist;
+use crowdwall_engine::decide::Allowlist;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockoutError {
@@ -71,7 +96,7 @@ fn record_address(r: &libc::utmpx) -> Option<IpAddr> {
         Some(IpAddr::V6(Ipv6Addr::from(bytes)))
     };
     ip.or_else(|| c_str(&r.ut_host).parse::<IpAddr>().ok())
-        .map(crate::parse::canonical_ip)
+        .map(crowdwall_base::canonical_ip)
 }
 
 /// Remote login sessions in a utmp file's bytes. Pure: a trailing partial record is ignored,
@@ -174,7 +199,7 @@ pub fn installer_address(utmp: &Path) -> Option<IpAddr> {
                 .next()
                 .and_then(|a| a.parse::<IpAddr>().ok())
             {
-                return Some(crate::parse::canonical_ip(ip));
+                return Some(crowdwall_base::canonical_ip(ip));
             }
         }
     }
@@ -204,7 +229,7 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(cfg: &crate::config::LockoutSection) -> Guard {
+    pub fn new(cfg: &LockoutSection) -> Guard {
         Guard {
             enabled: cfg.enabled,
             utmp: cfg.utmp.clone(),

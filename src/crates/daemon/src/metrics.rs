@@ -10,6 +10,31 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+/// `[metrics]`: the optional Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    pub enabled: bool,
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            enabled: false,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9818)),
+        }
+    }
+}
+
+
+impl crowdwall_base::Section for MetricsSection {
+    const NAME: &'static str = "metrics";
+    fn check(&self) -> Result<(), crowdwall_base::SectionError> {
+        Ok(())
+    }
+}
+
 use serde::{Deserialize, Serialize};
 
 /// Upper bounds (seconds) of the netlink transaction duration histogram. A transaction is one

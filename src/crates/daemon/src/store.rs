@@ -6,7 +6,7 @@ use std::path::Path;
 use ipnet::IpNet;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::decide::{Decision, Origin};
+use crowdwall_engine::decide::{Decision, Origin};
 use crate::time::Micros;
 
 #[derive(Debug, thiserror::Error)]

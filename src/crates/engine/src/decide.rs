@@ -466,3 +466,12 @@ impl AllowlistSection {
         self.cidrs.iter().chain(&self.from_dir).map(|n| n.0).collect()
     }
 }
+
+impl crowdwall_base::Section for AllowlistSection {
+    const NAME: &'static str = "allowlist";
+    /// Every entry already parsed as an address or range; the drop-in directory is read
+    /// (and its lines checked) by the daemon's config.
+    fn check(&self) -> Result<(), crowdwall_base::SectionError> {
+        Ok(())
+    }
+}

@@ -8,13 +8,11 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use super::{ApiMsg, ApiReply, ApiRequest};
+use super::{ApiReply, ApiRequest};
 use crate::control::Request;
-use crate::daemon::Core;
-use crate::decide::{value_text, Origin};
-use crate::enforce::Firewall;
+use crowdwall_engine::decide::{value_text, Origin};
 use crate::store::{Store, StoreError};
-use crate::time::{self, format_rfc3339, Micros, SECOND};
+use crate::time::{self, format_rfc3339, Micros};
 
 /// The origin as CrowdSec names it, so that bouncers' `origins=` filters written for
 /// CrowdSec keep working: a local scenario is `crowdsec`, an admin's ban `cscli`, the
@@ -26,22 +24,6 @@ pub fn api_origin(o: Origin) -> &'static str {
         Origin::Community => "CAPI",
         Origin::Lists => "lists",
     }
-}
-
-/// Durations as `XhYmZs` with all three parts: the nginx bouncer reads `(\d+h)?(\d+m)?(\d+)`
-/// (so "4h" would be 4 seconds) and a Node client rejects a bare "45s". Rounded up, so a
-/// decision still in force never reads as 0 (a permanent element for some bouncers).
-pub fn api_duration(remaining: Micros) -> String {
-    let neg = remaining < 0;
-    let abs = remaining.unsigned_abs();
-    let s = abs.div_ceil(SECOND as u64);
-    format!(
-        "{}{}h{}m{}s",
-        if neg { "-" } else { "" },
-        s / 3600,
-        (s % 3600) / 60,
-        s % 60
-    )
 }
 
 /// One decision as bouncers read it.
@@ -73,7 +55,7 @@ fn api_decision(
         kind: "ban",
         scope: if is_host(value) { "Ip" } else { "Range" },
         value: value_text(value),
-        duration: api_duration(until - now),
+        duration: crowdwall_proto::duration::crowdsec_duration(until - now),
         until: format_rfc3339(until),
         scenario: scenario.to_string(),
         simulated: false,
@@ -176,7 +158,7 @@ impl Lookup {
         let parse_ip = |v: &str| -> Result<IpNet, String> {
             v.trim()
                 .parse::<IpAddr>()
-                .map(|ip| IpNet::from(crate::parse::canonical_ip(ip)))
+                .map(|ip| IpNet::from(crowdwall_base::canonical_ip(ip)))
                 .map_err(|_| format!("'{v}' is not an IP address"))
         };
         let parse_range = |v: &str| -> Result<IpNet, String> {
@@ -221,8 +203,8 @@ fn best_by_value(
     store: &Store,
     filters: &Filters,
     now: Micros,
-) -> Result<BTreeMap<IpNet, crate::decide::Decision>, StoreError> {
-    let mut best: BTreeMap<IpNet, crate::decide::Decision> = BTreeMap::new();
+) -> Result<BTreeMap<IpNet, crowdwall_engine::decide::Decision>, StoreError> {
+    let mut best: BTreeMap<IpNet, crowdwall_engine::decide::Decision> = BTreeMap::new();
     for d in store.active(now)? {
         if !filters.matches(&d.value, d.origin, &d.scenario) {
             continue;
@@ -257,7 +239,7 @@ fn stream(
     now: Micros,
 ) -> Result<(StreamBody, i64), StoreError> {
     let seq = store.log_seq()?;
-    let as_api = |d: &crate::decide::Decision| {
+    let as_api = |d: &crowdwall_engine::decide::Decision| {
         api_decision(d.id, &d.value, d.origin, &d.scenario, d.until, now)
     };
     let (last_seq, last_pull) = match last {
@@ -342,17 +324,9 @@ fn lookup(
         .collect())
 }
 
-/// Answers one API request inside the Core.
-pub fn handle<F: Firewall>(core: &mut Core<F>, msg: ApiMsg) {
-    let r = answer(core.store_mut(), &msg.key_sha256, &msg.user_agent, msg.req);
-    let reply = r.unwrap_or_else(|e| {
-        log::error!("bouncer API: {e}");
-        ApiReply::Internal
-    });
-    let _ = msg.reply.send(reply);
-}
-
-fn answer(
+/// Answers one API request from the store (the daemon's loop calls it; the store is the
+/// Core's).
+pub fn answer(
     store: &mut Store,
     key_sha256: &str,
     user_agent: &str,
@@ -460,14 +434,15 @@ pub fn request(store: &mut Store, req: Request, now: Micros) -> Result<serde_jso
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::Decision;
+    use crate::time::SECOND;
+    use crowdwall_engine::decide::Decision;
 
     const H: Micros = 3600 * SECOND;
 
     fn d(v: &str, origin: Origin, scenario: &str, until: Micros) -> Decision {
         Decision {
             id: 0,
-            value: crate::config::parse_net(v).unwrap(),
+            value: crowdwall_base::parse_net(v).unwrap(),
             origin,
             scenario: scenario.into(),
             reason: String::new(),
@@ -485,15 +460,6 @@ mod tests {
 
     fn values(v: &[ApiDecision]) -> Vec<&str> {
         v.iter().map(|d| d.value.as_str()).collect()
-    }
-
-    #[test]
-    fn durations_always_have_hours_minutes_seconds() {
-        assert_eq!(api_duration(4 * H), "4h0m0s");
-        assert_eq!(api_duration(45 * SECOND), "0h0m45s");
-        assert_eq!(api_duration(1), "0h0m1s", "in force never reads as 0");
-        assert_eq!(api_duration(-(3 * SECOND)), "-0h0m3s");
-        assert_eq!(api_duration(26 * H + 61 * SECOND), "26h1m1s");
     }
 
     #[test]

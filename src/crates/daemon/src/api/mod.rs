@@ -11,6 +11,7 @@
 pub mod decisions;
 mod tls;
 
+use crowdwall_base::{Section, SectionError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,10 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-pub use decisions::{handle, request as bouncer_request};
+pub use decisions::{answer, request as bouncer_request};
 
 /// `[api]`: the bouncer API. Off by default: a port nobody asked for is a surprise, and
 /// CrowdSec's own Local API usually holds 127.0.0.1:8080 on hosts that run it.
@@ -50,23 +50,18 @@ impl Default for ApiSection {
     }
 }
 
-impl ApiSection {
-    /// Cross-field checks, as (key, message) for the config's error.
-    pub fn check(&self) -> Result<(), (String, String)> {
+impl Section for ApiSection {
+    const NAME: &'static str = "api";
+
+    fn check(&self) -> Result<(), SectionError> {
         if self.listen.parse::<SocketAddr>().is_err() {
-            return Err((
-                "api.listen".into(),
-                format!(
+            return Err(SectionError::new("listen", format!(
                     "'{}' is not ADDRESS:PORT (e.g. 127.0.0.1:8080 or [::1]:8080)",
                     self.listen
-                ),
-            ));
+                )));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err((
-                "api.tls_cert".into(),
-                "tls_cert and tls_key go together: set both for TLS, neither for plain HTTP".into(),
-            ));
+            return Err(SectionError::new("tls_cert", "tls_cert and tls_key go together: set both for TLS, neither for plain HTTP"));
         }
         Ok(())
     }
@@ -88,20 +83,14 @@ pub enum ApiError {
 
 /// A new bouncer key (64 hex digits from 32 random bytes) and the SHA-256 that is stored.
 pub fn new_key() -> Result<(String, String), ApiError> {
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| ApiError::Random(e.to_string()))?;
-    let key = hex(&raw);
+    let key = crowdwall_base::hash::random_hex(32).map_err(|e| ApiError::Random(e.to_string()))?;
     let hash = key_hash(&key);
     Ok((key, hash))
 }
 
 /// The stored form of a key.
 pub fn key_hash(key: &str) -> String {
-    hex(&Sha256::digest(key.as_bytes()))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crowdwall_base::hash::sha256_hex(key)
 }
 
 /// Bouncer names: what an admin types and `list` shows.
@@ -342,6 +331,7 @@ fn reply(a: ApiReply) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crowdwall_base::Section;
 
     #[test]
     fn keys_are_random_and_only_their_hash_is_kept() {
@@ -363,10 +353,10 @@ mod tests {
         let mut c = ApiSection::default();
         assert!(c.check().is_ok());
         c.listen = "localhost".into();
-        assert!(c.check().unwrap_err().1.contains("ADDRESS:PORT"));
+        assert!(c.check().unwrap_err().message.contains("ADDRESS:PORT"));
         c.listen = "[::1]:8080".into();
         c.tls_cert = Some("/x.pem".into());
-        assert!(c.check().unwrap_err().1.contains("together"));
+        assert!(c.check().unwrap_err().message.contains("together"));
         assert!(check_name("nginx-1").is_ok());
         assert!(check_name("a b").is_err());
         assert!(check_name("").is_err());

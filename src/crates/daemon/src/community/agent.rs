@@ -18,8 +18,8 @@ use super::client::{Credentials, HubClient};
 use super::outbox::Outbox;
 use super::{BlockEntry, CommunityError, CommunitySection, Signal};
 use crate::daemon::ExternalUpdate;
-use crate::decide::{Decision, Origin};
-use crate::detect::Overflow;
+use crowdwall_engine::decide::{Decision, Origin};
+use crowdwall_engine::detect::Overflow;
 use crate::time::{self, Micros, SECOND};
 
 /// Signals in one push.
@@ -322,7 +322,7 @@ impl Task {
         } else {
             let mut remove: Vec<IpNet> = Vec::new();
             for v in &resp.deleted {
-                if let Ok(n) = crate::config::parse_net(v) {
+                if let Ok(n) = crowdwall_base::parse_net(v) {
                     if self.held.remove(&n).is_some() {
                         remove.push(n);
                     }
@@ -361,7 +361,7 @@ impl Task {
 }
 
 fn decision(e: &BlockEntry, now: Micros) -> Option<Decision> {
-    let value = crate::config::parse_net(&e.value).ok()?;
+    let value = crowdwall_base::parse_net(&e.value).ok()?;
     if e.duration_s <= 0 {
         return None;
     }
@@ -411,7 +411,7 @@ mod tests {
             value: v.into(),
             scenario: "ssh-bruteforce".into(),
             duration_s: secs,
-            duration: super::super::hms(secs),
+            duration: crowdwall_proto::duration::crowdsec_duration(secs * crowdwall_base::SECOND),
             score,
         }
     }

@@ -2,6 +2,7 @@
 //! (startup, then deltas) and applies the bans as origin `crowdsec`, removing them when
 //! CrowdSec does.
 
+use crowdwall_base::{Section, SectionError};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,9 +13,9 @@ use tokio::sync::mpsc;
 
 use super::http::{body_capped, client, BodyError};
 use super::{ask, IngestError, IngestMsg};
-use crate::config::Dur;
+use crowdwall_base::Dur;
 use crate::daemon::ExternalUpdate;
-use crate::decide::{Decision, Origin};
+use crowdwall_engine::decide::{Decision, Origin};
 use crate::time::{self, Micros};
 
 /// `[crowdsec]`: the Local API to follow.
@@ -53,25 +54,21 @@ impl Default for CrowdsecSection {
     }
 }
 
-impl CrowdsecSection {
-    pub fn check(&self) -> Result<(), (String, String)> {
+impl Section for CrowdsecSection {
+    const NAME: &'static str = "crowdsec";
+
+    fn check(&self) -> Result<(), SectionError> {
         if !self.enabled {
             return Ok(());
         }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err((
-                "crowdsec.url".into(),
-                format!("'{}' must start with http:// or https://", self.url),
-            ));
+            return Err(SectionError::new("url", format!("'{}' must start with http:// or https://", self.url)));
         }
         if self.api_key.is_some() == self.api_key_file.is_some() {
-            return Err((
-                "crowdsec.api_key".into(),
-                "set exactly one of api_key and api_key_file (`cscli bouncers add crowdwall` prints a key)".into(),
-            ));
+            return Err(SectionError::new("api_key", "set exactly one of api_key and api_key_file (`cscli bouncers add crowdwall` prints a key)"));
         }
         if self.interval.0 < Duration::from_secs(1) {
-            return Err(("crowdsec.interval".into(), "must be at least 1s".into()));
+            return Err(SectionError::new("interval", "must be at least 1s"));
         }
         Ok(())
     }
@@ -102,44 +99,6 @@ pub struct StreamAnswer {
     pub deleted: Option<Vec<LapiDecision>>,
 }
 
-/// Parses Go's duration syntax (`3h59m57.5s`, `-1m2s`, `150ms`): what the Local API sends.
-pub fn parse_go_duration(s: &str) -> Option<Micros> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "h" => 3600e6,
-            "m" => 60e6,
-            "s" => 1e6,
-            "ms" => 1e3,
-            "us" | "µs" | "μs" => 1.0,
-            "ns" => 1e-3,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        total += num * unit;
-    }
-    let v = total.min(i64::MAX as f64) as Micros;
-    Some(if neg { -v } else { v })
-}
-
 /// Why a decision from the Local API is not applied (counted, logged once per pull).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Skip {
@@ -155,13 +114,13 @@ pub fn convert(d: &LapiDecision, now: Micros) -> Result<Decision, Skip> {
         return Err(Skip::NotBan);
     }
     let value: IpNet = match d.scope.to_ascii_lowercase().as_str() {
-        "ip" | "range" => crate::config::parse_net(&d.value).map_err(|_| Skip::Value)?,
+        "ip" | "range" => crowdwall_base::parse_net(&d.value).map_err(|_| Skip::Value)?,
         _ => return Err(Skip::Scope),
     };
     let dur = d
         .duration
         .as_deref()
-        .and_then(parse_go_duration)
+        .and_then(crowdwall_proto::duration::parse_go_duration)
         .ok_or(Skip::Value)?;
     if dur <= 0 {
         return Err(Skip::Expired);
@@ -218,7 +177,7 @@ impl Mirror {
     pub fn delta(&mut self, ans: &StreamAnswer, now: Micros) -> (Vec<Decision>, Vec<IpNet>, usize) {
         let mut touched = Vec::new();
         for d in ans.deleted.as_deref().unwrap_or_default() {
-            let Ok(v) = crate::config::parse_net(&d.value) else {
+            let Ok(v) = crowdwall_base::parse_net(&d.value) else {
                 continue;
             };
             if let Some(ids) = self.values.get_mut(&v) {
@@ -432,6 +391,7 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+    
     use crate::time::SECOND;
 
     fn ld(id: i64, v: &str, dur: &str) -> LapiDecision {
@@ -444,21 +404,6 @@ mod tests {
             kind: "ban".into(),
             value: v.into(),
         }
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(
-            parse_go_duration("3h59m57s"),
-            Some((3 * 3600 + 59 * 60 + 57) * SECOND)
-        );
-        assert_eq!(parse_go_duration("1m0.5s"), Some(60_500_000));
-        assert_eq!(parse_go_duration("-2m"), Some(-120 * SECOND));
-        assert_eq!(parse_go_duration("150ms"), Some(150_000));
-        assert_eq!(parse_go_duration("0"), Some(0));
-        assert_eq!(parse_go_duration("4x"), None);
-        assert_eq!(parse_go_duration(""), None);
-        assert_eq!(parse_go_duration("h"), None);
     }
 
     #[test]

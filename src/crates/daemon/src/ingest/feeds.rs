@@ -6,6 +6,7 @@
 //! (`lists`, scenario = the list's name) and an update replaces its entries in one
 //! transaction.
 
+use crowdwall_base::{Section, SectionError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -16,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::http::{body_capped, client, BodyError};
 use super::{ask, IngestError, IngestMsg};
-use crate::config::Dur;
+use crowdwall_base::Dur;
 use crate::time::{self, from_duration, Micros};
 
 /// `[feeds]`: limits shared by every list, and the lists.
@@ -81,48 +82,41 @@ impl FeedList {
     }
 }
 
-impl FeedsSection {
-    pub fn check(&self) -> Result<(), (String, String)> {
+impl Section for FeedsSection {
+    const NAME: &'static str = "feeds";
+
+    fn check(&self) -> Result<(), SectionError> {
         if self.min_prefix_v4 > 32 || self.min_prefix_v6 > 128 {
-            return Err((
-                "feeds.min_prefix_v4".into(),
-                "prefixes are at most 32 (IPv4) and 128 (IPv6)".into(),
-            ));
+            return Err(SectionError::new("min_prefix_v4", "prefixes are at most 32 (IPv4) and 128 (IPv6)"));
         }
         for (name, l) in &self.lists {
-            let key = |k: &str| format!("feeds.lists.{name}.{k}");
+            let key = |k: &str| format!("lists.{name}.{k}");
             if name.is_empty()
                 || name.len() > 64
                 || !name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             {
-                return Err((
-                    format!("feeds.lists.{name}"),
-                    "a list name is 1-64 letters, digits, '-', '_', '.'".into(),
-                ));
+                return Err(SectionError::new(format!("lists.{name}"), "a list name is 1-64 letters, digits, '-', '_', '.'"));
             }
             match (&l.url, &l.path) {
                 (Some(u), None) => {
                     if !(u.starts_with("http://") || u.starts_with("https://")) {
-                        return Err((key("url"), format!("'{u}' must start with http:// or https:// (a local file is `path`)")));
+                        return Err(SectionError::new(key("url"), format!("'{u}' must start with http:// or https:// (a local file is `path`)")));
                     }
                 }
                 (None, Some(p)) => {
                     if !p.is_absolute() {
-                        return Err((
-                            key("path"),
-                            format!("'{}' must be an absolute path", p.display()),
-                        ));
+                        return Err(SectionError::new(key("path"), format!("'{}' must be an absolute path", p.display())));
                     }
                 }
-                _ => return Err((key("url"), "set exactly one of url and path".into())),
+                _ => return Err(SectionError::new(key("url"), "set exactly one of url and path")),
             }
             if l.interval.0 < Duration::from_secs(1) {
-                return Err((key("interval"), "must be at least 1s".into()));
+                return Err(SectionError::new(key("interval"), "must be at least 1s"));
             }
             if l.keep() < l.interval.0 {
-                return Err((key("keep"), "must be at least the interval".into()));
+                return Err(SectionError::new(key("keep"), "must be at least the interval"));
             }
         }
         Ok(())
@@ -147,7 +141,7 @@ pub fn parse_list(text: &str) -> Parsed {
         let Some(word) = line.split_whitespace().next() else {
             continue;
         };
-        match crate::config::parse_net(word) {
+        match crowdwall_base::parse_net(word) {
             Ok(n) => p.entries.push(n),
             Err(_) => {
                 p.malformed += 1;
@@ -445,6 +439,7 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crowdwall_base::Section;
 
     #[test]
     fn parses_drop_firehol_and_plain_lists() {
@@ -495,7 +490,7 @@ mod tests {
         );
         assert!(f.check().is_ok());
         f.lists.insert("bad".into(), FeedList::default());
-        assert!(f.check().unwrap_err().1.contains("exactly one"));
+        assert!(f.check().unwrap_err().message.contains("exactly one"));
         f.lists.insert(
             "bad".into(),
             FeedList {
@@ -503,6 +498,6 @@ mod tests {
                 ..FeedList::default()
             },
         );
-        assert!(f.check().unwrap_err().1.contains("absolute"));
+        assert!(f.check().unwrap_err().message.contains("absolute"));
     }
 }

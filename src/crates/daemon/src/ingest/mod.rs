@@ -14,10 +14,7 @@ mod http;
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::Config;
-use crate::daemon::{Core, ExternalReport, ExternalUpdate};
-use crate::decide::{value_text, Decision, Origin};
-use crate::enforce::Firewall;
+use crate::external::{ExternalReport, ExternalUpdate};
 use crate::time::{self, Micros};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,12 +95,12 @@ pub(crate) async fn ask(
 
 /// Starts the CrowdSec follower and the feeds that the config enables.
 pub fn start(
-    cfg: &Config,
+    crowdsec: &crowdsec::CrowdsecSection,
+    feeds: &feeds::FeedsSection,
     tx: mpsc::Sender<IngestMsg>,
 ) -> Result<std::sync::Arc<Board>, IngestError> {
     let board = std::sync::Arc::new(Board::default());
-    let keep: Vec<String> = cfg
-        .feeds
+    let keep: Vec<String> = feeds
         .lists
         .iter()
         .filter(|(_, l)| l.enabled)
@@ -113,112 +110,15 @@ pub fn start(
     tokio::spawn(async move {
         let _ = forget.send(IngestMsg::Forget { keep }).await;
     });
-    if cfg.crowdsec.enabled {
-        let follower = crowdsec::Follower::new(&cfg.crowdsec)?;
+    if crowdsec.enabled {
+        let follower = crowdsec::Follower::new(crowdsec)?;
         tokio::spawn(follower.run(tx.clone(), board.clone()));
     }
-    for (name, list) in &cfg.feeds.lists {
+    for (name, list) in &feeds.lists {
         if list.enabled {
-            let feed = feeds::Feed::new(name, list, &cfg.feeds)?;
+            let feed = feeds::Feed::new(name, list, feeds)?;
             tokio::spawn(feed.run(tx.clone(), board.clone()));
         }
     }
     Ok(board)
-}
-
-/// Applies one update inside the Core.
-pub fn handle<F: Firewall>(core: &mut Core<F>, msg: IngestMsg) {
-    match msg {
-        IngestMsg::External { update, reply } => {
-            let r = core.apply_external(update).map_err(|e| e.to_string());
-            let _ = reply.send(r);
-        }
-        IngestMsg::Feed {
-            name,
-            entries,
-            until,
-            reply,
-        } => {
-            let r = apply_feed(core, &name, entries, until);
-            let _ = reply.send(r);
-        }
-        IngestMsg::Forget { keep } => {
-            let now = time::now();
-            let mut gone: Vec<String> = match core.store_mut().active(now) {
-                Ok(a) => a
-                    .into_iter()
-                    .filter(|d| d.origin == Origin::Lists && !keep.contains(&d.scenario))
-                    .map(|d| d.scenario)
-                    .collect(),
-                Err(e) => {
-                    log::error!("feeds: reading the store: {e}");
-                    return;
-                }
-            };
-            gone.sort();
-            gone.dedup();
-            for name in gone {
-                let r = core.apply_external(ExternalUpdate::Replace {
-                    origin: Origin::Lists,
-                    list: Some(name.clone()),
-                    decisions: Vec::new(),
-                });
-                match r {
-                    Ok(r) => log::info!(
-                        "feed {name} is no longer configured: {} decision(s) ended",
-                        r.deleted
-                    ),
-                    Err(e) => log::error!("feed {name}: ending its decisions: {e}"),
-                }
-            }
-        }
-    }
-}
-
-fn apply_feed<F: Firewall>(
-    core: &mut Core<F>,
-    name: &str,
-    entries: Vec<IpNet>,
-    until: Micros,
-) -> Result<ExternalReport, String> {
-    // A list that would ban an allowlisted range is wrong as a whole (a publisher's mistake
-    // or a hostile list): refusing it keeps the previous version instead of applying the rest.
-    let allow = core.allowlist();
-    let mut bad = entries
-        .iter()
-        .filter_map(|n| allow.check(n).map(|why| (n, why)));
-    if let Some((n, why)) = bad.next() {
-        let more = bad.count();
-        return Err(format!(
-            "it would ban {} which is allowlisted ({why}){}",
-            value_text(n),
-            if more > 0 {
-                format!(
-                    ", and {more} more allowlisted entr{}",
-                    if more == 1 { "y" } else { "ies" }
-                )
-            } else {
-                String::new()
-            }
-        ));
-    }
-    let now = time::now();
-    let decisions = entries
-        .into_iter()
-        .map(|value| Decision {
-            id: 0,
-            value,
-            origin: Origin::Lists,
-            scenario: name.to_string(),
-            reason: format!("listed in {name}"),
-            created: now,
-            until,
-        })
-        .collect();
-    core.apply_external(ExternalUpdate::Replace {
-        origin: Origin::Lists,
-        list: Some(name.to_string()),
-        decisions,
-    })
-    .map_err(|e| e.to_string())
 }

@@ -49,18 +49,34 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Sender;
 
 use super::cursor::write_atomic;
-use super::text::{parse_syslog_line, year_of, SyslogContext};
+use crowdwall_engine::text::{parse_syslog_line, year_of, SyslogContext};
 use super::{Batch, LogEntry, SourceError};
 use crate::time::{self, Micros, SECOND};
 
 /// Longest line accepted; longer ones are counted and skipped.
-pub const MAX_LINE: usize = super::text::MAX_LINE;
+pub const MAX_LINE: usize = crowdwall_engine::text::MAX_LINE;
 /// At most this many entries per batch.
 pub const BATCH_MAX: usize = 1024;
 /// Longest wait between two looks at the files (inotify wakes the thread earlier).
 pub const POLL: Duration = Duration::from_millis(500);
 /// Read size.
 const CHUNK: usize = 64 * 1024;
+
+/// `[[files]]`: the log files to follow (none by default).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct FilesSection(pub Vec<FileSpec>);
+
+impl crowdwall_base::Section for FilesSection {
+    const NAME: &'static str = "files";
+    fn check(&self) -> Result<(), crowdwall_base::SectionError> {
+        for (i, f) in self.0.iter().enumerate() {
+            f.validate()
+                .map_err(|m| crowdwall_base::SectionError::new(format!("[{i}]"), m))?;
+        }
+        Ok(())
+    }
+}
 
 /// One `[[files]]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -76,7 +92,7 @@ pub struct FileSpec {
 
 impl FileSpec {
     /// Checks the paths and parser name; the message names the offending value.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         if self.paths.is_empty() {
             return Err("paths must list at least one file".into());
         }
@@ -503,6 +519,7 @@ impl Follower {
         let pf = out.positions.clone();
         let batch = Batch {
             source: "files",
+            gap: false,
             entries: std::mem::take(&mut out.entries),
             commit: Some(Box::new(move || pf.store(&snapshot))),
         };

@@ -62,6 +62,13 @@ impl Default for NflogSection {
     }
 }
 
+impl crowdwall_base::Section for NflogSection {
+    const NAME: &'static str = "nflog";
+    fn check(&self) -> Result<(), crowdwall_base::SectionError> {
+        Ok(())
+    }
+}
+
 /// Counters for status.
 #[derive(Debug, Default)]
 pub struct NflogStats {
@@ -623,6 +630,7 @@ pub fn spawn(
                             && tx
                                 .blocking_send(Batch {
                                     source: "nflog",
+                                    gap: false,
                                     entries,
                                     commit: None,
                                 })

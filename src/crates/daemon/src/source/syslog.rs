@@ -23,7 +23,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokio::sync::mpsc::Sender;
 
-use super::text::{parse_syslog_line, year_of, SyslogContext, TextError};
+use crowdwall_engine::text::{parse_syslog_line, year_of, SyslogContext, TextError};
 use super::{Batch, LogEntry};
 use crate::time::{self, Micros};
 
@@ -54,7 +54,7 @@ impl SyslogSection {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         self.udp_addr()?;
         if let Some(u) = &self.unix {
             if !u.is_absolute() {
@@ -65,6 +65,14 @@ impl SyslogSection {
             return Err("enabled, but neither `unix` nor `udp` is set".into());
         }
         Ok(())
+    }
+}
+
+impl crowdwall_base::Section for SyslogSection {
+    const NAME: &'static str = "syslog";
+    fn check(&self) -> Result<(), crowdwall_base::SectionError> {
+        self.validate()
+            .map_err(|m| crowdwall_base::SectionError::new("", m))
     }
 }
 
@@ -356,6 +364,7 @@ async fn deliver(bytes: &[u8], stats: &SyslogStats, tx: &Sender<Batch>) -> bool 
             stats.entries.fetch_add(1, Ordering::Relaxed);
             tx.send(Batch {
                 source: "syslog",
+                gap: false,
                 entries: vec![e],
                 commit: None,
             })

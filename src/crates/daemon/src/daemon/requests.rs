@@ -1,0 +1,110 @@
+//! Control-socket requests: list, add and delete decisions, bouncer keys; status and metrics
+//! are answered in [`super::status`].
+
+use serde_json::json;
+
+use crowdwall_engine::decide::{self, Decision};
+use crowdwall_engine::enforce::Firewall;
+
+use super::{Core, StatusExtra};
+use crate::control::{Request, Response};
+use crate::time::{self, format_duration, format_rfc3339, Micros, SECOND};
+
+impl<F: Firewall> Core<F> {
+    pub fn handle_request(&mut self, req: Request, extra: &StatusExtra) -> Response {
+        match self.request(req, extra) {
+            Ok(v) => Response::Ok(v),
+            Err(msg) => Response::Error(msg),
+        }
+    }
+
+    fn request(&mut self, req: Request, extra: &StatusExtra) -> Result<serde_json::Value, String> {
+        let now = time::now();
+        match req {
+            Request::List => {
+                let active = self.store.active(now).map_err(|e| e.to_string())?;
+                Ok(serde_json::Value::Array(
+                    active.iter().map(|d| decision_json(d, now)).collect(),
+                ))
+            }
+            Request::Add {
+                value,
+                duration,
+                reason,
+            } => {
+                let net = crowdwall_base::parse_net(&value).map_err(|e| e.to_string())?;
+                let dur = match duration {
+                    Some(s) => time::parse_duration(&s)
+                        .map(time::from_duration)
+                        .map_err(|e| e.to_string())?,
+                    None => self.policy.duration,
+                };
+                let mut d =
+                    decide::manual(net, dur, reason.as_deref().unwrap_or(""), &self.allow, now)
+                        .map_err(|e| e.to_string())?;
+                self.store.insert(&mut d).map_err(|e| e.to_string())?;
+                self.track(&d);
+                log::warn!(
+                    "manual ban {} for {} ({})",
+                    d.value_text(),
+                    format_duration(time::to_duration(dur)),
+                    d.reason
+                );
+                self.sync().map_err(|e| {
+                    format!("stored, but the kernel refused it: {e} (it will be retried)")
+                })?;
+                Ok(decision_json(&d, now))
+            }
+            Request::Delete { value } => {
+                let net = crowdwall_base::parse_net(&value).map_err(|e| e.to_string())?;
+                let gone = self
+                    .store
+                    .delete_value(&net, now)
+                    .map_err(|e| e.to_string())?;
+                for (id, origin) in &gone {
+                    self.desired.remove(*id, *origin, &net);
+                }
+                let n = gone.len();
+                if n == 0 {
+                    return Err(format!(
+                        "no active decision on {} (see `crowdwall decisions list`; a range is deleted by its exact CIDR)",
+                        decide::value_text(&net)
+                    ));
+                }
+                log::warn!(
+                    "unban {} ({n} decision(s) deleted)",
+                    decide::value_text(&net)
+                );
+                self.sync()
+                    .map_err(|e| format!("deleted, but the kernel refused it: {e}"))?;
+                Ok(json!({ "deleted": n, "value": decide::value_text(&net) }))
+            }
+            Request::Status => Ok(self.status(extra, now)),
+            Request::Metrics => {
+                serde_json::to_value(self.metrics(extra, now)).map_err(|e| e.to_string())
+            }
+            // Handled by the serve loop, which owns the sources.
+            Request::Reload => Err("reload is handled by the daemon loop".into()),
+            r @ (Request::BouncerAdd { .. }
+            | Request::BouncerList
+            | Request::BouncerDelete { .. }) => {
+                crate::api::bouncer_request(&mut self.store, r, now)
+            }
+        }
+    }
+
+}
+
+pub fn decision_json(d: &Decision, now: Micros) -> serde_json::Value {
+    json!({
+        "id": d.id,
+        "value": d.value_text(),
+        "origin": d.origin,
+        "scenario": d.scenario,
+        "reason": d.reason,
+        "created": format_rfc3339(d.created),
+        "until": format_rfc3339(d.until),
+        "remaining": format_duration(std::time::Duration::from_secs(((d.until - now).max(0) / SECOND) as u64)),
+    })
+}
+

@@ -1,0 +1,189 @@
+//! What `crowdwall status` and the metrics endpoint show, computed from the same numbers.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use crowdwall_engine::decide::Origin;
+use crowdwall_engine::enforce::Firewall;
+
+use super::Core;
+use crate::time::{Micros, SECOND};
+
+impl<F: Firewall> Core<F> {
+    pub(super) fn status(&mut self, extra: &StatusExtra, now: Micros) -> serde_json::Value {
+        let active = self.store.active(now).unwrap_or_default();
+        let mut by_origin: HashMap<&str, usize> = HashMap::new();
+        for o in Origin::ALL {
+            by_origin.insert(o.as_str(), 0);
+        }
+        for d in &active {
+            *by_origin.entry(d.origin.as_str()).or_default() += 1;
+        }
+        let sets = self.desired.sizes(now);
+        let (counters, fw_error) = match self.fw.counters() {
+            Ok(c) => (c, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        let overflows: serde_json::Map<String, serde_json::Value> = self
+            .detector
+            .engine
+            .overflows_by_scenario()
+            .map(|(n, c)| (n.to_string(), json!(c)))
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": (now - self.started) / SECOND,
+            "sources": extra.sources,
+            "community": extra.community,
+            "parsers": self.detector.parsers.stats(),
+            "ingest": extra.ingest,
+            "buckets": self.detector.engine.stats(),
+            "overflows": overflows,
+            "decisions": by_origin,
+            "firewall": {
+                "table": format!("inet {}", self.cfg.firewall.table),
+                "sets": sets,
+                "dropped": counters,
+                "error": fw_error,
+                // the kernel refused to catch up with the store; a retry is scheduled
+                "behind_store": self.retry_at.is_some(),
+                "stats": self.stats,
+            },
+            "allowlist": {
+                "configured": self.cfg.allowlist.cidrs.iter().map(|n| n.0.to_string()).collect::<Vec<_>>(),
+                "own_addresses": self.allow.own().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "from_dir": self.cfg.allowlist.from_dir.iter().map(|n| n.0.to_string()).collect::<Vec<_>>(),
+            },
+            "lockout": self.lockout.status(),
+        })
+    }
+
+    /// Packets and bytes dropped per origin, from the nftables named counters (own-table
+    /// mode; empty otherwise or when the kernel cannot be read).
+    fn drop_counters(&mut self) -> Vec<crate::metrics::DropCounter> {
+        self.fw
+            .counters()
+            .map(|cs| {
+                cs.into_iter()
+                    .map(|c| crate::metrics::DropCounter {
+                        origin: c.origin,
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The counters snapshot for `crowdwall metrics` and the Prometheus endpoint.
+    pub fn metrics(&mut self, extra: &StatusExtra, now: Micros) -> crate::metrics::Snapshot {
+        use crate::metrics::{NetlinkMetrics, ParserMetrics, Snapshot, SourceMetrics};
+        let sources = extra
+            .sources
+            .iter()
+            .map(|s| SourceMetrics {
+                name: s.name.clone(),
+                entries_read: s.entries_read,
+                skipped: s.skipped,
+                gaps: s.gaps,
+                lag_s: s.lag_s,
+            })
+            .collect();
+        let parsers = self
+            .detector
+            .parsers
+            .stats()
+            .into_iter()
+            .map(|(name, p)| ParserMetrics {
+                name: name.into(),
+                lines: p.lines,
+                hits: p.matched,
+                misses: p.unmatched,
+                rejected: p.rejected,
+                events: p.events,
+            })
+            .collect();
+        let mut decisions_active: std::collections::BTreeMap<String, u64> = Origin::ALL
+            .iter()
+            .map(|o| (o.as_str().to_string(), 0))
+            .collect();
+        for d in self.store.active(now).unwrap_or_default() {
+            *decisions_active
+                .entry(d.origin.as_str().to_string())
+                .or_default() += 1;
+        }
+        // What the kernel holds, as the in-memory plan (kept equal to it) counts it.
+        let sizes = self.desired.sizes(now);
+        let kernel_elements = Some(std::collections::BTreeMap::from([
+            ("v4".to_string(), sizes.v4 as u64),
+            ("v6".to_string(), sizes.v6 as u64),
+        ]));
+        let b = self.detector.engine.stats();
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_s: ((now - self.started) / SECOND).max(0) as u64,
+            sources,
+            parsers,
+            live_buckets: b.live_buckets as u64,
+            evicted_idle: b.evicted_idle,
+            evicted_cap: b.evicted_cap,
+            overflows: self
+                .detector
+                .engine
+                .overflows_by_scenario()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            refused_allowlisted: self.stats.refused_allowlisted,
+            already_banned: self.stats.already_banned,
+            bans_local: self.stats.decisions_local,
+            decisions_active,
+            kernel_elements,
+            netlink: NetlinkMetrics {
+                transactions: self.stats.transactions,
+                errors: self.stats.transaction_failures,
+                full_loads: self.stats.full_loads,
+                heals: self.stats.heals,
+                duration: self.fw_timing.clone(),
+            },
+            drops: self.drop_counters(),
+            unprotected_sessions: self.lockout.unprotected.len() as u64,
+        }
+    }
+}
+
+
+/// What only the edges know, passed into status.
+#[derive(Debug, Default)]
+pub struct StatusExtra {
+    /// Every source, journal or not: status and metrics read the same list.
+    pub sources: Vec<crate::source::SourceStatus>,
+    /// CrowdSec follower and feeds: last result and error of each.
+    pub ingest: serde_json::Value,
+    pub community: Option<serde_json::Value>,
+}
+
+impl StatusExtra {
+    /// Gathered from the edges, the same way for a status request and a metrics scrape.
+    pub fn of(
+        sources: &crate::source::Sources,
+        ingest: &crate::ingest::Board,
+        community: Option<&crate::community::agent::Agent>,
+    ) -> StatusExtra {
+        StatusExtra {
+            sources: sources.status(),
+            ingest: ingest.snapshot(),
+            community: community.map(|c| c.status()),
+        }
+    }
+}
+
+pub(super) fn status_line<F: Firewall>(core: &Core<F>) -> String {
+    format!(
+        "{} entries read, {} ban(s) made, {} address(es) and range(s) held",
+        core.stats.entries,
+        core.stats.decisions_local,
+        core.desired.held()
+    )
+}
+
