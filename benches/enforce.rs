@@ -13,10 +13,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crowdwall::decide::Origin;
-use crowdwall::enforce::netlink::NftFirewall;
-use crowdwall::enforce::{Element, Family, Firewall, FirewallSpec, Interval, SetChange};
-use crowdwall::time::{self, SECOND};
+use crowdwall_base::clock as time;
+use crowdwall_base::time::SECOND;
+use crowdwall_engine::decide::Origin;
+use crowdwall_engine::enforce::{Element, Family, Firewall, Interval, SetChange};
+use crowdwall_nft::FirewallSpec;
+use crowdwall_nft::NftFirewall;
 use nix::sched::{setns, CloneFlags};
 
 fn sh(args: &[&str]) -> bool {

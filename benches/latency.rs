@@ -9,8 +9,9 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use crowdwall::enforce::netlink::NftFirewall;
-use crowdwall::enforce::{Firewall, FirewallSpec, Interval};
+use crowdwall_engine::enforce::{Firewall, Interval};
+use crowdwall_nft::FirewallSpec;
+use crowdwall_nft::NftFirewall;
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -92,7 +92,7 @@ fn api_speaks_the_crowdsec_bouncer_protocol() {
     let wal = std::fs::read(dir.path().join("state/crowdwall.db-wal")).unwrap_or_default();
     let wal_has = |s: &str| wal.windows(s.len()).any(|w| w == s.as_bytes());
     assert!(!has(&key) && !wal_has(&key), "the key itself is stored");
-    let hash = crowdwall::api::key_hash(&key);
+    let hash = crowdwall_daemon::api::key_hash(&key);
     assert!(has(&hash) || wal_has(&hash), "the key's hash is not stored");
 
     // Bad or missing key: 403 and nothing else.

@@ -23,9 +23,9 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crowdwall::parse::{canonical_ip, EventKind, Parsers};
-use crowdwall::source::text::{parse_syslog_line, SyslogContext};
-use crowdwall::source::LogEntry;
+use crowdwall_engine::parse::{canonical_ip, EventKind, Parsers};
+use crowdwall_engine::text::{parse_syslog_line, SyslogContext};
+use crowdwall_engine::LogEntry;
 
 mod common;
 
@@ -240,7 +240,7 @@ fn score(dir: &str, c: &Claim) -> Option<Score> {
     Some(s)
 }
 
-fn kinds_ips(out: &[crowdwall::parse::Event]) -> Vec<(EventKind, IpAddr)> {
+fn kinds_ips(out: &[crowdwall_engine::parse::Event]) -> Vec<(EventKind, IpAddr)> {
     out.iter().map(|e| (e.kind, e.ip)).collect()
 }
 

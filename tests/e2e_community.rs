@@ -111,10 +111,10 @@ fn start_hub(ns: &Netns, dir: &Path) -> Proc {
         .unwrap();
     Proc(
         Command::new("ip")
-            .args(["netns", "exec", &ns.name, Daemon::bin()])
+            .args(["netns", "exec", &ns.name])
+            .arg(common::hub_bin())
             .arg("--config")
             .arg(dir.join("hub.toml"))
-            .arg("hub")
             .arg("--database")
             .arg(format!("sqlite:{}", dir.join("hub.db").display()))
             .stdout(Stdio::null())
@@ -350,7 +350,7 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
         .build()
         .unwrap();
     let info = rt.block_on(async {
-        let store = crowdwall::community::hub::store::HubStore::open(&format!(
+        let store = crowdwall_hub::store::HubStore::open(&format!(
             "sqlite:{}",
             top.path().join("hub.db").display()
         ))

@@ -63,7 +63,7 @@ fn sandboxed_daemon_bans_an_attacker_and_its_metrics_move() {
     // A logged-in SSH admin on the bystander's address (our own pid keeps the record live).
     std::fs::write(
         dir.join("utmp"),
-        crowdwall::lockout::record(
+        crowdwall_daemon::lockout::record(
             "admin",
             "pts/7",
             a.by.parse().unwrap(),

@@ -10,10 +10,10 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crowdwall::community::client::{Credentials, HubClient};
-use crowdwall::community::hub::store::HubStore;
-use crowdwall::community::hub::{serve, Hub, HubSection};
-use crowdwall::community::{BlocklistResponse, Signal};
+use crowdwall_daemon::community::client::{Credentials, HubClient};
+use crowdwall_hub::store::HubStore;
+use crowdwall_hub::{serve, Hub, HubSection};
+use crowdwall_proto::{BlocklistResponse, Signal};
 use serde_json::Value;
 
 fn now_s() -> i64 {
@@ -113,7 +113,7 @@ impl TestAgent {
         }
     }
 
-    async fn report(&mut self, ip: &str) -> crowdwall::community::PushResponse {
+    async fn report(&mut self, ip: &str) -> crowdwall_proto::PushResponse {
         let s = self.signal(ip);
         self.client.push(&[s]).await.expect("push")
     }
@@ -336,7 +336,7 @@ async fn enrol_push_consensus_deltas_reputation(db: &Db) {
     // an administrator delists it: the delta says deleted, and old reports no longer count
     let store = HubStore::open(&db.url).await.unwrap();
     assert!(store
-        .delist(attacker, crowdwall::time::now())
+        .delist(attacker, crowdwall_base::clock::now())
         .await
         .unwrap());
     let d = blocklist(&hub, Some(v1)).await;
@@ -500,7 +500,7 @@ async fn rate_limit_and_api_keys(db: &Db) {
     let mut c = cfg();
     c.rate_limit = 1;
     c.rate_burst = 3;
-    c.api_keys_sha256 = vec![crowdwall::community::sha256_hex("letmein")];
+    c.api_keys_sha256 = vec![crowdwall_base::hash::sha256_hex("letmein")];
     let hub = TestHub::start(&db.url, c).await;
     let url = format!("{}/v1/ip/45.9.9.9", hub.url());
     let mut codes = Vec::new();
@@ -635,8 +635,8 @@ async fn postgres_two_instances_stay_consistent() {
 async fn sqlite_trusted_proxy_forwards_networks() {
     let db = sqlite_db();
     let mut c = cfg();
-    c.trusted_proxies = vec![crowdwall::config::Net(
-        crowdwall::config::parse_net("127.0.77.0/24").unwrap(),
+    c.trusted_proxies = vec![crowdwall_base::Net(
+        crowdwall_base::parse_net("127.0.77.0/24").unwrap(),
     )];
     let hub = TestHub::start(&db.url, c).await;
     let now = now_s();
@@ -677,12 +677,22 @@ async fn sqlite_trusted_proxy_forwards_networks() {
 }
 
 fn cli(args: &[&str]) -> (bool, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_crowdwall"))
+    // `hub ...` is the hub's own binary now; everything else is the host's CLI.
+    let (bin, config, args) = match args.split_first() {
+        Some((&"hub", rest)) => (
+            common::hub_bin(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/hub.toml"),
+            rest,
+        ),
+        _ => (
+            std::path::PathBuf::from(env!("CARGO_BIN_EXE_crowdwall")),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/crowdwall.toml"),
+            args,
+        ),
+    };
+    let o = std::process::Command::new(bin)
         .arg("--config")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/crowdwall.toml"
-        ))
+        .arg(config)
         .args(args)
         .output()
         .expect("run crowdwall");

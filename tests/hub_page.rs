@@ -7,10 +7,10 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crowdwall::community::client::{Credentials, HubClient};
-use crowdwall::community::hub::store::HubStore;
-use crowdwall::community::hub::{serve, Hub, HubSection};
-use crowdwall::community::Signal;
+use crowdwall_daemon::community::client::{Credentials, HubClient};
+use crowdwall_hub::store::HubStore;
+use crowdwall_hub::{serve, Hub, HubSection};
+use crowdwall_proto::Signal;
 use serde_json::{json, Value};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";

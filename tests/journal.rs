@@ -20,8 +20,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crowdwall::source::journal::{self, JournalBatch, JournalConfig, JournalStats, BATCH_MAX};
-use crowdwall::source::{LogEntry, SourceError};
+use crowdwall_daemon::source::journal::{
+    self, JournalBatch, JournalConfig, JournalStats, BATCH_MAX,
+};
+use crowdwall_daemon::source::SourceError;
+use crowdwall_engine::LogEntry;
 use tokio::sync::mpsc;
 
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";

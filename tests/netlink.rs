@@ -10,13 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crowdwall::decide::Origin;
-use crowdwall::enforce::netlink::NftFirewall;
-use crowdwall::enforce::{
-    Element, EnforceError, Family, Firewall, FirewallSpec, Interval, KernelElement, Mode,
-    SetChange, TableFamily, Verdict,
+use crowdwall_base::clock as time;
+use crowdwall_base::time::SECOND;
+use crowdwall_engine::decide::Origin;
+use crowdwall_engine::enforce::{
+    Element, EnforceError, Family, Firewall, Interval, KernelElement, SetChange,
 };
-use crowdwall::time::{self, SECOND};
+use crowdwall_nft::NftFirewall;
+use crowdwall_nft::{FirewallSpec, Mode, TableFamily, Verdict};
 use nix::sched::{setns, CloneFlags};
 use serde_json::Value;
 

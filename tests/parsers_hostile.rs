@@ -5,9 +5,9 @@
 
 use proptest::prelude::*;
 
-use crowdwall::parse::user::{RuleDef, UserParser};
-use crowdwall::parse::{EventKind, Parsed, Parsers};
-use crowdwall::source::LogEntry;
+use crowdwall_engine::parse::user::{RuleDef, UserParser};
+use crowdwall_engine::parse::{EventKind, Parsed, Parsers};
+use crowdwall_engine::LogEntry;
 
 const REAL: &str = "192.0.2.1";
 const INJECTED: &[&str] = &["6.6.6.6", "::ffff:6.6.6.6", "2001:db8::66"];
@@ -22,7 +22,7 @@ fn parse(
     id: &str,
     pid: Option<u32>,
     msg: String,
-) -> (Option<Parsed>, Vec<crowdwall::parse::Event>) {
+) -> (Option<Parsed>, Vec<crowdwall_engine::parse::Event>) {
     PARSERS.with(|p| {
         let mut out = Vec::new();
         let r = p

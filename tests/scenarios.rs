@@ -4,11 +4,10 @@
 
 use std::path::Path;
 
-use crowdwall::config::Config;
-use crowdwall::decide::Decision;
-use crowdwall::replay::Replay;
-use crowdwall::source::LogEntry;
-use crowdwall::time::SECOND;
+use crowdwall_base::time::SECOND;
+use crowdwall_daemon::config::Config;
+use crowdwall_engine::decide::Decision;
+use crowdwall_engine::LogEntry;
 
 fn cfg(extra: &str) -> Config {
     let base = std::fs::read_to_string(concat!(
@@ -21,7 +20,7 @@ fn cfg(extra: &str) -> Config {
 
 /// Feeds (seconds, identifier, message) and returns (scenario, address) of every decision.
 fn run(cfg: &Config, lines: &[(f64, &str, String)]) -> Vec<(String, String)> {
-    let mut r = Replay::new(cfg).unwrap();
+    let mut r = cfg.replay().unwrap();
     let mut ds: Vec<Decision> = Vec::new();
     for (i, (t, id, msg)) in lines.iter().enumerate() {
         let e = LogEntry {

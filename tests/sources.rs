@@ -73,8 +73,8 @@ fn fail_line(ip: &str) -> String {
 }
 
 fn rfc3339_now() -> String {
-    let t = crowdwall::time::now();
-    crowdwall::time::format_rfc3339(t)
+    let t = crowdwall_base::clock::now();
+    crowdwall_base::time::format_rfc3339(t)
 }
 
 fn append(path: &Path, text: &str) {
@@ -341,15 +341,15 @@ fn nflog_turns_dropped_probes_into_kernel_lines_with_source_and_port() {
     ]);
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(crowdwall::source::nflog::NflogStats::default());
+    let stats = Arc::new(crowdwall_daemon::source::nflog::NflogStats::default());
     let (st, ss) = (stop.clone(), stats.clone());
     let handle = setns_thread(&srv.name, move || {
-        crowdwall::source::nflog::spawn(7, tx, st, ss).expect("bind nflog group 7")
+        crowdwall_daemon::source::nflog::spawn(7, tx, st, ss).expect("bind nflog group 7")
     });
     // A second binding of the same group is refused with a clear reason.
     let again = setns_thread(&srv.name, move || {
         let (tx2, _rx2) = tokio::sync::mpsc::channel(1);
-        crowdwall::source::nflog::spawn(
+        crowdwall_daemon::source::nflog::spawn(
             7,
             tx2,
             Arc::new(AtomicBool::new(false)),

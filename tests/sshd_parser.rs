@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crowdwall::parse::sshd::SshdParser;
-use crowdwall::parse::{Event, EventKind, Parsed};
-use crowdwall::source::LogEntry;
-use crowdwall::time::SECOND;
+use crowdwall_base::time::SECOND;
+use crowdwall_engine::parse::sshd::SshdParser;
+use crowdwall_engine::parse::{Event, EventKind, Parsed};
+use crowdwall_engine::LogEntry;
 
 fn entry(time: i64, pid: Option<u32>, msg: &str) -> LogEntry {
     LogEntry {
@@ -651,7 +651,7 @@ fn fail2ban_corpus() {
                     dns += 1;
                     continue;
                 };
-                let host = crowdwall::parse::canonical_ip(host);
+                let host = crowdwall_engine::parse::canonical_ip(host);
                 pos += 1;
                 if evs.iter().any(|e| e.ip != host) {
                     wrong_addr += 1;
@@ -772,7 +772,7 @@ fn generator_cross_check() {
     let mut probers_over_3 = 0;
     for (ip_s, v) in per_ip {
         let want = v["failures"].as_u64().unwrap() as u32;
-        let ip = crowdwall::parse::parse_ip(ip_s).unwrap();
+        let ip = crowdwall_engine::parse::parse_ip(ip_s).unwrap();
         let have = got.get(&ip).copied().unwrap_or(0);
         match have.cmp(&want) {
             std::cmp::Ordering::Equal => exact += 1,
@@ -804,12 +804,12 @@ fn generator_cross_check() {
     for (ip, n) in &got {
         let known = per_ip
             .keys()
-            .any(|k| crowdwall::parse::parse_ip(k) == Some(*ip));
+            .any(|k| crowdwall_engine::parse::parse_ip(k) == Some(*ip));
         if !known {
             extra += 1;
             let role = roles
                 .iter()
-                .find(|(k, _)| crowdwall::parse::parse_ip(k) == Some(*ip))
+                .find(|(k, _)| crowdwall_engine::parse::parse_ip(k) == Some(*ip))
                 .map(|(_, r)| r.to_string());
             println!("  extra {ip} ({role:?}): {n} attempts, none in the truth");
         }

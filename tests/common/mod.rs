@@ -160,6 +160,20 @@ impl Drop for Proc {
     }
 }
 
+/// The hub's binary, `crowdwall-hub`: another package of the workspace, so cargo builds it
+/// beside the host's binary (`cargo build --workspace`, as tests/run.sh does) but gives the
+/// host's tests no `CARGO_BIN_EXE_` for it.
+#[allow(dead_code)]
+pub fn hub_bin() -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_crowdwall")).with_file_name("crowdwall-hub");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace, with the same profile)",
+        p.display()
+    );
+    p
+}
+
 /// The crowdwall daemon running in a namespace, with its config, socket, state and log in
 /// `dir`. Killed on drop.
 pub struct Daemon {

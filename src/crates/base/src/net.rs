@@ -109,7 +109,10 @@ mod tests {
             parse_ip("::ffff:198.51.100.7"),
             Some("198.51.100.7".parse().unwrap())
         );
-        assert_eq!(parse_ip("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            parse_ip("2001:db8::1"),
+            Some("2001:db8::1".parse().unwrap())
+        );
         assert_eq!(parse_ip("host.example"), None);
     }
 }

@@ -61,3 +61,21 @@ mod tests {
         assert_eq!(e.key, "syslog");
     }
 }
+
+/// 1-based line and column of a byte offset in a config text, for `file:line:col` errors.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod line_col_tests {
+    #[test]
+    fn lines_and_columns_count_from_one() {
+        assert_eq!(super::line_col("a\nbc\n", 0), (1, 1));
+        assert_eq!(super::line_col("a\nbc\n", 3), (2, 2));
+        assert_eq!(super::line_col("a", 99), (1, 2));
+    }
+}

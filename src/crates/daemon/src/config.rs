@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crowdwall_base::section::line_col;
 use crowdwall_base::{Net, Section, SectionError};
 use crowdwall_engine::decide::{AllowlistSection, BanSection};
 use crowdwall_engine::detect::scenarios::ScenariosSection;
@@ -282,14 +283,6 @@ pub fn read_allowlist_dir(dir: &Path) -> Result<Vec<Net>, ConfigError> {
     Ok(out)
 }
 
-/// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    (line, column)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +295,10 @@ mod tests {
     fn embedded_default_parses_and_has_builtins() {
         let c = Config::embedded().unwrap();
         let specs = c.scenario_specs().unwrap();
-        assert_eq!(specs.len(), crowdwall_engine::detect::scenarios::builtin().len());
+        assert_eq!(
+            specs.len(),
+            crowdwall_engine::detect::scenarios::builtin().len()
+        );
         assert_eq!(c.ban.duration.0.as_secs(), 4 * 3600);
         assert_eq!(c.journal.match_pairs().len(), 2);
     }
@@ -440,7 +436,11 @@ mod tests {
         let c = crowdwall_engine::fail2ban::convert(&[("jail.local".into(), jail.into())]);
         let cfg = parse(&c.toml).unwrap_or_else(|e| panic!("{e}\n{}", c.toml));
         assert_eq!(cfg.ban.duration.0.as_secs(), 3600);
-        assert!(cfg.scenario_specs().unwrap().iter().any(|s| s.name == "ssh-bruteforce"));
+        assert!(cfg
+            .scenario_specs()
+            .unwrap()
+            .iter()
+            .any(|s| s.name == "ssh-bruteforce"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! response per line, over a unix socket that only root can open (mode 0600). The server side
 //! lives in the daemon; this module holds the messages and the blocking client.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -46,6 +47,50 @@ pub enum Request {
 pub enum Response {
     Ok(serde_json::Value),
     Error(String),
+}
+
+/// `crowdwall status`: what the daemon reads, holds and does. The CLI renders it, `--json`
+/// prints it, and the metrics snapshot is computed from the same counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub uptime_s: u64,
+    /// Every source, journal or not.
+    pub sources: Vec<crate::source::SourceStatus>,
+    /// The community agent, when this host is enrolled.
+    pub community: Option<serde_json::Value>,
+    pub parsers: BTreeMap<String, crowdwall_engine::parse::ParserStats>,
+    /// CrowdSec follower and feeds: last result and error of each.
+    pub ingest: serde_json::Value,
+    pub buckets: crowdwall_engine::detect::EngineStats,
+    pub overflows: BTreeMap<String, u64>,
+    /// Active decisions per origin.
+    pub decisions: BTreeMap<String, usize>,
+    pub firewall: FirewallStatus,
+    pub allowlist: AllowlistStatus,
+    pub lockout: crate::lockout::LockoutStatus,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FirewallStatus {
+    /// `inet crowdwall`.
+    pub table: String,
+    /// Elements held, as the plan (kept equal to the kernel) counts them.
+    pub sets: crowdwall_engine::enforce::SetSizes,
+    /// Packets and bytes dropped per origin (own-table mode).
+    pub dropped: Vec<crowdwall_engine::enforce::DropCounter>,
+    /// Why the counters could not be read.
+    pub error: Option<String>,
+    /// The kernel refused to catch up with the store; a retry is scheduled.
+    pub behind_store: bool,
+    pub stats: crate::daemon::CoreStats,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowlistStatus {
+    pub configured: Vec<String>,
+    pub own_addresses: Vec<String>,
+    pub from_dir: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

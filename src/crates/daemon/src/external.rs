@@ -30,4 +30,3 @@ pub struct ExternalReport {
     pub deleted: usize,
     pub refused_allowlisted: usize,
 }
-

@@ -27,7 +27,6 @@ impl Default for LockoutSection {
     }
 }
 
-
 impl crowdwall_base::Section for LockoutSection {
     const NAME: &'static str = "lockout";
     fn check(&self) -> Result<(), crowdwall_base::SectionError> {
@@ -52,8 +51,18 @@ pub enum LockoutError {
     },
 }
 
+/// The guard as `crowdwall status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LockoutStatus {
+    pub enabled: bool,
+    pub utmp: std::path::PathBuf,
+    pub unprotected_sessions: Vec<Session>,
+    pub error: Option<String>,
+    pub checked_at: Option<String>,
+}
+
 /// One logged-in remote session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Session {
     pub user: String,
     /// Terminal (`pts/0`).
@@ -282,14 +291,16 @@ impl Guard {
         }
     }
 
-    pub fn status(&self) -> serde_json::Value {
-        serde_json::json!({
-            "enabled": self.enabled,
-            "utmp": self.utmp,
-            "unprotected_sessions": self.unprotected,
-            "error": self.error,
-            "checked_at": self.checked_at.map(|t| crate::time::format_rfc3339(t * crate::time::SECOND)),
-        })
+    pub fn status(&self) -> LockoutStatus {
+        LockoutStatus {
+            enabled: self.enabled,
+            utmp: self.utmp.clone(),
+            unprotected_sessions: self.unprotected.clone(),
+            error: self.error.clone(),
+            checked_at: self
+                .checked_at
+                .map(|t| crate::time::format_rfc3339(t * crate::time::SECOND)),
+        }
     }
 }
 

@@ -27,7 +27,6 @@ impl Default for MetricsSection {
     }
 }
 
-
 impl crowdwall_base::Section for MetricsSection {
     const NAME: &'static str = "metrics";
     fn check(&self) -> Result<(), crowdwall_base::SectionError> {
@@ -106,13 +105,8 @@ pub struct NetlinkMetrics {
     pub duration: Histogram,
 }
 
-/// Packets and bytes the drop rules counted for one origin.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DropCounter {
-    pub origin: String,
-    pub packets: u64,
-    pub bytes: u64,
-}
+/// Dropped traffic of one origin: the engine's type, as the firewall reports it.
+pub use crowdwall_engine::enforce::DropCounter;
 
 /// Everything `crowdwall metrics` and the Prometheus endpoint show.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use std::path::Path;
 use ipnet::IpNet;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crowdwall_engine::decide::{Decision, Origin};
 use crate::time::Micros;
+use crowdwall_engine::decide::{Decision, Origin};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -463,7 +463,11 @@ impl Default for AllowlistSection {
 impl AllowlistSection {
     /// Configured and drop-in ranges (not the fixed ones, nor this host's addresses).
     pub fn nets(&self) -> Vec<IpNet> {
-        self.cidrs.iter().chain(&self.from_dir).map(|n| n.0).collect()
+        self.cidrs
+            .iter()
+            .chain(&self.from_dir)
+            .map(|n| n.0)
+            .collect()
     }
 }
 

@@ -142,7 +142,7 @@ impl Bucket {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EngineStats {
     pub live_buckets: usize,
     pub overflows: u64,

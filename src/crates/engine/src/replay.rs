@@ -8,7 +8,9 @@ use ipnet::IpNet;
 
 use crowdwall_base::SectionError;
 
-use crate::decide::{self, Allowlist, AllowlistSection, BanPolicy, BanSection, DecideError, Decision};
+use crate::decide::{
+    self, Allowlist, AllowlistSection, BanPolicy, BanSection, DecideError, Decision,
+};
 use crate::detect::scenarios::ScenariosSection;
 use crate::detect::{DetectSection, Engine, Overflow};
 use crate::parse::user::ParsersSection;

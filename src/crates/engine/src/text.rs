@@ -19,8 +19,8 @@ use std::io::BufRead;
 
 use serde::Deserialize;
 
-use crate::LogEntry;
 use crate::time::Micros;
+use crate::LogEntry;
 
 /// Lines longer than this are reported as errors and skipped, without being held in memory.
 pub const MAX_LINE: usize = 64 * 1024;

@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crowdwall::community::client::{Credentials, HubClient};
-use crowdwall::community::hub::store::HubStore;
-use crowdwall::community::hub::{serve, Hub, HubSection};
-use crowdwall::community::Signal;
+use crowdwall_daemon::community::client::{Credentials, HubClient};
+use crowdwall_hub::store::HubStore;
+use crowdwall_hub::{serve, Hub, HubSection};
+use crowdwall_proto::Signal;
 
 const AGENTS: usize = 40;
 const BATCH: usize = 100;
@@ -138,7 +138,7 @@ fn run(backend: &'static str, database: &str, signals: usize, secs: u64) -> Row 
         .unwrap();
     let cfg = HubSection {
         rate_limit: 0,
-        consensus: crowdwall::community::consensus::ConsensusSection {
+        consensus: crowdwall_hub::consensus::ConsensusSection {
             agent_hourly_cap: u64::MAX / 2,
             ..Default::default()
         },
@@ -152,7 +152,7 @@ fn run(backend: &'static str, database: &str, signals: usize, secs: u64) -> Row 
             let store = HubStore::open(&db).await.expect("hub store");
             let hub = Hub::new(
                 HubSection {
-                    lookup_cache: crowdwall::config::Dur(ttl),
+                    lookup_cache: crowdwall_base::Dur(ttl),
                     ..cfg.clone()
                 },
                 store,

@@ -15,8 +15,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::config::Dur;
-use crate::time::{from_duration, Micros, SECOND};
+use crowdwall_base::time::{from_duration, Micros, SECOND};
+use crowdwall_base::Dur;
 
 /// Consensus parameters (`[hub.consensus]`); the defaults are justified in README.md.
 #[derive(Debug, Clone, Deserialize)]
@@ -145,7 +145,7 @@ pub fn agent_weight(corroborated: u32, p: &Params) -> f64 {
 
 /// The network a reporter's address counts as: its /24 (IPv4) or /48 (IPv6).
 pub fn reporter_network(ip: IpAddr) -> IpNet {
-    let ip = crate::parse::canonical_ip(ip);
+    let ip = crowdwall_base::canonical_ip(ip);
     let prefix = if ip.is_ipv4() { 24 } else { 48 };
     IpNet::new(ip, prefix)
         .map(|n| n.trunc())
@@ -293,7 +293,7 @@ impl NeverList {
                 continue;
             }
             let net =
-                crate::config::parse_net(l).map_err(|e| format!("{source}:{}: {e}", i + 1))?;
+                crowdwall_base::parse_net(l).map_err(|e| format!("{source}:{}: {e}", i + 1))?;
             self.ranges.push((net, format!("never-list {source}")));
             n += 1;
         }
@@ -302,7 +302,7 @@ impl NeverList {
 
     /// Why `ip` is never listed, if it is not to be.
     pub fn check(&self, ip: IpAddr) -> Option<&str> {
-        let ip = crate::parse::canonical_ip(ip);
+        let ip = crowdwall_base::canonical_ip(ip);
         self.ranges
             .iter()
             .find(|(n, _)| n.contains(&ip))

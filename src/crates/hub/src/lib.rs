@@ -1,4 +1,4 @@
-//! `crowdwall hub`: where agents enrol, push signals and pull the consensus blocklist, and
+//! crowdwall-hub: where agents enrol, push signals and pull the consensus blocklist, and
 //! where anyone can look up an address's reputation (JSON API and a page without
 //! JavaScript).
 //!
@@ -10,6 +10,8 @@
 // Handlers pass ready HTTP responses up as their error; boxing them would buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod config;
+pub mod consensus;
 mod page;
 pub mod postgres;
 pub mod sqlite;
@@ -17,7 +19,6 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,102 +32,20 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::consensus::{
-    reporter_network, reputation, score_at, ConsensusSection, NeverList, Params,
+use crowdwall_base::canonical_ip;
+use crowdwall_base::clock::now;
+use crowdwall_base::hash::{random_hex, sha256_hex};
+use crowdwall_base::time::{format_rfc3339, from_duration, Micros, SECOND};
+use crowdwall_proto::duration::crowdsec_duration;
+use crowdwall_proto::{
+    valid_scenario, BlockEntry, BlocklistResponse, EnrollRequest, EnrollResponse, PushRequest,
+    PushResponse, Refusal, Signal,
 };
-use super::{
-    hms, sha256_hex, valid_scenario, BlockEntry, BlocklistResponse, EnrollRequest, EnrollResponse,
-    PushRequest, PushResponse, Refusal,
-};
-use crate::config::Dur;
-use crate::time::{format_rfc3339, from_duration, now, Micros, SECOND};
+
+use consensus::{reporter_network, reputation, score_at, NeverList, Params};
 use store::{HubStore, ValidSignal};
 
-/// `[hub]`: the server side. Only `crowdwall hub` reads it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HubSection {
-    /// Address and port to listen on (plain HTTP: put a TLS proxy in front on the internet).
-    pub listen: String,
-    /// `sqlite:/path/hub.db` (default) or `postgres://user:password@host/db`.
-    pub database: String,
-    /// When set, enrolment needs this token; only its SHA-256 (hex) is written here.
-    pub enroll_token_sha256: Option<String>,
-    /// API keys (SHA-256, hex) exempt from the per-client rate limit.
-    pub api_keys_sha256: Vec<String>,
-    /// Reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` is believed: behind one,
-    /// every agent would otherwise seem to come from the proxy's network and nothing would
-    /// ever reach consensus. The rightmost address the proxy appended is the client.
-    pub trusted_proxies: Vec<crate::config::Net>,
-    /// Requests per second per client address (v4) or /64 (v6) for look-ups, the page and
-    /// enrolment; 0 turns the limit off. Per instance.
-    pub rate_limit: u32,
-    pub rate_burst: u32,
-    /// Files of ranges never listed (CDNs...): one address or CIDR per line, `#` comments.
-    pub never_list_files: Vec<PathBuf>,
-    /// Largest request body accepted (bytes); larger ones get 413.
-    pub max_body: usize,
-    /// Most signals in one push.
-    pub max_batch: usize,
-    /// Signals whose attack ended longer ago than this are refused; so are those ending
-    /// more than 5 minutes in the future.
-    pub max_signal_age: Dur,
-    /// Signals are kept this long (reputation history), then forgotten.
-    pub retention: Dur,
-    /// How long this instance reuses what the store said of an address for look-ups; "0s"
-    /// asks the store every time. Signals pushed to this instance take effect at once;
-    /// those pushed to another instance over the same PostgreSQL show within this time.
-    pub lookup_cache: Dur,
-    pub consensus: ConsensusSection,
-}
-
-impl Default for HubSection {
-    fn default() -> Self {
-        HubSection {
-            listen: "0.0.0.0:8080".into(),
-            database: "sqlite:/var/lib/crowdwall/hub.db".into(),
-            enroll_token_sha256: None,
-            api_keys_sha256: Vec::new(),
-            trusted_proxies: Vec::new(),
-            rate_limit: 20,
-            rate_burst: 60,
-            never_list_files: Vec::new(),
-            max_body: 1 << 20,
-            max_batch: 1000,
-            max_signal_age: Dur(Duration::from_secs(7 * 86400)),
-            retention: Dur(Duration::from_secs(30 * 86400)),
-            lookup_cache: Dur(Duration::from_secs(5)),
-            consensus: ConsensusSection::default(),
-        }
-    }
-}
-
-impl HubSection {
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        self.consensus
-            .validate()
-            .map_err(|m| ("hub.consensus".to_string(), m))?;
-        if self.max_batch == 0 || self.max_body < 1024 {
-            return Err((
-                "hub".into(),
-                "max_batch must be at least 1 and max_body at least 1024".into(),
-            ));
-        }
-        for h in self
-            .api_keys_sha256
-            .iter()
-            .chain(self.enroll_token_sha256.iter())
-        {
-            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err((
-                    "hub".into(),
-                    format!("'{h}' is not a SHA-256 in hex (64 hex digits): store the hash, never the key"),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+pub use config::HubSection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -240,78 +159,47 @@ pub async fn serve(
     r
 }
 
-/// `crowdwall hub`: opens the store (migrating it), binds, serves until SIGTERM/SIGINT.
-pub fn run(cfg: HubSection) -> Result<(), HubError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+/// Opens the store (migrating it), binds, serves until `shutdown` resolves.
+pub async fn run(
+    cfg: HubSection,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), HubError> {
+    let store = HubStore::open(&cfg.database).await?;
+    let backend = store.backend();
+    let listen = cfg.listen.clone();
+    let hub = Hub::new(cfg, store)?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
         .map_err(|source| HubError::Io {
-            what: "tokio runtime".into(),
+            what: format!("listening on {listen}"),
             source,
         })?;
-    rt.block_on(async move {
-        let store = HubStore::open(&cfg.database).await?;
-        let backend = store.backend();
-        let listen = cfg.listen.clone();
-        let hub = Hub::new(cfg, store)?;
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .map_err(|source| HubError::Io {
-                what: format!("listening on {listen}"),
-                source,
-            })?;
-        log::info!(
-            "crowdwall hub {} listening on {} ({backend})",
-            env!("CARGO_PKG_VERSION"),
-            listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or(listen)
-        );
-        serve(listener, hub, async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut t), Ok(mut i)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return std::future::pending().await;
-            };
-            tokio::select! {
-                _ = t.recv() => {},
-                _ = i.recv() => {},
-            }
-        })
-        .await
-    })
+    log::info!(
+        "crowdwall-hub {} listening on {} ({backend})",
+        env!("CARGO_PKG_VERSION"),
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or(listen)
+    );
+    serve(listener, hub, shutdown).await
 }
 
-/// `crowdwall hub delist IP`: on the store directly, so it needs the database, not a key.
-pub fn delist(cfg: &HubSection, ip: &str) -> Result<bool, HubError> {
+/// `crowdwall-hub delist IP`: on the store directly, so it needs the database, not a key.
+pub async fn delist(cfg: &HubSection, ip: &str) -> Result<bool, HubError> {
     let ip = parse_ip(ip).map_err(HubError::NeverList)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| HubError::Io {
-            what: "tokio runtime".into(),
-            source,
-        })?;
-    rt.block_on(async {
-        let store = HubStore::open(&cfg.database).await?;
-        Ok(store.delist(&ip.to_string(), now()).await?)
-    })
+    let store = HubStore::open(&cfg.database).await?;
+    Ok(store.delist(&ip.to_string(), now()).await?)
 }
 
 /// A single address, canonical (IPv4-mapped IPv6 becomes IPv4).
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    s.trim()
-        .parse::<IpAddr>()
-        .map(crate::parse::canonical_ip)
-        .map_err(|_| {
-            format!(
-                "'{}' is not an IP address",
-                s.chars().take(64).collect::<String>()
-            )
-        })
+    s.trim().parse::<IpAddr>().map(canonical_ip).map_err(|_| {
+        format!(
+            "'{}' is not an IP address",
+            s.chars().take(64).collect::<String>()
+        )
+    })
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -399,7 +287,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 impl Hub {
     /// The client's address: the peer, or what a trusted proxy says the peer was.
     fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-        let ip = crate::parse::canonical_ip(peer.ip());
+        let ip = canonical_ip(peer.ip());
         if !self.cfg.trusted_proxies.iter().any(|n| n.0.contains(&ip)) {
             return ip;
         }
@@ -410,7 +298,7 @@ impl Hub {
             .flat_map(|v| v.split(','))
             .last()
             .and_then(|a| a.trim().parse::<IpAddr>().ok())
-            .map(crate::parse::canonical_ip)
+            .map(canonical_ip)
             .unwrap_or(ip)
     }
 
@@ -514,7 +402,7 @@ async fn enroll(
         .filter(|c| !c.is_control())
         .take(64)
         .collect();
-    let (id, secret) = match (super::random_hex(16), super::random_hex(32)) {
+    let (id, secret) = match (random_hex(16), random_hex(32)) {
         (Ok(i), Ok(s)) => (i, s),
         (Err(e), _) | (_, Err(e)) => return internal(e),
     };
@@ -545,12 +433,7 @@ enum Bad {
     Refused(&'static str, String),
 }
 
-fn check_signal(
-    hub: &Hub,
-    index: usize,
-    s: &super::Signal,
-    now: Micros,
-) -> Result<ValidSignal, Bad> {
+fn check_signal(hub: &Hub, index: usize, s: &Signal, now: Micros) -> Result<ValidSignal, Bad> {
     let at = |m: String| Bad::Malformed(format!("signals[{index}]: {m}"));
     if s.uid.is_empty()
         || s.uid.len() > 64
@@ -594,7 +477,7 @@ fn check_signal(
             "refused_too_old",
             format!(
                 "last_seen is older than {}",
-                crate::time::format_duration(hub.cfg.max_signal_age.0)
+                crowdwall_base::time::format_duration(hub.cfg.max_signal_age.0)
             ),
         ));
     }
@@ -722,7 +605,7 @@ async fn blocklist(
                         value: r.ip,
                         scenario: r.scenario,
                         duration_s: secs,
-                        duration: hms(secs),
+                        duration: crowdsec_duration(secs * SECOND),
                         score: r.score,
                     });
                 } else if !ch.snapshot {
@@ -921,7 +804,7 @@ impl Limiter {
         if self.rate == 0.0 {
             return true;
         }
-        let key = match crate::parse::canonical_ip(ip) {
+        let key = match canonical_ip(ip) {
             IpAddr::V6(v6) => {
                 let s = v6.segments();
                 IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))

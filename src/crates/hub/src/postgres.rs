@@ -19,8 +19,8 @@ use super::store::{
     AddressInfo, BlockRow, Changes, HubStats, HubStoreError, IngestOutcome, ValidSignal,
     STATS_SPAN, TOMBSTONE_KEEP,
 };
-use crate::community::consensus::{evaluate, Params, Report};
-use crate::time::{Micros, SECOND};
+use crate::consensus::{evaluate, Params, Report};
+use crowdwall_base::time::{Micros, SECOND};
 
 const SCHEMA_VERSION: i32 = 1;
 /// Connections per hub instance.

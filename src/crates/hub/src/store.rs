@@ -5,8 +5,8 @@
 //! writer; a PostgreSQL advisory lock), so a version becomes visible only after every smaller
 //! one: a client that read version V never misses a change numbered below V.
 
-use crate::community::consensus::Params;
-use crate::time::Micros;
+use crate::consensus::Params;
+use crowdwall_base::time::Micros;
 
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
@@ -238,7 +238,7 @@ impl HubStore {
 }
 
 /// Signals per hour and top scenarios cover this much.
-pub const STATS_SPAN: Micros = 24 * 3600 * crate::time::SECOND;
+pub const STATS_SPAN: Micros = 24 * 3600 * crowdwall_base::SECOND;
 /// Delisted or expired rows are kept this long for deltas, then a client that far behind
 /// gets a snapshot.
-pub const TOMBSTONE_KEEP: Micros = 7 * 24 * 3600 * crate::time::SECOND;
+pub const TOMBSTONE_KEEP: Micros = 7 * 24 * 3600 * crowdwall_base::SECOND;

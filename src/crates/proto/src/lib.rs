@@ -103,7 +103,6 @@ pub fn valid_scenario(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'/' || b == b'.')
 }
 
-
 /// CrowdSec's duration format, as bouncers and the Local API use it.
 pub mod duration {
     use super::{Micros, SECOND};
@@ -161,7 +160,6 @@ pub mod duration {
         let v = total.min(i64::MAX as f64) as Micros;
         Some(if neg { -v } else { v })
     }
-
 
     #[cfg(test)]
     mod tests {

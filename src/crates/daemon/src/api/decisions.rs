@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::{ApiReply, ApiRequest};
 use crate::control::Request;
-use crowdwall_engine::decide::{value_text, Origin};
 use crate::store::{Store, StoreError};
 use crate::time::{self, format_rfc3339, Micros};
+use crowdwall_engine::decide::{value_text, Origin};
 
 /// The origin as CrowdSec names it, so that bouncers' `origins=` filters written for
 /// CrowdSec keep working: a local scenario is `crowdsec`, an admin's ban `cscli`, the

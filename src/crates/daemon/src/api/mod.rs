@@ -55,13 +55,19 @@ impl Section for ApiSection {
 
     fn check(&self) -> Result<(), SectionError> {
         if self.listen.parse::<SocketAddr>().is_err() {
-            return Err(SectionError::new("listen", format!(
+            return Err(SectionError::new(
+                "listen",
+                format!(
                     "'{}' is not ADDRESS:PORT (e.g. 127.0.0.1:8080 or [::1]:8080)",
                     self.listen
-                )));
+                ),
+            ));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err(SectionError::new("tls_cert", "tls_cert and tls_key go together: set both for TLS, neither for plain HTTP"));
+            return Err(SectionError::new(
+                "tls_cert",
+                "tls_cert and tls_key go together: set both for TLS, neither for plain HTTP",
+            ));
         }
         Ok(())
     }

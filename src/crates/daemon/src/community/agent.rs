@@ -18,9 +18,9 @@ use super::client::{Credentials, HubClient};
 use super::outbox::Outbox;
 use super::{BlockEntry, CommunityError, CommunitySection, Signal};
 use crate::daemon::ExternalUpdate;
+use crate::time::{self, Micros, SECOND};
 use crowdwall_engine::decide::{Decision, Origin};
 use crowdwall_engine::detect::Overflow;
-use crate::time::{self, Micros, SECOND};
 
 /// Signals in one push.
 const PUSH_BATCH: usize = 500;

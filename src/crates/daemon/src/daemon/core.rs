@@ -29,7 +29,7 @@ const RETRY_MIN: Micros = 2 * SECOND;
 const RETRY_MAX: Micros = 60 * SECOND;
 
 /// Counters shown by `status`.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CoreStats {
     pub entries: u64,
     pub decisions_local: u64,
@@ -254,9 +254,12 @@ impl<F: Firewall> Core<F> {
         let now = time::now();
         let (mut missing, mut stray) = (0, 0);
         for (ix, held) in held.iter().enumerate() {
-            let (m, s) = self
-                .desired
-                .audit(ix as crowdwall_engine::enforce::SetIx, held, now, AUDIT_SLACK);
+            let (m, s) = self.desired.audit(
+                ix as crowdwall_engine::enforce::SetIx,
+                held,
+                now,
+                AUDIT_SLACK,
+            );
             missing += m;
             stray += s;
         }
@@ -449,5 +452,4 @@ impl<F: Firewall> Core<F> {
         self.reconcile()?;
         Ok(true)
     }
-
 }

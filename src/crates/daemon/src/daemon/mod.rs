@@ -55,7 +55,6 @@ pub enum DaemonError {
     Source(#[from] crate::source::SourcesError),
 }
 
-
 /// `[daemon]`: where state and the control socket live.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,7 +71,6 @@ impl Default for DaemonSection {
         }
     }
 }
-
 
 impl crowdwall_base::Section for DaemonSection {
     const NAME: &'static str = "daemon";
@@ -110,4 +108,3 @@ impl RunOptions {
         }
     }
 }
-

@@ -55,7 +55,6 @@ impl<F: Firewall> Core<F> {
         self.cfg = new;
         Ok(changed)
     }
-
 }
 
 /// `crowdwall reload` and SIGHUP: reads the config file again, refuses it (changing nothing)
@@ -117,4 +116,3 @@ pub(super) async fn reload<F: Firewall>(
     );
     Response::Ok(json!({ "config": path, "changed": changed }))
 }
-

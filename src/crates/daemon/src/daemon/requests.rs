@@ -79,7 +79,9 @@ impl<F: Firewall> Core<F> {
                     .map_err(|e| format!("deleted, but the kernel refused it: {e}"))?;
                 Ok(json!({ "deleted": n, "value": decide::value_text(&net) }))
             }
-            Request::Status => Ok(self.status(extra, now)),
+            Request::Status => {
+                serde_json::to_value(self.status(extra, now)).map_err(|e| e.to_string())
+            }
             Request::Metrics => {
                 serde_json::to_value(self.metrics(extra, now)).map_err(|e| e.to_string())
             }
@@ -92,7 +94,6 @@ impl<F: Firewall> Core<F> {
             }
         }
     }
-
 }
 
 pub fn decision_json(d: &Decision, now: Micros) -> serde_json::Value {
@@ -107,4 +108,3 @@ pub fn decision_json(d: &Decision, now: Micros) -> serde_json::Value {
         "remaining": format_duration(std::time::Duration::from_secs(((d.until - now).max(0) / SECOND) as u64)),
     })
 }
-

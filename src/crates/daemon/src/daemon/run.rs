@@ -87,7 +87,9 @@ type ReadBack = Result<Vec<Vec<crowdwall_engine::enforce::KernelElement>>, Enfor
 
 /// Reads every set back, from another thread.
 type Reader = std::sync::Arc<
-    dyn Fn() -> Result<Vec<Vec<crowdwall_engine::enforce::KernelElement>>, EnforceError> + Send + Sync,
+    dyn Fn() -> Result<Vec<Vec<crowdwall_engine::enforce::KernelElement>>, EnforceError>
+        + Send
+        + Sync,
 >;
 
 async fn serve<F: Firewall>(
@@ -416,7 +418,6 @@ async fn serve_client(stream: tokio::net::UnixStream, tx: tokio::sync::mpsc::Sen
         let _ = wr.write_all(&out).await;
     }
 }
-
 
 /// The sources' part of the configuration.
 pub(super) fn sources_config(cfg: &Config) -> SourcesConfig {

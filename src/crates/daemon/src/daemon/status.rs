@@ -1,79 +1,70 @@
 //! What `crowdwall status` and the metrics endpoint show, computed from the same numbers.
 
-use std::collections::HashMap;
-
-use serde_json::json;
+use std::collections::BTreeMap;
 
 use crowdwall_engine::decide::Origin;
 use crowdwall_engine::enforce::Firewall;
 
 use super::Core;
+use crate::control::{AllowlistStatus, FirewallStatus, Status};
 use crate::time::{Micros, SECOND};
 
 impl<F: Firewall> Core<F> {
-    pub(super) fn status(&mut self, extra: &StatusExtra, now: Micros) -> serde_json::Value {
-        let active = self.store.active(now).unwrap_or_default();
-        let mut by_origin: HashMap<&str, usize> = HashMap::new();
-        for o in Origin::ALL {
-            by_origin.insert(o.as_str(), 0);
+    pub(super) fn status(&mut self, extra: &StatusExtra, now: Micros) -> Status {
+        let mut decisions: BTreeMap<String, usize> = Origin::ALL
+            .iter()
+            .map(|o| (o.as_str().to_string(), 0))
+            .collect();
+        for d in self.store.active(now).unwrap_or_default() {
+            *decisions.entry(d.origin.as_str().to_string()).or_default() += 1;
         }
-        for d in &active {
-            *by_origin.entry(d.origin.as_str()).or_default() += 1;
-        }
-        let sets = self.desired.sizes(now);
-        let (counters, fw_error) = match self.fw.counters() {
+        let (dropped, error) = match self.fw.counters() {
             Ok(c) => (c, None),
             Err(e) => (Vec::new(), Some(e.to_string())),
         };
-        let overflows: serde_json::Map<String, serde_json::Value> = self
-            .detector
-            .engine
-            .overflows_by_scenario()
-            .map(|(n, c)| (n.to_string(), json!(c)))
-            .collect();
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": (now - self.started) / SECOND,
-            "sources": extra.sources,
-            "community": extra.community,
-            "parsers": self.detector.parsers.stats(),
-            "ingest": extra.ingest,
-            "buckets": self.detector.engine.stats(),
-            "overflows": overflows,
-            "decisions": by_origin,
-            "firewall": {
-                "table": format!("inet {}", self.cfg.firewall.table),
-                "sets": sets,
-                "dropped": counters,
-                "error": fw_error,
-                // the kernel refused to catch up with the store; a retry is scheduled
-                "behind_store": self.retry_at.is_some(),
-                "stats": self.stats,
+        let texts = |nets: &[crowdwall_base::Net]| nets.iter().map(|n| n.0.to_string()).collect();
+        Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_s: ((now - self.started) / SECOND).max(0) as u64,
+            sources: extra.sources.clone(),
+            community: extra.community.clone(),
+            parsers: self
+                .detector
+                .parsers
+                .stats()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            ingest: extra.ingest.clone(),
+            buckets: self.detector.engine.stats(),
+            overflows: self
+                .detector
+                .engine
+                .overflows_by_scenario()
+                .map(|(n, c)| (n.to_string(), c))
+                .collect(),
+            decisions,
+            firewall: FirewallStatus {
+                table: format!("inet {}", self.cfg.firewall.table),
+                sets: self.desired.sizes(now),
+                dropped,
+                error,
+                behind_store: self.retry_at.is_some(),
+                stats: self.stats,
             },
-            "allowlist": {
-                "configured": self.cfg.allowlist.cidrs.iter().map(|n| n.0.to_string()).collect::<Vec<_>>(),
-                "own_addresses": self.allow.own().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                "from_dir": self.cfg.allowlist.from_dir.iter().map(|n| n.0.to_string()).collect::<Vec<_>>(),
+            allowlist: AllowlistStatus {
+                configured: texts(&self.cfg.allowlist.cidrs),
+                own_addresses: self.allow.own().iter().map(|a| a.to_string()).collect(),
+                from_dir: texts(&self.cfg.allowlist.from_dir),
             },
-            "lockout": self.lockout.status(),
-        })
+            lockout: self.lockout.status(),
+        }
     }
 
     /// Packets and bytes dropped per origin, from the nftables named counters (own-table
     /// mode; empty otherwise or when the kernel cannot be read).
     fn drop_counters(&mut self) -> Vec<crate::metrics::DropCounter> {
-        self.fw
-            .counters()
-            .map(|cs| {
-                cs.into_iter()
-                    .map(|c| crate::metrics::DropCounter {
-                        origin: c.origin,
-                        packets: c.packets,
-                        bytes: c.bytes,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.fw.counters().unwrap_or_default()
     }
 
     /// The counters snapshot for `crowdwall metrics` and the Prometheus endpoint.
@@ -152,7 +143,6 @@ impl<F: Firewall> Core<F> {
     }
 }
 
-
 /// What only the edges know, passed into status.
 #[derive(Debug, Default)]
 pub struct StatusExtra {
@@ -186,4 +176,3 @@ pub(super) fn status_line<F: Firewall>(core: &Core<F>) -> String {
         core.desired.held()
     )
 }
-

@@ -1,18 +1,23 @@
 //! The Core against the in-memory firewall: requests, offences, the allowlist, retries.
 
 use super::*;
-use crate::time::{self, Micros, SECOND};
-use crowdwall_engine::enforce::Firewall;
 use crate::config::Config;
 use crate::control::{Request, Response};
 use crate::store::Store;
+use crate::time::{self, Micros, SECOND};
 use crowdwall_engine::decide::{Decision, Origin};
-use crowdwall_engine::LogEntry;
 use crowdwall_engine::enforce::memory::MemoryFirewall;
+use crowdwall_engine::enforce::Firewall;
+use crowdwall_engine::LogEntry;
 
 fn core() -> Core<MemoryFirewall> {
     let cfg = Config::embedded().unwrap();
-    let mut c = Core::new(cfg, Store::in_memory().unwrap(), MemoryFirewall::new().with_clock(crate::time::now)).unwrap();
+    let mut c = Core::new(
+        cfg,
+        Store::in_memory().unwrap(),
+        MemoryFirewall::new().with_clock(crate::time::now),
+    )
+    .unwrap();
     c.reconcile().unwrap();
     c
 }
@@ -238,7 +243,12 @@ fn allowlisted_attacker_is_never_banned() {
         std::path::Path::new("t.toml"),
     )
     .unwrap();
-    let mut c = Core::new(cfg, Store::in_memory().unwrap(), MemoryFirewall::new().with_clock(crate::time::now)).unwrap();
+    let mut c = Core::new(
+        cfg,
+        Store::in_memory().unwrap(),
+        MemoryFirewall::new().with_clock(crate::time::now),
+    )
+    .unwrap();
     c.reconcile().unwrap();
     let batch: Vec<_> = (0..10u32)
         .map(|i| {

@@ -13,10 +13,10 @@ use tokio::sync::mpsc;
 
 use super::http::{body_capped, client, BodyError};
 use super::{ask, IngestError, IngestMsg};
-use crowdwall_base::Dur;
 use crate::daemon::ExternalUpdate;
-use crowdwall_engine::decide::{Decision, Origin};
 use crate::time::{self, Micros};
+use crowdwall_base::Dur;
+use crowdwall_engine::decide::{Decision, Origin};
 
 /// `[crowdsec]`: the Local API to follow.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,7 +62,10 @@ impl Section for CrowdsecSection {
             return Ok(());
         }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(SectionError::new("url", format!("'{}' must start with http:// or https://", self.url)));
+            return Err(SectionError::new(
+                "url",
+                format!("'{}' must start with http:// or https://", self.url),
+            ));
         }
         if self.api_key.is_some() == self.api_key_file.is_some() {
             return Err(SectionError::new("api_key", "set exactly one of api_key and api_key_file (`cscli bouncers add crowdwall` prints a key)"));
@@ -391,7 +394,7 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    
+
     use crate::time::SECOND;
 
     fn ld(id: i64, v: &str, dur: &str) -> LapiDecision {

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 
 use super::http::{body_capped, client, BodyError};
 use super::{ask, IngestError, IngestMsg};
-use crowdwall_base::Dur;
 use crate::time::{self, from_duration, Micros};
+use crowdwall_base::Dur;
 
 /// `[feeds]`: limits shared by every list, and the lists.
 #[derive(Debug, Clone, Deserialize)]
@@ -87,7 +87,10 @@ impl Section for FeedsSection {
 
     fn check(&self) -> Result<(), SectionError> {
         if self.min_prefix_v4 > 32 || self.min_prefix_v6 > 128 {
-            return Err(SectionError::new("min_prefix_v4", "prefixes are at most 32 (IPv4) and 128 (IPv6)"));
+            return Err(SectionError::new(
+                "min_prefix_v4",
+                "prefixes are at most 32 (IPv4) and 128 (IPv6)",
+            ));
         }
         for (name, l) in &self.lists {
             let key = |k: &str| format!("lists.{name}.{k}");
@@ -97,7 +100,10 @@ impl Section for FeedsSection {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             {
-                return Err(SectionError::new(format!("lists.{name}"), "a list name is 1-64 letters, digits, '-', '_', '.'"));
+                return Err(SectionError::new(
+                    format!("lists.{name}"),
+                    "a list name is 1-64 letters, digits, '-', '_', '.'",
+                ));
             }
             match (&l.url, &l.path) {
                 (Some(u), None) => {
@@ -107,16 +113,27 @@ impl Section for FeedsSection {
                 }
                 (None, Some(p)) => {
                     if !p.is_absolute() {
-                        return Err(SectionError::new(key("path"), format!("'{}' must be an absolute path", p.display())));
+                        return Err(SectionError::new(
+                            key("path"),
+                            format!("'{}' must be an absolute path", p.display()),
+                        ));
                     }
                 }
-                _ => return Err(SectionError::new(key("url"), "set exactly one of url and path")),
+                _ => {
+                    return Err(SectionError::new(
+                        key("url"),
+                        "set exactly one of url and path",
+                    ))
+                }
             }
             if l.interval.0 < Duration::from_secs(1) {
                 return Err(SectionError::new(key("interval"), "must be at least 1s"));
             }
             if l.keep() < l.interval.0 {
-                return Err(SectionError::new(key("keep"), "must be at least the interval"));
+                return Err(SectionError::new(
+                    key("keep"),
+                    "must be at least the interval",
+                ));
             }
         }
         Ok(())

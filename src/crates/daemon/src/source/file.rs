@@ -49,9 +49,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Sender;
 
 use super::cursor::write_atomic;
-use crowdwall_engine::text::{parse_syslog_line, year_of, SyslogContext};
 use super::{Batch, LogEntry, SourceError};
 use crate::time::{self, Micros, SECOND};
+use crowdwall_engine::text::{parse_syslog_line, year_of, SyslogContext};
 
 /// Longest line accepted; longer ones are counted and skipped.
 pub const MAX_LINE: usize = crowdwall_engine::text::MAX_LINE;

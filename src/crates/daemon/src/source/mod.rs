@@ -20,7 +20,9 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::time::{self, Micros, SECOND};
+use crate::time::Micros;
+#[cfg(feature = "journald")]
+use crate::time::{self, SECOND};
 
 pub mod cursor;
 pub mod file;
@@ -82,7 +84,6 @@ impl JournalSection {
     }
 }
 
-
 impl crowdwall_base::Section for JournalSection {
     const NAME: &'static str = "journal";
 
@@ -119,7 +120,6 @@ impl crowdwall_base::Section for JournalSection {
         Ok(())
     }
 }
-
 
 /// Errors of the log sources that are not about one line of text (see [`text::TextError`]).
 #[derive(Debug, thiserror::Error)]
@@ -235,7 +235,13 @@ pub struct SourcesConfig {
 }
 
 impl SourcesConfig {
-    fn live_part(&self) -> (&file::FilesSection, &syslog::SyslogSection, &nflog::NflogSection) {
+    fn live_part(
+        &self,
+    ) -> (
+        &file::FilesSection,
+        &syslog::SyslogSection,
+        &nflog::NflogSection,
+    ) {
         (&self.files, &self.syslog, &self.nflog)
     }
 }
@@ -509,7 +515,10 @@ impl Sources {
 }
 
 #[cfg(feature = "journald")]
-fn start_journal(cfg: &JournalSection, state_dir: &Path) -> Result<Option<JournalHandle>, SourcesError> {
+fn start_journal(
+    cfg: &JournalSection,
+    state_dir: &Path,
+) -> Result<Option<JournalHandle>, SourcesError> {
     use cursor::CursorFile;
     if !cfg.enabled {
         return Ok(None);

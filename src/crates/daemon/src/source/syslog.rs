@@ -23,9 +23,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokio::sync::mpsc::Sender;
 
-use crowdwall_engine::text::{parse_syslog_line, year_of, SyslogContext, TextError};
 use super::{Batch, LogEntry};
 use crate::time::{self, Micros};
+use crowdwall_engine::text::{parse_syslog_line, year_of, SyslogContext, TextError};
 
 /// Longest datagram accepted. RFC 5424 receivers must take 480 bytes and should take 2048;
 /// 8 KiB leaves room for long web log lines, and sshd messages are far shorter.

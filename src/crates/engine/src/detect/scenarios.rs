@@ -273,7 +273,10 @@ impl ScenariosSection {
             }
             if let Some(v) = &o.kinds {
                 if v.is_empty() {
-                    return Err(SectionError::new(key("kinds"), "must name at least one kind"));
+                    return Err(SectionError::new(
+                        key("kinds"),
+                        "must name at least one kind",
+                    ));
                 }
                 s.kinds = v.iter().map(|k| k.0).collect();
             }

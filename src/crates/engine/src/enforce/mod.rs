@@ -118,7 +118,7 @@ pub struct KernelElement {
 }
 
 /// Counts per set, for `status`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SetSizes {
     pub v4: usize,
     pub v6: usize,
@@ -249,7 +249,7 @@ pub struct SetChange {
 }
 
 /// Dropped traffic of one origin's named counter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DropCounter {
     pub origin: String,
     pub packets: u64,

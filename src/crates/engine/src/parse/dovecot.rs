@@ -25,8 +25,8 @@ use lru::LruCache;
 
 use super::template::{first_match, Outcome, Rule};
 use super::{precheck, Event, EventKind, Parsed, ServiceParser, MAX_MESSAGE_LEN};
-use crate::LogEntry;
 use crate::time::{Micros, SECOND};
+use crate::LogEntry;
 
 pub const SERVICE: &str = "mail";
 const HORIZON: Micros = 600 * SECOND;

@@ -21,8 +21,8 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::LogEntry;
 use crate::time::Micros;
+use crate::LogEntry;
 
 /// Longest message a parser looks at. Longer ones are counted as rejected and skipped:
 /// no real sshd line comes near it, and a hostile one must not cost time.
@@ -209,7 +209,7 @@ pub enum Parsed {
 }
 
 /// Per-parser counters, for `status` and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ParserStats {
     pub lines: u64,
     pub matched: u64,

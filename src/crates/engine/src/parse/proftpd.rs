@@ -19,8 +19,8 @@ use lru::LruCache;
 use regex::{CaptureLocations, Regex};
 
 use super::{parse_ip, precheck, Event, EventKind, Parsed, ServiceParser, MAX_MESSAGE_LEN};
-use crate::LogEntry;
 use crate::time::{Micros, SECOND};
+use crate::LogEntry;
 
 pub const SERVICE: &str = "ftp";
 const HORIZON: Micros = 600 * SECOND;

@@ -61,8 +61,8 @@ use lru::LruCache;
 use regex::{CaptureLocations, Regex};
 
 use super::{parse_ip, Event, EventKind, Parsed, MAX_MESSAGE_LEN};
-use crate::LogEntry;
 use crate::time::{Micros, SECOND};
+use crate::LogEntry;
 
 /// Most connections tracked at once (least recently used ones are dropped beyond it).
 pub const MAX_CONNECTIONS: usize = 65_536;

@@ -1,0 +1,191 @@
+//! The command line: every subcommand and option, as clap definitions (`--help`, the man
+//! page and the completions all come from here).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crowdwall_daemon::config::DEFAULT_PATH;
+
+/// Exit code when the daemon cannot be reached.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+/// Shown at the end of `--help` and in the man page.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  failure: the message names the thing (file:line, address, socket) and the fix
+  2  usage error (unknown option, missing argument)
+  3  the daemon is not reachable on its control socket (is it running?)
+
+Files:
+  /etc/crowdwall/crowdwall.toml      configuration (the embedded default when missing)
+  /etc/crowdwall/allowlist.d/*.list  extra allowlisted addresses, one a line
+  /var/lib/crowdwall/                decisions (SQLite) and the journal cursor
+  /run/crowdwall/crowdwall.sock      control socket (root only)";
+
+#[derive(Parser)]
+#[command(
+    name = "crowdwall",
+    version,
+    about = "Crowd-powered intrusion prevention: journal -> scenarios -> nftables bans",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// Configuration file (the embedded default is used when the default path is missing).
+    #[arg(long, global = true, default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Control socket of the daemon (default: from the config).
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run the daemon.
+    Run {
+        /// Read this journal directory instead of the system journal.
+        #[arg(long)]
+        journal_dir: Option<PathBuf>,
+        /// State directory (store, cursor) instead of the config's.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Check a configuration file and exit non-zero, naming file, line and problem, if it is broken.
+    CheckConfig {
+        /// The file to check (default: --config).
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, add or delete decisions (bans).
+    #[command(subcommand)]
+    Decisions(DecisionsCmd),
+    /// Make the running daemon read its configuration file again (as SIGHUP does). A broken
+    /// file is refused with file:line and the running configuration stays.
+    Reload,
+    /// The daemon's state: sources, parsers, buckets, decisions, kernel sets.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the detection pipeline on log files (syslog text or `journalctl -o json`) without
+    /// the kernel; prints decisions (or events) as JSON lines.
+    Replay {
+        /// Print parsed events instead of decisions.
+        #[arg(long)]
+        events: bool,
+        /// Year of RFC 3164 timestamps, which carry none (default: this year).
+        #[arg(long)]
+        year: Option<i32>,
+        /// Feed every line as is to this parser, as a file source naming it would (web
+        /// servers' own logs: `--parser nginx`); times come from the lines.
+        #[arg(long)]
+        parser: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show which parser and event a log line yields, or why none.
+    Explain {
+        /// A syslog line, a `journalctl -o json` line, or a bare message of any parser.
+        line: String,
+        /// Give the line as is to this parser (as a file source naming it would).
+        #[arg(long)]
+        parser: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage crowdwall's nftables table.
+    #[command(subcommand)]
+    Firewall(FirewallCmd),
+    /// Counters as tables: sources, parsers, scenarios, decisions, netlink (the same numbers
+    /// as the Prometheus endpoint).
+    Metrics {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the man page and shell completions (used when building packages).
+    #[command(hide = true)]
+    Generate {
+        /// Directory to write crowdwall.1 and completions for bash, zsh and fish into.
+        out: PathBuf,
+    },
+    /// Print the address of the SSH session running this command, if any (used by the
+    /// package's postinst to allowlist the installing admin).
+    #[command(hide = true)]
+    InstallerAddress,
+    /// Convert a fail2ban set-up (enabled jails, ignoreip, bantime.increment) into crowdwall
+    /// configuration on stdout; what could not be converted is listed on stderr.
+    #[command(name = "import-fail2ban")]
+    ImportFail2ban {
+        /// fail2ban's configuration directory.
+        #[arg(default_value = "/etc/fail2ban")]
+        dir: PathBuf,
+    },
+    /// Keys of the CrowdSec-compatible bouncer API ([api] in the config).
+    #[command(subcommand)]
+    Bouncers(BouncersCmd),
+    /// This host as an agent of a community hub.
+    #[command(subcommand)]
+    Community(CommunityCmd),
+}
+
+#[derive(Subcommand)]
+pub enum BouncersCmd {
+    /// Register a bouncer; prints its key once (only its SHA-256 is stored).
+    Add { name: String },
+    /// Registered bouncers and when they last pulled.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a bouncer's key.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum CommunityCmd {
+    /// Enrol this host with a hub; writes the credentials file (root only).
+    Register {
+        /// The hub's URL, e.g. https://hub.example.org
+        #[arg(long)]
+        hub: String,
+        /// A name for this agent shown to the hub's administrator (default: none).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// The hub's enrolment token, when it requires one.
+        #[arg(long)]
+        token: Option<String>,
+        /// State directory (default: [daemon] state_dir).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DecisionsCmd {
+    /// Active decisions.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ban an address or CIDR range.
+    Add {
+        value: String,
+        /// How long (90s, 10m, 4h, 7d); default: [ban] duration.
+        #[arg(long)]
+        duration: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift every decision on exactly this address or range.
+    Delete { value: String },
+}
+
+#[derive(Subcommand)]
+pub enum FirewallCmd {
+    /// Delete the table and every ban in it (the daemon re-creates it when it runs).
+    Remove,
+}

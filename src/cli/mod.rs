@@ -1,0 +1,116 @@
+//! The `crowdwall` command's pieces: [`args`] (the clap definitions), [`status`] (text
+//! renderers), [`replay`] (replay and explain), [`bouncers`], [`community`] (enrolment with a
+//! hub), [`ui`] (colour and progress, only on a terminal). anyhow lives here and in the
+//! binaries only; the crates below have their own error enums.
+
+pub mod args;
+pub mod bouncers;
+pub mod community;
+pub mod replay;
+pub mod status;
+pub mod ui;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::CommandFactory;
+
+use crowdwall_daemon::config::Config;
+use crowdwall_daemon::control::{self, Request, Response};
+
+use args::Cli;
+
+pub fn load_config(path: &Path) -> Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+pub fn socket_of(cli_socket: &Option<PathBuf>, config: &Path) -> Result<PathBuf> {
+    if let Some(s) = cli_socket {
+        return Ok(s.clone());
+    }
+    Ok(load_config(config)?.daemon.socket)
+}
+
+pub fn call(socket: &Path, req: Request) -> Result<serde_json::Value> {
+    match control::call(socket, &req)? {
+        Response::Ok(v) => Ok(v),
+        Response::Error(m) => bail!("{m}"),
+    }
+}
+
+/// Man page and completions from the same clap definitions as `--help`.
+pub fn generate(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let cmd = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut page)
+        .context("rendering the man page")?;
+    let man = out.join("crowdwall.1");
+    std::fs::write(&man, page).with_context(|| format!("writing {}", man.display()))?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        let path = clap_complete::generate_to(shell, &mut cmd.clone(), "crowdwall", out)
+            .with_context(|| format!("writing {shell} completions into {}", out.display()))?;
+        println!("{}", path.display());
+    }
+    println!("{}", man.display());
+    Ok(())
+}
+
+pub fn import_fail2ban(dir: &Path) -> Result<()> {
+    // fail2ban's reading order: jail.conf, jail.d/*.conf, jail.local, jail.d/*.local.
+    let mut paths = Vec::new();
+    let sorted = |ext: &str| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("jail.d"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == ext))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    paths.push(dir.join("jail.conf"));
+    paths.extend(sorted("conf"));
+    paths.push(dir.join("jail.local"));
+    paths.extend(sorted("local"));
+    let mut files = Vec::new();
+    for p in paths {
+        match std::fs::read_to_string(&p) {
+            Ok(t) => files.push((p.display().to_string(), t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!("{}: {e}", p.display()),
+        }
+    }
+    if files.is_empty() {
+        bail!(
+            "{}: no jail.conf, jail.local or jail.d/*.conf|local: is this fail2ban's configuration directory?",
+            dir.display()
+        );
+    }
+    let c = crowdwall_engine::fail2ban::convert(&files);
+    // The output must be a configuration crowdwall accepts.
+    Config::parse(&c.toml, Path::new("<converted>")).context(
+        "the converted configuration does not validate (a crowdwall bug: please report it)",
+    )?;
+    print!("{}", c.toml);
+    eprintln!(
+        "read {} file(s); converted {} jail(s): {}",
+        files.len(),
+        c.converted_jails.len(),
+        c.converted_jails
+            .iter()
+            .map(|(j, s)| format!("{j} -> {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for n in &c.notes {
+        eprintln!("not converted: {n}");
+    }
+    Ok(())
+}
