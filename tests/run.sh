@@ -18,8 +18,9 @@ if [ -f "$gen" ]; then
   python3 "$gen" 200000 --seed 7 -o "$gendir/gen.log" --truth "$gendir/gen.json" 2>/dev/null
   export SSHD_GEN_LOG="$gendir/gen.log" SSHD_GEN_TRUTH="$gendir/gen.json"
 fi
-cargo build --release --locked
-cargo test --release --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
+# The whole workspace: the host's binary, the hub's (tests drive both) and every crate's tests.
+cargo build --release --locked --workspace
+cargo test --release --locked --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
 # The netlink tests again on Debian 12's 6.1 kernel in a VM; its libtest summary joins the tally.
 # (Not the 1M load: minutes under emulation; not the two tests that craft packets with python3,
 # which the VM does not carry.)
