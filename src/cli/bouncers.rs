@@ -12,7 +12,7 @@ use super::call;
 pub fn bouncers(socket: &Path, cmd: BouncersCmd) -> Result<()> {
     match cmd {
         BouncersCmd::Add { name } => {
-            crowdwall_daemon::api::check_name(&name).map_err(anyhow::Error::msg)?;
+            crowdwall_daemon::api::check_name(&name)?;
             let (key, key_sha256) = crowdwall_daemon::api::new_key()?;
             call(
                 socket,

@@ -131,9 +131,15 @@ impl Store {
                 id,
                 message: format!("value '{value}' is not a CIDR"),
             })?;
-            let origin: Origin = origin
-                .parse()
-                .map_err(|message| StoreError::BadRow { id, message })?;
+            let origin: Origin =
+                origin
+                    .parse()
+                    .map_err(
+                        |e: crowdwall_engine::decide::UnknownOrigin| StoreError::BadRow {
+                            id,
+                            message: e.to_string(),
+                        },
+                    )?;
             out.push(Decision {
                 id,
                 value,
@@ -185,9 +191,15 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (id, origin) = row?;
-            let origin: Origin = origin
-                .parse()
-                .map_err(|message| StoreError::BadRow { id, message })?;
+            let origin: Origin =
+                origin
+                    .parse()
+                    .map_err(
+                        |e: crowdwall_engine::decide::UnknownOrigin| StoreError::BadRow {
+                            id,
+                            message: e.to_string(),
+                        },
+                    )?;
             out.push((id, origin));
         }
         Ok(out)
@@ -511,9 +523,15 @@ impl Store {
                 id,
                 message: format!("logged value '{value}' is not a CIDR"),
             })?;
-            let origin: Origin = origin
-                .parse()
-                .map_err(|message| StoreError::BadRow { id, message })?;
+            let origin: Origin =
+                origin
+                    .parse()
+                    .map_err(
+                        |e: crowdwall_engine::decide::UnknownOrigin| StoreError::BadRow {
+                            id,
+                            message: e.to_string(),
+                        },
+                    )?;
             out.push(LoggedDecision {
                 id,
                 value,

@@ -56,16 +56,21 @@ impl fmt::Display for Origin {
     }
 }
 
+/// A name that is no [`Origin`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown origin '{0}'")]
+pub struct UnknownOrigin(pub String);
+
 impl FromStr for Origin {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownOrigin;
+    fn from_str(s: &str) -> Result<Self, UnknownOrigin> {
         match s {
             "local" => Ok(Origin::Local),
             "manual" => Ok(Origin::Manual),
             "community" => Ok(Origin::Community),
             "crowdsec" => Ok(Origin::Crowdsec),
             "lists" => Ok(Origin::Lists),
-            _ => Err(format!("unknown origin '{s}'")),
+            _ => Err(UnknownOrigin(s.to_string())),
         }
     }
 }

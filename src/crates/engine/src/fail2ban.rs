@@ -66,7 +66,7 @@ pub fn parse_ini(text: &str, into: &mut Ini) {
 }
 
 /// fail2ban time: seconds, or `10m`, `1h 30m`, `1d`, `1w`, `1mo`, `1y`; `-1` = forever.
-pub fn parse_f2b_time(s: &str) -> Result<Option<Duration>, String> {
+fn parse_f2b_time(s: &str) -> Result<Option<Duration>, String> {
     let s = s.trim();
     if let Ok(n) = s.parse::<i64>() {
         return Ok(if n < 0 {

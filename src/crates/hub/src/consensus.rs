@@ -85,7 +85,7 @@ impl ConsensusSection {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.min_agents == 0 || self.min_networks == 0 {
             return Err("min_agents and min_networks must be at least 1".into());
         }
@@ -285,7 +285,7 @@ impl NeverList {
     /// Adds ranges from a file: one address or CIDR per line, `#` comments. An unreadable
     /// line is an error naming file and line (a never-list silently shorter than meant would
     /// let a CDN be listed).
-    pub fn add_text(&mut self, text: &str, source: &str) -> Result<usize, String> {
+    pub(crate) fn add_text(&mut self, text: &str, source: &str) -> Result<usize, String> {
         let mut n = 0;
         for (i, line) in text.lines().enumerate() {
             let l = line.split('#').next().unwrap_or("").trim();

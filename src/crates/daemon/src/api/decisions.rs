@@ -87,7 +87,7 @@ fn list(v: &str) -> Vec<String> {
 }
 
 impl Filters {
-    pub fn from_query(q: &[(String, String)]) -> Result<Filters, String> {
+    pub(crate) fn from_query(q: &[(String, String)]) -> Result<Filters, String> {
         let mut f = Filters {
             ip: true,
             range: true,
@@ -150,7 +150,7 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    pub fn from_query(q: &[(String, String)]) -> Result<Lookup, String> {
+    pub(crate) fn from_query(q: &[(String, String)]) -> Result<Lookup, String> {
         let mut l = Lookup {
             net: None,
             contains: true,
@@ -383,10 +383,14 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// The `crowdwall bouncers` control requests.
-pub fn request(store: &mut Store, req: Request, now: Micros) -> Result<serde_json::Value, String> {
+pub(crate) fn request(
+    store: &mut Store,
+    req: Request,
+    now: Micros,
+) -> Result<serde_json::Value, String> {
     match req {
         Request::BouncerAdd { name, key_sha256 } => {
-            super::check_name(&name)?;
+            super::check_name(&name).map_err(|e| e.to_string())?;
             if key_sha256.len() != 64 || !key_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err("the key hash must be 64 hex digits (SHA-256)".into());
             }

@@ -24,7 +24,8 @@ use axum::Router;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-pub use decisions::{answer, request as bouncer_request};
+pub use decisions::answer;
+pub(crate) use decisions::request as bouncer_request;
 
 /// `[api]`: the bouncer API. Off by default: a port nobody asked for is a surprise, and
 /// CrowdSec's own Local API usually holds 127.0.0.1:8080 on hosts that run it.
@@ -85,6 +86,9 @@ pub enum ApiError {
     Tls { path: String, message: String },
     #[error("bouncer key: {0}")]
     Random(String),
+    /// A bouncer name an admin typed that cannot be one.
+    #[error("{0}")]
+    Name(String),
 }
 
 /// A new bouncer key (64 hex digits from 32 random bytes) and the SHA-256 that is stored.
@@ -100,16 +104,16 @@ pub fn key_hash(key: &str) -> String {
 }
 
 /// Bouncer names: what an admin types and `list` shows.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty()
         || name.len() > 64
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
     {
-        return Err(format!(
+        return Err(ApiError::Name(format!(
             "bouncer name '{name}' must be 1-64 characters of letters, digits, '-', '_', '.', '@'"
-        ));
+        )));
     }
     Ok(())
 }

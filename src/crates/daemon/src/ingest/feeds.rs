@@ -174,7 +174,7 @@ pub fn parse_list(text: &str) -> Parsed {
 }
 
 /// Checks a version as a whole (the allowlist check follows in the Core). Pure.
-pub fn check_list(p: &Parsed, cfg: &FeedsSection) -> Result<(), String> {
+pub(crate) fn check_list(p: &Parsed, cfg: &FeedsSection) -> Result<(), String> {
     if p.entries.is_empty() {
         return Err(if p.malformed > 0 {
             format!(

@@ -45,7 +45,7 @@ pub struct SyslogSection {
 
 impl SyslogSection {
     /// The UDP address, validated.
-    pub fn udp_addr(&self) -> Result<Option<SocketAddr>, String> {
+    pub(crate) fn udp_addr(&self) -> Result<Option<SocketAddr>, String> {
         match &self.udp {
             None => Ok(None),
             Some(s) => s.parse().map(Some).map_err(|_| {
@@ -282,7 +282,7 @@ impl Drop for SyslogHandle {
 
 /// Binds the configured sockets (errors name the address) and starts one task per socket on
 /// the current tokio runtime.
-pub fn start(cfg: &SyslogSection, tx: Sender<Batch>) -> Result<SyslogHandle, String> {
+pub(crate) fn start(cfg: &SyslogSection, tx: Sender<Batch>) -> Result<SyslogHandle, String> {
     let stats = Arc::new(SyslogStats::default());
     let mut handle = SyslogHandle {
         tasks: Vec::new(),

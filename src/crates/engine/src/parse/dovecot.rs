@@ -23,7 +23,7 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
-use super::template::{first_match, Outcome, Rule};
+use super::template::{Hit, Rule, Rules};
 use super::{precheck, Event, EventKind, Parsed, ServiceParser, MAX_MESSAGE_LEN};
 use crate::time::{Micros, SECOND};
 use crate::LogEntry;
@@ -39,7 +39,7 @@ const R_WORKER: &str = "auth_worker_failure";
 const R_PAM: &str = "pam_unix_auth_failure";
 
 pub struct DovecotParser {
-    rules: Vec<Rule>,
+    rules: Rules,
     /// Per-attempt failures not yet matched by a login summary: address -> (count, last).
     unclaimed: LruCache<IpAddr, (u32, Micros)>,
 }
@@ -74,7 +74,7 @@ impl DovecotParser {
             ),
         ];
         DovecotParser {
-            rules,
+            rules: Rules::new(rules),
             unclaimed: LruCache::new(NonZeroUsize::new(MAX_TRACKED).unwrap_or(NonZeroUsize::MIN)),
         }
     }
@@ -129,14 +129,14 @@ impl ServiceParser for DovecotParser {
         if let Some(why) = precheck(msg, MAX_MESSAGE_LEN) {
             return Parsed::Rejected(why);
         }
-        let Some((name, kind, o)) = first_match(&mut self.rules, msg) else {
-            return Parsed::Unmatched;
-        };
-        let Outcome::Match(f) = o else {
-            return Parsed::Matched(name);
-        };
-        let Some(ip) = f.ip else {
-            return Parsed::Matched(name);
+        let Hit {
+            rule: name,
+            kind,
+            ip,
+            found: f,
+        } = match self.rules.hit(msg) {
+            Ok(h) => h,
+            Err(p) => return p,
         };
         let t = entry.time;
         let n = f.count.unwrap_or(1).max(1);

@@ -100,18 +100,18 @@ impl fmt::Display for EventKind {
     }
 }
 
+/// A name that is no [`EventKind`]; the message lists the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind '{0}' (known: {known})", known = EventKind::ALL.map(|k| k.as_str()).join(", "))]
+pub struct UnknownKind(pub String);
+
 impl FromStr for EventKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, UnknownKind> {
         EventKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown event kind '{s}' (known: {})",
-                    EventKind::ALL.map(|k| k.as_str()).join(", ")
-                )
-            })
+            .ok_or_else(|| UnknownKind(s.to_string()))
     }
 }
 

@@ -8,7 +8,7 @@
 //! spaces. `, client: ` contains a space, so no fake one can hide in that tail; a request
 //! whose tail is not that strict (spaces in the URI) is matched without an event.
 
-use super::template::{first_match, Outcome, Rule};
+use super::template::{Hit, Rule, Rules};
 use super::web::{self, AccessLog, MAX_WEB_LINE};
 use super::{precheck, Event, EventKind, Parsed, ServiceParser};
 use crate::LogEntry;
@@ -17,7 +17,7 @@ const TAIL: &str = r#", server: \S*, request: "[A-Za-z]{1,16} <path> HTTP/[0-9.]
 
 pub struct NginxParser {
     access: AccessLog,
-    rules: Vec<Rule>,
+    rules: Rules,
 }
 
 impl Default for NginxParser {
@@ -78,13 +78,13 @@ impl NginxParser {
         ];
         NginxParser {
             access: AccessLog::new(),
-            rules,
+            rules: Rules::new(rules),
         }
     }
 
     /// Names of the error-log rules, for `explain`.
     pub fn rule_names(&self) -> Vec<&'static str> {
-        self.rules.iter().map(|r| r.name).collect()
+        self.rules.regexes().into_iter().map(|(n, _)| n).collect()
     }
 }
 
@@ -136,14 +136,14 @@ impl ServiceParser for NginxParser {
             // Every browser's first request to a protected page.
             return Parsed::Matched("basic_auth_prompt");
         }
-        let Some((name, kind, o)) = first_match(&mut self.rules, msg) else {
-            return Parsed::Unmatched;
-        };
-        let Outcome::Match(f) = o else {
-            return Parsed::Matched(name);
-        };
-        let Some(ip) = f.ip else {
-            return Parsed::Matched(name);
+        let Hit {
+            rule: name,
+            kind,
+            ip,
+            found: f,
+        } = match self.rules.hit(msg) {
+            Ok(h) => h,
+            Err(p) => return p,
         };
         match kind {
             EventKind::HttpProbe => {

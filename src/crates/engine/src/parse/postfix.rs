@@ -6,14 +6,14 @@
 //! verified (or `unknown`), which holds no brackets or spaces, so the first `[ADDR]` is the
 //! client's and cannot be moved by later text.
 
-use super::template::{first_match, Outcome, Rule};
+use super::template::{Hit, Rule, Rules};
 use super::{precheck, Event, EventKind, Parsed, ServiceParser, MAX_MESSAGE_LEN};
 use crate::LogEntry;
 
 pub const SERVICE: &str = "mail";
 
 pub struct PostfixParser {
-    rules: Vec<Rule>,
+    rules: Rules,
 }
 
 impl Default for PostfixParser {
@@ -55,7 +55,9 @@ impl PostfixParser {
                 &format!(r"too many errors after [A-Z-]+(?: \([0-9]+ bytes\))? from {CLIENT}"),
             ),
         ];
-        PostfixParser { rules }
+        PostfixParser {
+            rules: Rules::new(rules),
+        }
     }
 }
 
@@ -65,14 +67,14 @@ impl ServiceParser for PostfixParser {
         if let Some(why) = precheck(msg, MAX_MESSAGE_LEN) {
             return Parsed::Rejected(why);
         }
-        let Some((name, kind, o)) = first_match(&mut self.rules, msg) else {
-            return Parsed::Unmatched;
-        };
-        let Outcome::Match(f) = o else {
-            return Parsed::Matched(name);
-        };
-        let Some(ip) = f.ip else {
-            return Parsed::Matched(name);
+        let Hit {
+            rule: name,
+            kind,
+            ip,
+            found: _,
+        } = match self.rules.hit(msg) {
+            Ok(h) => h,
+            Err(p) => return p,
         };
         // Not the client's doing: the SASL back end is down, or the client merely asked for
         // a mechanism the server does not offer.

@@ -3,14 +3,14 @@
 //! The address comes first, in the `(account@ADDR)` field the server writes; the user name
 //! the client chose comes last.
 
-use super::template::{first_match, Outcome, Rule};
+use super::template::{Hit, Rule, Rules};
 use super::{precheck, Event, EventKind, Parsed, ServiceParser, MAX_MESSAGE_LEN};
 use crate::LogEntry;
 
 pub const SERVICE: &str = "ftp";
 
 pub struct PureFtpdParser {
-    rules: Vec<Rule>,
+    rules: Rules,
 }
 
 impl Default for PureFtpdParser {
@@ -35,7 +35,9 @@ impl PureFtpdParser {
                 &format!(r"pam_unix\(pure-ftpd:auth\): {}", super::dovecot::PAM_BODY),
             ),
         ];
-        PureFtpdParser { rules }
+        PureFtpdParser {
+            rules: Rules::new(rules),
+        }
     }
 }
 
@@ -49,16 +51,17 @@ impl ServiceParser for PureFtpdParser {
         if let Some(why) = precheck(msg, MAX_MESSAGE_LEN) {
             return Parsed::Rejected(why);
         }
-        let Some((name, kind, o)) = first_match(&mut self.rules, msg) else {
-            return Parsed::Unmatched;
+        let Hit {
+            rule: name,
+            kind,
+            ip,
+            found: f,
+        } = match self.rules.hit(msg) {
+            Ok(h) => h,
+            Err(p) => return p,
         };
-        let Outcome::Match(f) = o else {
-            return Parsed::Matched(name);
-        };
-        if let Some(ip) = f.ip {
-            let user = f.user.filter(|u| !u.is_empty());
-            out.push(Event::new(entry.time, SERVICE, kind, ip).with_user(user));
-        }
+        let user = f.user.filter(|u| !u.is_empty());
+        out.push(Event::new(entry.time, SERVICE, kind, ip).with_user(user));
         Parsed::Matched(name)
     }
 }

@@ -218,6 +218,16 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule without a needle (every message is tried): `[parsers.NAME]` rules.
+    pub fn any(name: &'static str, kind: super::EventKind, tpl: Template) -> Rule {
+        Rule {
+            name,
+            needle: "",
+            kind,
+            tpl,
+        }
+    }
+
     /// Built-in rules are literals checked by each parser's `rules_compile` test.
     pub fn builtin(
         name: &'static str,
@@ -238,21 +248,54 @@ impl Rule {
     }
 }
 
-/// Runs rules in order; the first whose needle occurs and whose template matches wins.
-pub fn first_match<'t>(
-    rules: &mut [Rule],
-    msg: &'t str,
-) -> Option<(&'static str, super::EventKind, Outcome<'t>)> {
-    for r in rules.iter_mut() {
-        if !msg.contains(r.needle) {
-            continue;
-        }
-        match r.tpl.run(msg) {
-            Outcome::NoMatch => continue,
-            o => return Some((r.name, r.kind, o)),
-        }
+/// A rule that matched a message and found the client's address in it.
+pub struct Hit<'t> {
+    pub rule: &'static str,
+    pub kind: super::EventKind,
+    pub ip: std::net::IpAddr,
+    pub found: Found<'t>,
+}
+
+/// A parser's rules, run the way every rule-based parser (built-in or `[parsers.NAME]`) runs
+/// them: in order, the first whose needle occurs and whose template matches wins.
+pub struct Rules(Vec<Rule>);
+
+impl Rules {
+    pub fn new(rules: Vec<Rule>) -> Rules {
+        Rules(rules)
     }
-    None
+
+    /// The rule that takes `msg` and the address it found; otherwise what the parser
+    /// reports: `Unmatched` when no rule matched, `Matched` without an event when the
+    /// winning rule's address was ambiguous or not an address.
+    pub fn hit<'t>(&mut self, msg: &'t str) -> Result<Hit<'t>, super::Parsed> {
+        for r in self.0.iter_mut() {
+            if !msg.contains(r.needle) {
+                continue;
+            }
+            match r.tpl.run(msg) {
+                Outcome::NoMatch => continue,
+                Outcome::Match(found) => {
+                    return match found.ip {
+                        Some(ip) => Ok(Hit {
+                            rule: r.name,
+                            kind: r.kind,
+                            ip,
+                            found,
+                        }),
+                        None => Err(super::Parsed::Matched(r.name)),
+                    }
+                }
+                Outcome::Ambiguous => return Err(super::Parsed::Matched(r.name)),
+            }
+        }
+        Err(super::Parsed::Unmatched)
+    }
+
+    /// The expanded regexes, for `explain`.
+    pub fn regexes(&self) -> Vec<(&'static str, &str)> {
+        self.0.iter().map(|r| (r.name, r.tpl.regex())).collect()
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use super::template::{Outcome, Template, TemplateError};
+use super::template::{Hit, Rule, Rules, Template, TemplateError};
 use super::{precheck, Event, EventKind, Parsed, ServiceParser, MAX_MESSAGE_LEN};
 use crate::LogEntry;
 
@@ -34,18 +34,12 @@ pub struct RuleDef {
     pub pattern: String,
 }
 
-struct UserRule {
-    name: &'static str,
-    kind: EventKind,
-    tpl: Template,
-}
-
 /// A compiled user-defined parser.
 pub struct UserParser {
     name: &'static str,
     service: &'static str,
     identifiers: Vec<String>,
-    rules: Vec<UserRule>,
+    rules: Rules,
 }
 
 impl UserParser {
@@ -60,17 +54,13 @@ impl UserParser {
         for (i, r) in rules.iter().enumerate() {
             let tpl = Template::new(&r.pattern).map_err(|e| (i, e))?;
             let rname = r.name.clone().unwrap_or_else(|| format!("rule{}", i + 1));
-            out.push(UserRule {
-                name: intern(&rname),
-                kind: r.kind,
-                tpl,
-            });
+            out.push(Rule::any(intern(&rname), r.kind, tpl));
         }
         Ok(UserParser {
             name: intern(name),
             service: intern(service.unwrap_or(name)),
             identifiers: identifiers.to_vec(),
-            rules: out,
+            rules: Rules::new(out),
         })
     }
 
@@ -88,7 +78,7 @@ impl UserParser {
 
     /// The expanded regexes, for `explain`.
     pub fn regexes(&self) -> Vec<(&'static str, &str)> {
-        self.rules.iter().map(|r| (r.name, r.tpl.regex())).collect()
+        self.rules.regexes()
     }
 }
 
@@ -98,24 +88,22 @@ impl ServiceParser for UserParser {
         if let Some(why) = precheck(msg, MAX_MESSAGE_LEN) {
             return Parsed::Rejected(why);
         }
-        for r in &mut self.rules {
-            match r.tpl.run(msg) {
-                Outcome::NoMatch => continue,
-                Outcome::Ambiguous => return Parsed::Matched(r.name),
-                Outcome::Match(f) => {
-                    if let Some(ip) = f.ip {
-                        let mut ev = Event::new(entry.time, self.service, r.kind, ip)
-                            .with_user(f.user)
-                            .with_path(f.path)
-                            .with_count(f.count.unwrap_or(1));
-                        ev.port = f.port;
-                        out.push(ev);
-                    }
-                    return Parsed::Matched(r.name);
-                }
-            }
-        }
-        Parsed::Unmatched
+        let Hit {
+            rule,
+            kind,
+            ip,
+            found: f,
+        } = match self.rules.hit(msg) {
+            Ok(h) => h,
+            Err(p) => return p,
+        };
+        let mut ev = Event::new(entry.time, self.service, kind, ip)
+            .with_user(f.user)
+            .with_path(f.path)
+            .with_count(f.count.unwrap_or(1));
+        ev.port = f.port;
+        out.push(ev);
+        Parsed::Matched(rule)
     }
 }
 

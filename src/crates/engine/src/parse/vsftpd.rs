@@ -10,14 +10,14 @@
 //! read: read one of them (the `FAIL LOGIN` lines cover every authentication back end).
 
 use super::dovecot::PAM_BODY;
-use super::template::{first_match, Outcome, Rule};
+use super::template::{Hit, Rule, Rules};
 use super::{precheck, Event, EventKind, Parsed, ServiceParser, MAX_MESSAGE_LEN};
 use crate::LogEntry;
 
 pub const SERVICE: &str = "ftp";
 
 pub struct VsftpdParser {
-    rules: Vec<Rule>,
+    rules: Rules,
 }
 
 impl Default for VsftpdParser {
@@ -49,7 +49,9 @@ impl VsftpdParser {
                 &format!(r"(?:\(pam_unix\)|pam_unix\(vsftpd:auth\):) {PAM_BODY}"),
             ),
         ];
-        VsftpdParser { rules }
+        VsftpdParser {
+            rules: Rules::new(rules),
+        }
     }
 }
 
@@ -75,16 +77,17 @@ impl ServiceParser for VsftpdParser {
         if let Some(why) = precheck(msg, MAX_MESSAGE_LEN) {
             return Parsed::Rejected(why);
         }
-        let Some((name, kind, o)) = first_match(&mut self.rules, msg) else {
-            return Parsed::Unmatched;
+        let Hit {
+            rule: name,
+            kind,
+            ip,
+            found: f,
+        } = match self.rules.hit(msg) {
+            Ok(h) => h,
+            Err(p) => return p,
         };
-        let Outcome::Match(f) = o else {
-            return Parsed::Matched(name);
-        };
-        if let Some(ip) = f.ip {
-            let user = f.user.filter(|u| !u.is_empty());
-            out.push(Event::new(entry.time, SERVICE, kind, ip).with_user(user));
-        }
+        let user = f.user.filter(|u| !u.is_empty());
+        out.push(Event::new(entry.time, SERVICE, kind, ip).with_user(user));
         Parsed::Matched(name)
     }
 }
