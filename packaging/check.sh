@@ -13,7 +13,9 @@ ok() { echo "package check: ok: $*"; }
 
 bash packaging/build.sh
 deb=$(ls target/debian/crowdwall_*.deb | tail -1)
-rpm=$(ls target/generate-rpm/crowdwall-*.rpm | tail -1)
+rpm=$(ls target/generate-rpm/crowdwall-0*.rpm | tail -1)
+hub_deb=$(ls target/debian/crowdwall-hub_*.deb | tail -1)
+hub_rpm=$(ls target/generate-rpm/crowdwall-hub-*.rpm | tail -1)
 
 # --- .rpm: contents, scripts and dependencies, without installing it -----------------------
 files=$(rpm -qlp "$rpm")
@@ -97,4 +99,37 @@ for f in /usr/bin/crowdwall /usr/lib/systemd/system/crowdwall.service /etc/crowd
 done
 ip netns exec "$ns" nft list table inet crowdwall >/dev/null 2>&1 && fail "nftables table left after purge"
 ok "purge removed binary, unit, config, drop-in, state and the table"
+
+# --- crowdwall-hub: its own package, unit and config; the host's package carries no hub -----
+dpkg-deb -c "$deb" | grep -q crowdwall-hub && fail "the host package carries the hub"
+# The host binary links no PostgreSQL client and no hub code (tokio-postgres is pure Rust, so
+# it would show in the binary's strings, not in ldd).
+grep -q tokio_postgres target/release/crowdwall && fail "the host binary contains tokio-postgres"
+files=$(rpm -qlp "$hub_rpm")
+for f in /usr/bin/crowdwall-hub /etc/crowdwall-hub/hub.toml /usr/lib/systemd/system/crowdwall-hub.service; do
+  grep -qx "$f" <<<"$files" || fail "hub rpm lacks $f"
+done
+rpm -qp --configfiles "$hub_rpm" | grep -qx /etc/crowdwall-hub/hub.toml || fail "hub rpm: config not %config"
+ok "hub rpm $(basename "$hub_rpm"): files, %config"
+if dpkg-query -W crowdwall-hub >/dev/null 2>&1; then dpkg --purge crowdwall-hub >/dev/null; fi
+dpkg -i "$hub_deb" >/dev/null || fail "dpkg -i crowdwall-hub failed"
+for f in /usr/bin/crowdwall-hub /etc/crowdwall-hub/hub.toml /usr/lib/systemd/system/crowdwall-hub.service; do
+  [ -e "$f" ] || fail "installed hub package lacks $f"
+done
+dpkg-query -W -f='${Conffiles}' crowdwall-hub | grep -q /etc/crowdwall-hub/hub.toml || fail "hub config is not a conffile"
+[ -L /etc/systemd/system/multi-user.target.wants/crowdwall-hub.service ] || fail "hub unit not enabled"
+crowdwall-hub --version | grep -q '^crowdwall-hub ' || fail "crowdwall-hub --version"
+crowdwall-hub check-config >/dev/null || fail "crowdwall-hub check-config on the installed config"
+hub_unit=/usr/lib/systemd/system/crowdwall-hub.service
+out=$(systemd-analyze verify "$hub_unit" 2>&1) || fail "systemd-analyze verify (hub): $out"
+hub_score=$(systemd-analyze security --offline=true "$hub_unit" 2>/dev/null | sed -n 's/.*Overall exposure level for crowdwall-hub.service: \([0-9.]*\).*/\1/p')
+[ -n "$hub_score" ] || fail "no security score for the hub"
+awk -v s="$hub_score" 'BEGIN { exit !(s <= 3.0) }' || fail "hub security score $hub_score > 3.0"
+hub_libs=$(ldd /usr/bin/crowdwall-hub)
+grep -q libpq <<<"$hub_libs" && fail "the hub links libpq"
+dpkg --purge crowdwall-hub >/dev/null || fail "dpkg --purge crowdwall-hub failed"
+for f in /usr/bin/crowdwall-hub /etc/crowdwall-hub /usr/lib/systemd/system/crowdwall-hub.service; do
+  [ -e "$f" ] && fail "$f left after the hub's purge"
+done
+ok "hub deb: files, conffile, enabled unit, --version, check-config, unit verified, security $hub_score, purge"
 echo "package check: all ok"
