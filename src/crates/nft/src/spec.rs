@@ -83,7 +83,6 @@ impl Default for FirewallSpec {
     }
 }
 
-
 /// A base chain crowdwall hooks into (own-table mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -160,7 +159,8 @@ impl Section for FirewallSection {
     const NAME: &'static str = "firewall";
 
     fn check(&self) -> Result<(), SectionError> {
-        let bad_name = |v: &str| format!("'{v}' must be 1-64 characters of letters, digits, '_' or '-'");
+        let bad_name =
+            |v: &str| format!("'{v}' must be 1-64 characters of letters, digits, '_' or '-'");
         if !name_ok(&self.table) {
             return Err(SectionError::new("table", bad_name(&self.table)));
         }
