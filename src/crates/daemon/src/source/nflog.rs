@@ -20,6 +20,8 @@ use std::thread::JoinHandle;
 use serde::Deserialize;
 use tokio::sync::mpsc::Sender;
 
+use crowdwall_nft::wire;
+
 use super::{Batch, LogEntry, SourceError};
 use crate::time::{self, Micros};
 
@@ -41,8 +43,6 @@ const NFULA_IFINDEX_INDEV: u16 = 4;
 const NFULA_IFINDEX_OUTDEV: u16 = 5;
 const NFULA_PAYLOAD: u16 = 9;
 const NFULA_PREFIX: u16 = 10;
-const NLMSG_ERROR: u16 = 2;
-const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// `[nflog]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -138,22 +138,6 @@ pub enum NflogError {
     NotIp,
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn ne16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-fn ne32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
 /// The IP packet (from its first byte) -> addresses, length, protocol and ports.
 pub fn parse_packet(p: &[u8]) -> Result<(IpAddr, IpAddr, u16, u8, Proto), NflogError> {
     let version = p.first().ok_or(NflogError::NotIp)? >> 4;
@@ -163,8 +147,8 @@ pub fn parse_packet(p: &[u8]) -> Result<(IpAddr, IpAddr, u16, u8, Proto), NflogE
             if ihl < 20 || p.len() < 20 {
                 return Err(NflogError::NotIp);
             }
-            let len = be16(p, 2).ok_or(NflogError::Truncated)?;
-            let frag_off = be16(p, 6).ok_or(NflogError::Truncated)? & 0x1fff;
+            let len = wire::be_u16(p, 2).ok_or(NflogError::Truncated)?;
+            let frag_off = wire::be_u16(p, 6).ok_or(NflogError::Truncated)? & 0x1fff;
             let ttl = p[8];
             let proto = p[9];
             let src: [u8; 4] = p[12..16].try_into().map_err(|_| NflogError::Truncated)?;
@@ -187,7 +171,9 @@ pub fn parse_packet(p: &[u8]) -> Result<(IpAddr, IpAddr, u16, u8, Proto), NflogE
             if p.len() < 40 {
                 return Err(NflogError::NotIp);
             }
-            let len = be16(p, 4).ok_or(NflogError::Truncated)?.saturating_add(40);
+            let len = wire::be_u16(p, 4)
+                .ok_or(NflogError::Truncated)?
+                .saturating_add(40);
             let mut next = p[6];
             let hop = p[7];
             let src: [u8; 16] = p[8..24].try_into().map_err(|_| NflogError::Truncated)?;
@@ -206,7 +192,7 @@ pub fn parse_packet(p: &[u8]) -> Result<(IpAddr, IpAddr, u16, u8, Proto), NflogE
                         at += (usize::from(l) + 1) * 8;
                     }
                     44 => {
-                        let (Some(&nh), Some(off)) = (p.get(at), be16(p, at + 2)) else {
+                        let (Some(&nh), Some(off)) = (p.get(at), wire::be_u16(p, at + 2)) else {
                             break;
                         };
                         next = nh;
@@ -236,14 +222,14 @@ pub fn parse_packet(p: &[u8]) -> Result<(IpAddr, IpAddr, u16, u8, Proto), NflogE
 fn transport(proto: u8, l4: &[u8], v6: bool) -> Proto {
     match proto {
         6 if l4.len() >= 16 => Proto::Tcp {
-            sport: be16(l4, 0).unwrap_or(0),
-            dport: be16(l4, 2).unwrap_or(0),
+            sport: wire::be_u16(l4, 0).unwrap_or(0),
+            dport: wire::be_u16(l4, 2).unwrap_or(0),
             flags: l4[13],
-            window: be16(l4, 14).unwrap_or(0),
+            window: wire::be_u16(l4, 14).unwrap_or(0),
         },
         17 if l4.len() >= 4 => Proto::Udp {
-            sport: be16(l4, 0).unwrap_or(0),
-            dport: be16(l4, 2).unwrap_or(0),
+            sport: wire::be_u16(l4, 0).unwrap_or(0),
+            dport: wire::be_u16(l4, 2).unwrap_or(0),
         },
         1 | 58 if l4.len() >= 2 => Proto::Icmp {
             v6,
@@ -256,18 +242,13 @@ fn transport(proto: u8, l4: &[u8], v6: bool) -> Proto {
 
 /// The attributes of one NFULNL_MSG_PACKET message (after the nlmsghdr).
 pub fn parse_message(body: &[u8]) -> Result<Packet, NflogError> {
-    // nfgenmsg: family, version, res_id
-    let mut at = 4;
+    // nfgenmsg (family, version, res_id), then the attributes
+    let mut attrs = wire::Attrs::new(body.get(4..).ok_or(NflogError::Truncated)?);
     let (mut prefix, mut indev, mut outdev, mut ts, mut payload) =
         (String::new(), None, None, None, None);
-    while at + 4 <= body.len() {
-        let len = usize::from(ne16(body, at).ok_or(NflogError::Truncated)?);
-        let kind = ne16(body, at + 2).ok_or(NflogError::Truncated)? & NLA_TYPE_MASK;
-        if len < 4 || at + len > body.len() {
-            return Err(NflogError::Truncated);
-        }
-        let v = &body[at + 4..at + len];
-        match kind {
+    for a in attrs.by_ref() {
+        let v = a.payload;
+        match a.ty {
             NFULA_PREFIX => {
                 let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
                 // The admin's rule text; printable ASCII only, so it cannot break the line.
@@ -282,12 +263,10 @@ pub fn parse_message(body: &[u8]) -> Result<Packet, NflogError> {
                     })
                     .collect();
             }
-            NFULA_IFINDEX_INDEV => indev = be32(v, 0),
-            NFULA_IFINDEX_OUTDEV => outdev = be32(v, 0),
+            NFULA_IFINDEX_INDEV => indev = wire::be_u32(v, 0),
+            NFULA_IFINDEX_OUTDEV => outdev = wire::be_u32(v, 0),
             NFULA_TIMESTAMP => {
-                if let (Some(hi), Some(lo)) = (v.get(0..8), v.get(8..16)) {
-                    let sec = u64::from_be_bytes(hi.try_into().unwrap_or([0; 8]));
-                    let usec = u64::from_be_bytes(lo.try_into().unwrap_or([0; 8]));
+                if let (Some(sec), Some(usec)) = (wire::be_u64(v, 0), wire::be_u64(v, 8)) {
                     ts = Some((sec as Micros) * 1_000_000 + usec as Micros);
                 }
             }
@@ -295,7 +274,10 @@ pub fn parse_message(body: &[u8]) -> Result<Packet, NflogError> {
             NFULA_PACKET_HDR => {}
             _ => {}
         }
-        at += (len + 3) & !3;
+    }
+    // A bad attribute header stopped the walk (1-3 bytes of padding are no attribute).
+    if attrs.remainder().len() >= 4 {
+        return Err(NflogError::Truncated);
     }
     let payload = payload.ok_or(NflogError::NoPayload)?;
     let (src, dst, len, ttl, proto) = parse_packet(payload)?;
@@ -468,21 +450,16 @@ impl NflogSocket {
     /// Sends one config message with one attribute and checks its ack.
     fn config(&self, group: u16, attr: u16, value: &[u8], seq: u32) -> Result<(), SourceError> {
         use std::os::fd::AsRawFd;
-        let attr_len = 4 + value.len();
-        let total = 16 + 4 + ((attr_len + 3) & !3);
-        let mut m = Vec::with_capacity(total);
-        m.extend_from_slice(&(total as u32).to_ne_bytes());
-        m.extend_from_slice(&((NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG).to_ne_bytes());
-        m.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
-        m.extend_from_slice(&seq.to_ne_bytes());
-        m.extend_from_slice(&0u32.to_ne_bytes());
-        // nfgenmsg: AF_UNSPEC, version 0, resource id = group (big endian)
-        m.extend_from_slice(&[0, 0]);
-        m.extend_from_slice(&group.to_be_bytes());
-        m.extend_from_slice(&(attr_len as u16).to_ne_bytes());
-        m.extend_from_slice(&attr.to_ne_bytes());
-        m.extend_from_slice(value);
-        m.resize(total, 0);
+        // nfgenmsg: AF_UNSPEC, version 0, resource id = the group
+        let m = wire::request(
+            (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG,
+            wire::NLM_F_ACK,
+            seq,
+            0,
+            group,
+            &[(attr, value)],
+        )
+        .map_err(|e| SourceError::Thread(format!("nflog group {group}: {e}")))?;
         // SAFETY: m is a valid buffer of its length.
         let r = unsafe {
             libc::send(
@@ -509,24 +486,23 @@ impl NflogSocket {
             if n < 0 {
                 return Err(os_err("config ack", group));
             }
-            let b = &buf[..n as usize];
-            let (Some(ty), Some(s)) = (ne16(b, 4), ne32(b, 8)) else {
-                continue;
-            };
-            if ty == NLMSG_ERROR && s == seq {
-                let errno = ne32(b, 16).map(|e| e as i32).unwrap_or(0);
-                if errno == 0 {
-                    return Ok(());
+            let ack = wire::messages(&buf[..n as usize])
+                .find(|m| m.ty == wire::NLMSG_ERROR && m.seq == seq)
+                .and_then(|m| m.ack_errno());
+            match ack {
+                None => continue,
+                Some(0) => return Ok(()),
+                Some(errno) => {
+                    let e = std::io::Error::from_raw_os_error(errno);
+                    let hint = if errno == libc::EBUSY {
+                        " (another program, ulogd or a second crowdwall, holds this group)"
+                    } else {
+                        ""
+                    };
+                    return Err(SourceError::Thread(format!(
+                        "nflog group {group}: the kernel refused the binding: {e}{hint}"
+                    )));
                 }
-                let e = std::io::Error::from_raw_os_error(-errno);
-                let hint = if -errno == libc::EBUSY {
-                    " (another program, ulogd or a second crowdwall, holds this group)"
-                } else {
-                    ""
-                };
-                return Err(SourceError::Thread(format!(
-                    "nflog group {group}: the kernel refused the binding: {e}{hint}"
-                )));
             }
         }
     }
@@ -554,20 +530,6 @@ impl NflogSocket {
     }
 }
 
-/// The packet messages of one datagram: `(message type, body after the nlmsghdr)`.
-pub fn messages(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = ne32(b, 0)? as usize;
-        let ty = ne16(b, 4)?;
-        if len < 16 || len > b.len() {
-            return None;
-        }
-        let body = &b[16..len];
-        b = b.get((len + 3) & !3..).unwrap_or(&[]);
-        Some((ty, body))
-    })
-}
-
 /// Converts the messages of one datagram into entries (pure apart from interface names).
 pub fn entries_of(
     datagram: &[u8],
@@ -576,10 +538,11 @@ pub fn entries_of(
     ifname: &dyn Fn(u32) -> String,
     out: &mut Vec<LogEntry>,
 ) {
-    for (ty, body) in messages(datagram) {
-        if ty != (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET {
+    for m in wire::messages(datagram) {
+        if m.ty != (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET {
             continue;
         }
+        let body = m.payload;
         stats.packets.fetch_add(1, Ordering::Relaxed);
         match parse_message(body) {
             Ok(p) => {
