@@ -1,6 +1,5 @@
 //! The agent's HTTP client for a hub, and its credentials file.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -41,26 +40,15 @@ impl Credentials {
             })
     }
 
-    /// Writes the file atomically, readable by root only.
+    /// Writes the file atomically and durably, readable by root only.
     pub fn save(&self, path: &Path) -> Result<(), CommunityError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let io = |what: String| move |source| CommunityError::Io { what, source };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io(format!("directory {}", dir.display())))?;
         }
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(format!("credentials {}", tmp.display())))?;
         let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(io(format!("credentials {}", tmp.display())))?;
-        std::fs::rename(&tmp, path).map_err(io(format!("credentials {}", path.display())))
+        crowdwall_base::fsutil::write_atomic(path, text.as_bytes())
+            .map_err(|e| io(format!("credentials {}", e.path.display()))(e.source))
     }
 }
 

@@ -127,8 +127,6 @@ impl Outbox {
     }
 
     fn rewrite(&self) -> Result<(), CommunityError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = self.path.with_extension("tmp");
         let mut text = String::new();
         for s in &self.queue {
             if let Ok(l) = serde_json::to_string(s) {
@@ -136,17 +134,9 @@ impl Outbox {
                 text.push('\n');
             }
         }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|source| self.io(source))?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_data())
-            .map_err(|source| self.io(source))?;
-        std::fs::rename(&tmp, &self.path).map_err(|source| self.io(source))
+        // Durable like the cursor: after a crash the outbox is the old or the new one.
+        crowdwall_base::fsutil::write_atomic(&self.path, text.as_bytes())
+            .map_err(|e| self.io(e.source))
     }
 }
 

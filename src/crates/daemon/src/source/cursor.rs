@@ -6,9 +6,10 @@
 //! file holds either the old or the new cursor, never a mix or nothing.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+
+use crowdwall_base::fsutil::write_atomic;
 
 use super::SourceError;
 
@@ -58,26 +59,13 @@ impl CursorFile {
     pub fn store(&self, cursor: &str) -> Result<(), SourceError> {
         // Refuse what `load` would refuse, so a stored cursor always loads back.
         validate(cursor).map_err(|reason| self.invalid(format!("refusing to store: {reason}")))?;
-        let tmp = self.tmp_path();
-        let result = self.write_tmp_and_rename(&tmp, cursor);
-        if result.is_err() {
-            // Best effort: a stale .tmp is harmless (it is truncated on the next store).
-            let _ = fs::remove_file(&tmp);
-        }
-        result
-    }
-
-    fn write_tmp_and_rename(&self, tmp: &Path, cursor: &str) -> Result<(), SourceError> {
         let mut text = Vec::with_capacity(cursor.len() + 1);
         text.extend_from_slice(cursor.as_bytes());
         text.push(b'\n');
-        write_tmp_then_rename(&self.path, tmp, &text)
-    }
-
-    fn tmp_path(&self) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(".tmp");
-        PathBuf::from(name)
+        write_atomic(&self.path, &text).map_err(|e| SourceError::CursorIo {
+            path: e.path,
+            source: e.source,
+        })
     }
 
     fn io_err(&self, e: std::io::Error) -> SourceError {
@@ -93,54 +81,6 @@ impl CursorFile {
             reason,
         }
     }
-}
-
-/// Replaces `path` with `bytes` atomically and durably (`path.tmp`, fsync, rename, fsync of
-/// the directory), as [`CursorFile::store`] does; for positions that are not one line.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SourceError> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    let tmp = PathBuf::from(name);
-    let r = write_tmp_then_rename(path, &tmp, bytes);
-    if r.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    r
-}
-
-fn write_tmp_then_rename(path: &Path, tmp: &Path, bytes: &[u8]) -> Result<(), SourceError> {
-    let tmp_err = |e: std::io::Error| SourceError::CursorIo {
-        path: tmp.to_path_buf(),
-        source: e,
-    };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(tmp)
-        .map_err(tmp_err)?;
-    f.write_all(bytes).map_err(tmp_err)?;
-    f.sync_all().map_err(tmp_err)?;
-    drop(f);
-    fs::rename(tmp, path).map_err(|e| SourceError::CursorIo {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    // The rename is only durable once the directory entry is on disk.
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let d = fs::File::open(dir).map_err(|e| SourceError::CursorIo {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
-    d.sync_all().map_err(|e| SourceError::CursorIo {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
-    Ok(())
 }
 
 /// A cursor is non-empty printable ASCII without whitespace (sd-journal cursors are

@@ -48,9 +48,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Sender;
 
-use super::cursor::write_atomic;
 use super::{Batch, LogEntry, SourceError};
 use crate::time::{self, Micros, SECOND};
+use crowdwall_base::fsutil::write_atomic;
 use crowdwall_engine::text::{parse_syslog_line, year_of, SyslogContext};
 
 /// Longest line accepted; longer ones are counted and skipped.
@@ -250,7 +250,7 @@ impl PositionFile {
             reason: e.to_string(),
         })?;
         text.push(b'\n');
-        write_atomic(&self.path, &text)
+        Ok(write_atomic(&self.path, &text)?)
     }
 }
 
