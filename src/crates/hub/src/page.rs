@@ -8,7 +8,8 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::{parse_ip, reputation_of, stats_json, Shared};
+use crate::routes::{reputation_of, stats_json};
+use crate::{parse_ip, Shared};
 
 fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
