@@ -12,7 +12,7 @@ fail() { echo "layers: $*" >&2; exit 1; }
 tree() { cargo tree --locked -e normal --prefix none --format '{p}' "$@" | awk '{print $1}' | sort -u; }
 
 engine=$(tree -p crowdwall-engine)
-for bad in tokio rusqlite libsqlite3-sys nix libc reqwest nftnl mnl axum systemd getrandom; do
+for bad in tokio rusqlite libsqlite3-sys nix libc reqwest nftnl mnl axum systemd systemd-journal-logger getrandom; do
   grep -qx "$bad" <<<"$engine" && fail "crowdwall-engine depends on $bad"
 done
 features=$(cargo tree --locked -e features -p crowdwall-engine -i crowdwall-base --prefix none 2>/dev/null || true)

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         // SAFETY: restoring the default disposition before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    init_logging();
+    crowdwall_base::logging::init();
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -37,45 +37,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn init_logging() {
-    if systemd_journal_logger::connected_to_journal() {
-        if let Ok(l) = systemd_journal_logger::JournalLog::new() {
-            if l.install().is_ok() {
-                log::set_max_level(log::LevelFilter::Info);
-                return;
-            }
-        }
-    }
-    static STDERR: StderrLog = StderrLog;
-    if log::set_logger(&STDERR).is_ok() {
-        log::set_max_level(match std::env::var("CROWDWALL_LOG").as_deref() {
-            Ok("debug") => log::LevelFilter::Debug,
-            Ok("warn") => log::LevelFilter::Warn,
-            _ => log::LevelFilter::Info,
-        });
-    }
-}
-
-/// Plain stderr logging when not under systemd.
-struct StderrLog;
-
-impl log::Log for StderrLog {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            eprintln!(
-                "{} {:<5} {}",
-                crowdwall_base::time::format_rfc3339(crowdwall_base::clock::now()),
-                r.level(),
-                r.args()
-            );
-        }
-    }
-    fn flush(&self) {}
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {

@@ -11,6 +11,8 @@
 pub mod clock;
 pub mod fsutil;
 pub mod hash;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod net;
 pub mod section;
 pub mod time;

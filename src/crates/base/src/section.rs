@@ -62,6 +62,96 @@ mod tests {
     }
 }
 
+/// What can be wrong with a config file, for every program that reads one (the daemon's and
+/// the hub's): the message names the file, and the line or the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax, unknown keys, or a value of the wrong form, with the position toml gives.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: std::path::PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// Values that parse but do not make sense together.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: std::path::PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// A section's complaint about `path`: at its line when the section kept the value's
+    /// position in `text`, else by key.
+    pub fn from_section(path: &std::path::Path, text: &str, e: SectionError) -> ConfigError {
+        match e.offset {
+            Some(offset) => {
+                let (line, column) = line_col(text, offset);
+                ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    message: format!("{}: {}", e.key, e.message),
+                }
+            }
+            None => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: e.key,
+                message: e.message,
+            },
+        }
+    }
+}
+
+/// The text of the config file at `path`, and the name to report errors under. A missing
+/// file at the program's default path means its embedded default (a fresh install runs on
+/// the defaults); anywhere else it is an error.
+pub fn read_config(
+    path: &std::path::Path,
+    default_path: &str,
+    embedded: &'static str,
+) -> Result<(std::borrow::Cow<'static, str>, std::path::PathBuf), ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((text.into(), path.to_path_buf())),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && path == std::path::Path::new(default_path) =>
+        {
+            Ok((embedded.into(), "<embedded default>".into()))
+        }
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Deserialises a config text; a syntax error, an unknown key or a value of the wrong form
+/// is reported at its line and column.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &std::path::Path,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().to_string(),
+        }
+    })
+}
+
 /// 1-based line and column of a byte offset in a config text, for `file:line:col` errors.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crowdwall_base::section::line_col;
+use crowdwall_base::section::{parse_toml, read_config};
 use crowdwall_base::{Net, Section, SectionError};
 use crowdwall_engine::decide::{AllowlistSection, BanSection};
 use crowdwall_engine::detect::scenarios::ScenariosSection;
@@ -34,30 +34,7 @@ use crate::source::JournalSection;
 pub const EMBEDDED: &str = include_str!("../../../../config/crowdwall.toml");
 pub const DEFAULT_PATH: &str = "/etc/crowdwall/crowdwall.toml";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// Syntax, unknown keys, or a value of the wrong form, with the position toml gives.
-    #[error("{path}:{line}:{column}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    /// Values that parse but do not make sense together.
-    #[error("{path}: {key}: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
-}
+pub use crowdwall_base::section::ConfigError;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -100,30 +77,12 @@ impl Config {
 
     /// Reads `path`; a missing file at the default path means the embedded default.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, path),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) =>
-            {
-                Config::embedded()
-            }
-            Err(source) => Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
-        }
+        let (text, origin) = read_config(path, DEFAULT_PATH, EMBEDDED)?;
+        Config::parse(&text, &origin)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
-            ConfigError::Parse {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: e.message().to_string(),
-            }
-        })?;
+        let mut cfg: Config = parse_toml(text, path)?;
         cfg.origin = path.to_path_buf();
         cfg.check(text)?;
         cfg.allowlist.from_dir = match &cfg.allowlist.dir {
@@ -170,18 +129,7 @@ impl Config {
     /// A section's complaint as a config error: at its line when the section knows where the
     /// value stood, else by key.
     fn section_error(&self, e: SectionError, text: &str) -> ConfigError {
-        match e.offset {
-            Some(offset) => {
-                let (line, column) = line_col(text, offset);
-                ConfigError::Parse {
-                    path: self.origin.clone(),
-                    line,
-                    column,
-                    message: format!("{}: {}", e.key, e.message),
-                }
-            }
-            None => self.invalid(e.key, e.message),
-        }
+        ConfigError::from_section(&self.origin, text, e)
     }
 
     fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {

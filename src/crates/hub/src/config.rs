@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crowdwall_base::section::line_col;
+use crowdwall_base::section::{parse_toml, read_config};
 use crowdwall_base::{Dur, Section, SectionError};
 
 use crate::consensus::ConsensusSection;
@@ -14,24 +14,7 @@ use crate::consensus::ConsensusSection;
 pub const EMBEDDED: &str = include_str!("../../../../config/hub.toml");
 pub const DEFAULT_PATH: &str = "/etc/crowdwall-hub/hub.toml";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}:{column}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    #[error("{path}: {error}")]
-    Invalid { path: PathBuf, error: SectionError },
-}
+pub use crowdwall_base::section::ConfigError;
 
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,32 +25,15 @@ struct File {
 
 /// Reads `path`; a missing file at the default path means the embedded default.
 pub fn load(path: &Path) -> Result<HubSection, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) => {
-            parse(EMBEDDED, Path::new("<embedded default>"))
-        }
-        Err(source) => Err(ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+    let (text, origin) = read_config(path, DEFAULT_PATH, EMBEDDED)?;
+    parse(&text, &origin)
 }
 
 pub fn parse(text: &str, path: &Path) -> Result<HubSection, ConfigError> {
-    let f: File = toml::from_str(text).map_err(|e| {
-        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
-        ConfigError::Parse {
-            path: path.to_path_buf(),
-            line,
-            column,
-            message: e.message().to_string(),
-        }
-    })?;
-    f.hub.check().map_err(|e| ConfigError::Invalid {
-        path: path.to_path_buf(),
-        error: e.under(HubSection::NAME),
-    })?;
+    let f: File = parse_toml(text, path)?;
+    f.hub
+        .check()
+        .map_err(|e| ConfigError::from_section(path, text, e.under(HubSection::NAME)))?;
     Ok(f.hub)
 }
 

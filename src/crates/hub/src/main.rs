@@ -41,7 +41,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    crowdwall_base::logging::init();
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -93,41 +93,4 @@ async fn shutdown() {
         _ = t.recv() => {},
         _ = i.recv() => {},
     }
-}
-
-/// The journal under systemd, else stderr (CROWDWALL_LOG=debug|warn).
-fn init_logging() {
-    if systemd_journal_logger::connected_to_journal() {
-        if let Ok(l) = systemd_journal_logger::JournalLog::new() {
-            if l.install().is_ok() {
-                log::set_max_level(log::LevelFilter::Info);
-                return;
-            }
-        }
-    }
-    static STDERR: StderrLog = StderrLog;
-    if log::set_logger(&STDERR).is_ok() {
-        log::set_max_level(match std::env::var("CROWDWALL_LOG").as_deref() {
-            Ok("debug") => log::LevelFilter::Debug,
-            Ok("warn") => log::LevelFilter::Warn,
-            _ => log::LevelFilter::Info,
-        });
-    }
-}
-
-struct StderrLog;
-
-impl log::Log for StderrLog {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, r: &log::Record) {
-        eprintln!(
-            "{} {:<5} {}",
-            crowdwall_base::time::format_rfc3339(crowdwall_base::clock::now()),
-            r.level(),
-            r.args()
-        );
-    }
-    fn flush(&self) {}
 }

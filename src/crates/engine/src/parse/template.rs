@@ -298,6 +298,80 @@ impl Rules {
     }
 }
 
+/// What a rule-based parser hands its `emit` function: the message as matched, the entry's
+/// time and the hit.
+pub struct Emit<'a> {
+    pub msg: &'a str,
+    pub time: crate::time::Micros,
+    pub service: &'static str,
+    pub hit: Hit<'a>,
+}
+
+/// The one skeleton of every stateless rule-based parser (Postfix, vsftpd, Pure-FTPd and the
+/// `[parsers.NAME]` ones): cut what precedes the service's own text, refuse what no line of
+/// it holds, run the rules, and let `emit` turn the hit into events (or decline it).
+/// Parsers with state of their own (Dovecot's attempt counting) or a second format (nginx's
+/// access log) use [`Rules`] directly.
+pub struct RuleParser {
+    service: &'static str,
+    rules: Rules,
+    prepare: fn(&str) -> &str,
+    emit: fn(&Emit<'_>, &mut Vec<super::Event>) -> super::Parsed,
+}
+
+impl RuleParser {
+    pub fn new(
+        service: &'static str,
+        rules: Vec<Rule>,
+        prepare: fn(&str) -> &str,
+        emit: fn(&Emit<'_>, &mut Vec<super::Event>) -> super::Parsed,
+    ) -> RuleParser {
+        RuleParser {
+            service,
+            rules: Rules::new(rules),
+            prepare,
+            emit,
+        }
+    }
+
+    pub fn regexes(&self) -> Vec<(&'static str, &str)> {
+        self.rules.regexes()
+    }
+}
+
+impl super::ServiceParser for RuleParser {
+    fn parse(&mut self, entry: &crate::LogEntry, out: &mut Vec<super::Event>) -> super::Parsed {
+        let msg = (self.prepare)(&entry.message);
+        if let Some(why) = super::precheck(msg, super::MAX_MESSAGE_LEN) {
+            return super::Parsed::Rejected(why);
+        }
+        match self.rules.hit(msg) {
+            Ok(hit) => {
+                let e = Emit {
+                    msg,
+                    time: entry.time,
+                    service: self.service,
+                    hit,
+                };
+                (self.emit)(&e, out)
+            }
+            Err(p) => p,
+        }
+    }
+}
+
+/// `prepare` for services whose lines may carry trailing blanks.
+pub fn trim_end(m: &str) -> &str {
+    m.trim_end_matches(' ')
+}
+
+/// `emit` for services whose events carry the user name (when there is one).
+pub fn emit_with_user(e: &Emit<'_>, out: &mut Vec<super::Event>) -> super::Parsed {
+    let user = e.hit.found.user.filter(|u| !u.is_empty());
+    out.push(super::Event::new(e.time, e.service, e.hit.kind, e.hit.ip).with_user(user));
+    super::Parsed::Matched(e.hit.rule)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use super::template::{Hit, Rule, Rules, Template, TemplateError};
-use super::{precheck, Event, EventKind, Parsed, ServiceParser, MAX_MESSAGE_LEN};
+use super::template::{Emit, Rule, RuleParser, Template, TemplateError};
+use super::{Event, EventKind, Parsed, ServiceParser};
 use crate::LogEntry;
 
 /// Names of user-defined parsers, services and rules live as long as the process: events
@@ -37,9 +37,8 @@ pub struct RuleDef {
 /// A compiled user-defined parser.
 pub struct UserParser {
     name: &'static str,
-    service: &'static str,
     identifiers: Vec<String>,
-    rules: Rules,
+    inner: RuleParser,
 }
 
 impl UserParser {
@@ -58,9 +57,8 @@ impl UserParser {
         }
         Ok(UserParser {
             name: intern(name),
-            service: intern(service.unwrap_or(name)),
             identifiers: identifiers.to_vec(),
-            rules: Rules::new(out),
+            inner: RuleParser::new(intern(service.unwrap_or(name)), out, |m| m, emit),
         })
     }
 
@@ -78,33 +76,26 @@ impl UserParser {
 
     /// The expanded regexes, for `explain`.
     pub fn regexes(&self) -> Vec<(&'static str, &str)> {
-        self.rules.regexes()
+        self.inner.regexes()
     }
 }
 
 impl ServiceParser for UserParser {
     fn parse(&mut self, entry: &LogEntry, out: &mut Vec<Event>) -> Parsed {
-        let msg = entry.message.as_str();
-        if let Some(why) = precheck(msg, MAX_MESSAGE_LEN) {
-            return Parsed::Rejected(why);
-        }
-        let Hit {
-            rule,
-            kind,
-            ip,
-            found: f,
-        } = match self.rules.hit(msg) {
-            Ok(h) => h,
-            Err(p) => return p,
-        };
-        let mut ev = Event::new(entry.time, self.service, kind, ip)
-            .with_user(f.user)
-            .with_path(f.path)
-            .with_count(f.count.unwrap_or(1));
-        ev.port = f.port;
-        out.push(ev);
-        Parsed::Matched(rule)
+        self.inner.parse(entry, out)
     }
+}
+
+/// Every field a user-defined rule can capture goes into its event.
+fn emit(e: &Emit<'_>, out: &mut Vec<Event>) -> Parsed {
+    let f = &e.hit.found;
+    let mut ev = Event::new(e.time, e.service, e.hit.kind, e.hit.ip)
+        .with_user(f.user)
+        .with_path(f.path)
+        .with_count(f.count.unwrap_or(1));
+    ev.port = f.port;
+    out.push(ev);
+    Parsed::Matched(e.hit.rule)
 }
 
 #[cfg(test)]
