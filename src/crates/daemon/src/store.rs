@@ -127,19 +127,8 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (id, value, origin, scenario, reason, created, until) = row?;
-            let value: IpNet = value.parse().map_err(|_| StoreError::BadRow {
-                id,
-                message: format!("value '{value}' is not a CIDR"),
-            })?;
-            let origin: Origin =
-                origin
-                    .parse()
-                    .map_err(
-                        |e: crowdwall_engine::decide::UnknownOrigin| StoreError::BadRow {
-                            id,
-                            message: e.to_string(),
-                        },
-                    )?;
+            let value = value_of(id, &value)?;
+            let origin = origin_of(id, &origin)?;
             out.push(Decision {
                 id,
                 value,
@@ -191,15 +180,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (id, origin) = row?;
-            let origin: Origin =
-                origin
-                    .parse()
-                    .map_err(
-                        |e: crowdwall_engine::decide::UnknownOrigin| StoreError::BadRow {
-                            id,
-                            message: e.to_string(),
-                        },
-                    )?;
+            let origin = origin_of(id, &origin)?;
             out.push((id, origin));
         }
         Ok(out)
@@ -226,11 +207,7 @@ impl Store {
             let mut out = Vec::new();
             for row in rows {
                 let (id, v) = row?;
-                let v: IpNet = v.parse().map_err(|_| StoreError::BadRow {
-                    id,
-                    message: format!("value '{v}' is not a CIDR"),
-                })?;
-                out.push((id, v));
+                out.push((id, value_of(id, &v)?));
             }
             out
         };
@@ -519,19 +496,8 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (id, value, origin, scenario, until) = row?;
-            let value: IpNet = value.parse().map_err(|_| StoreError::BadRow {
-                id,
-                message: format!("logged value '{value}' is not a CIDR"),
-            })?;
-            let origin: Origin =
-                origin
-                    .parse()
-                    .map_err(
-                        |e: crowdwall_engine::decide::UnknownOrigin| StoreError::BadRow {
-                            id,
-                            message: e.to_string(),
-                        },
-                    )?;
+            let value = value_of(id, &value)?;
+            let origin = origin_of(id, &origin)?;
             out.push(LoggedDecision {
                 id,
                 value,
@@ -573,6 +539,24 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// A stored value back as a network; a row that does not hold one is named, not skipped.
+fn value_of(id: i64, text: &str) -> Result<IpNet, StoreError> {
+    text.parse().map_err(|_| StoreError::BadRow {
+        id,
+        message: format!("value '{text}' is not a CIDR"),
+    })
+}
+
+/// A stored origin back as an [`Origin`].
+fn origin_of(id: i64, text: &str) -> Result<Origin, StoreError> {
+    text.parse().map_err(
+        |e: crowdwall_engine::decide::UnknownOrigin| StoreError::BadRow {
+            id,
+            message: e.to_string(),
+        },
+    )
 }
 
 #[cfg(test)]
