@@ -20,7 +20,6 @@ use serde::Deserialize;
 
 use crate::api::ApiSection;
 use crate::community::CommunitySection;
-use crate::daemon::DaemonSection;
 use crate::ingest::crowdsec::CrowdsecSection;
 use crate::ingest::feeds::FeedsSection;
 use crate::lockout::LockoutSection;
@@ -35,6 +34,37 @@ pub const EMBEDDED: &str = include_str!("../../../../config/crowdwall.toml");
 pub const DEFAULT_PATH: &str = "/etc/crowdwall/crowdwall.toml";
 
 pub use crowdwall_base::section::ConfigError;
+
+/// `[daemon]`: where state and the control socket live (the whole program's, so it stays
+/// with the aggregate).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSection {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Default for DaemonSection {
+    fn default() -> Self {
+        DaemonSection {
+            state_dir: "/var/lib/crowdwall".into(),
+            socket: "/run/crowdwall/crowdwall.sock".into(),
+        }
+    }
+}
+
+impl crowdwall_base::Section for DaemonSection {
+    const NAME: &'static str = "daemon";
+    fn check(&self) -> Result<(), crowdwall_base::SectionError> {
+        if self.socket.as_os_str().is_empty() || self.state_dir.as_os_str().is_empty() {
+            return Err(crowdwall_base::SectionError::new(
+                "",
+                "socket and state_dir must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

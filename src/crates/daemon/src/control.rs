@@ -83,7 +83,22 @@ pub struct FirewallStatus {
     pub error: Option<String>,
     /// The kernel refused to catch up with the store; a retry is scheduled.
     pub behind_store: bool,
-    pub stats: crate::daemon::CoreStats,
+    pub stats: CoreStats,
+}
+
+/// The Core's own counters (entries, bans, transactions, heals, read-backs).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoreStats {
+    pub entries: u64,
+    pub decisions_local: u64,
+    pub refused_allowlisted: u64,
+    pub already_banned: u64,
+    pub transactions: u64,
+    pub transaction_failures: u64,
+    pub full_loads: u64,
+    pub heals: u64,
+    pub audits: u64,
+    pub audit_repairs: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

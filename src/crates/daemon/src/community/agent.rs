@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::client::{Credentials, HubClient};
 use super::outbox::Outbox;
 use super::{BlockEntry, CommunityError, CommunitySection, Signal};
-use crate::daemon::ExternalUpdate;
+use crate::external::ExternalUpdate;
 use crate::time::{self, Micros, SECOND};
 use crowdwall_engine::decide::{Decision, Origin};
 use crowdwall_engine::detect::Overflow;

@@ -11,6 +11,7 @@ use crowdwall_engine::LogEntry;
 
 use super::DaemonError;
 use crate::config::Config;
+pub use crate::control::CoreStats;
 use crate::external::{ExternalReport, ExternalUpdate};
 use crate::store::Store;
 use crate::time::{self, format_duration, Micros, SECOND};
@@ -27,21 +28,6 @@ const AUDIT_SLACK: Micros = 5 * SECOND;
 /// kernel, a firewall reload in progress) must not leave a ban unenforced until the next one.
 const RETRY_MIN: Micros = 2 * SECOND;
 const RETRY_MAX: Micros = 60 * SECOND;
-
-/// Counters shown by `status`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CoreStats {
-    pub entries: u64,
-    pub decisions_local: u64,
-    pub refused_allowlisted: u64,
-    pub already_banned: u64,
-    pub transactions: u64,
-    pub transaction_failures: u64,
-    pub full_loads: u64,
-    pub heals: u64,
-    pub audits: u64,
-    pub audit_repairs: u64,
-}
 
 /// All of the daemon's state.
 pub struct Core<F: Firewall> {

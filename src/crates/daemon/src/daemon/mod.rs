@@ -55,36 +55,6 @@ pub enum DaemonError {
     Source(#[from] crate::source::SourcesError),
 }
 
-/// `[daemon]`: where state and the control socket live.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DaemonSection {
-    pub state_dir: PathBuf,
-    pub socket: PathBuf,
-}
-
-impl Default for DaemonSection {
-    fn default() -> Self {
-        DaemonSection {
-            state_dir: "/var/lib/crowdwall".into(),
-            socket: "/run/crowdwall/crowdwall.sock".into(),
-        }
-    }
-}
-
-impl crowdwall_base::Section for DaemonSection {
-    const NAME: &'static str = "daemon";
-    fn check(&self) -> Result<(), crowdwall_base::SectionError> {
-        if self.socket.as_os_str().is_empty() || self.state_dir.as_os_str().is_empty() {
-            return Err(crowdwall_base::SectionError::new(
-                "",
-                "socket and state_dir must not be empty",
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Options of `crowdwall run` that override the config.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::http::{body_capped, client, BodyError};
 use super::{ask, IngestError, IngestMsg};
-use crate::daemon::ExternalUpdate;
+use crate::external::ExternalUpdate;
 use crate::time::{self, Micros};
 use crowdwall_base::Dur;
 use crowdwall_engine::decide::{Decision, Origin};

@@ -411,7 +411,7 @@ impl Feed {
         tx: &mpsc::Sender<IngestMsg>,
         entries: Vec<IpNet>,
         now: Micros,
-    ) -> Result<crate::daemon::ExternalReport, IngestError> {
+    ) -> Result<crate::external::ExternalReport, IngestError> {
         // The end is rounded up to a quarter of `keep`: versions applied within one quarter
         // share it, so entries that stay in the list keep their kernel element untouched
         // instead of being re-timed by every update.
