@@ -1,12 +1,14 @@
 //! The CrowdSec-compatible bouncer API: existing bouncers (nginx, Traefik, HAProxy, the
 //! firewall bouncer, pycrowdsec) pull crowdwall's decisions as they would a CrowdSec Local
-//! API. Protocol facts and client traps: `shared/notes/crowdsec-api.md`.
+//! API: `X-Api-Key` authentication, `/v1/decisions/stream` (startup, then deltas),
+//! `/v1/decisions` look-ups (which answer `null`, not `[]`, when nothing matches), durations
+//! always as `XhYmZs` (see `crowdwall_proto::duration`), and usage-metrics accepted.
 //!
 //! Layout: this file holds the config section, the key handling and the HTTP edge (axum,
-//! optional TLS); [`decisions`] answers the requests inside the daemon's Core, which owns the
-//! store. Handlers never touch the store themselves: they send an [`ApiMsg`] into the
-//! daemon's loop and await the answer, like the control socket does, so the single-threaded
-//! Core stays the only owner of state and no lock exists.
+//! optional TLS); [`decisions`] computes the answers from the store. Handlers never touch the
+//! store themselves: they send an [`ApiMsg`] into the daemon's loop and await the answer
+//! (the daemon's `edges` module calls [`answer`] with the Core's store), like the control
+//! socket does, so the single-threaded Core stays the only owner of state and no lock exists.
 
 pub mod decisions;
 mod tls;

@@ -1,11 +1,10 @@
-//! Community: what crowdwall shares with other hosts and what it takes from them.
+//! This host as an agent of a community hub: what it shares and what it takes.
 //!
-//! - [`consensus`]: the pure rule that decides when reported addresses enter the community
-//!   blocklist (distinct agents, distinct networks, trust, decay, never-lists).
-//! - [`hub`]: `crowdwall hub`, the server agents report to and pull the blocklist from, with
-//!   its SQLite and PostgreSQL stores, the public reputation API and web page.
-//! - [`client`], [`outbox`], [`agent`]: the daemon's side: enrolment, the on-disk outbox of
-//!   signals not yet delivered, and the task that pushes signals and pulls the blocklist.
+//! - [`client`], [`outbox`], [`agent`]: enrolment, the on-disk outbox of signals not yet
+//!   delivered, and the task that pushes signals and pulls the blocklist (handed to the
+//!   daemon's loop as `ExternalUpdate`s).
+//! - The wire types are `crowdwall-proto`'s; the hub itself, with its consensus rule, is the
+//!   `crowdwall-hub` crate and program.
 //!
 //! What leaves a host is exactly a [`Signal`]: no log line, user name or path.
 
