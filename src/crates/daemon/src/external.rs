@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crowdwall_engine::decide::{Decision, Origin};
 
-/// Decisions from an origin outside this host's scenarios; see [`Core::apply_external`].
+/// Decisions from an origin outside this host's scenarios; see [`crate::daemon::Core::apply_external`].
 #[derive(Debug, Clone)]
 pub enum ExternalUpdate {
     /// The origin's whole state (or one list's, by its name in `scenario`).

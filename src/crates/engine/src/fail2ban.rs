@@ -2,7 +2,8 @@
 //! jail.local, jail.d/*.local, read in fail2ban's order, later files overriding earlier ones)
 //! into crowdwall configuration, and says what it could not convert.
 //!
-//! Pure: it takes the files' text and returns TOML and notes; `main.rs` reads the files.
+//! Pure: it takes the files' text and returns TOML and notes; the CLI (`crowdwall import-fail2ban`)
+//! reads the files.
 //!
 //! # Jails to scenarios
 //!

@@ -2,7 +2,7 @@
 //! API followed as a bouncer ([`crowdsec`]) and blocklist feeds ([`feeds`]).
 //!
 //! The fetching runs on tasks of the daemon's runtime and never touches state: each update
-//! is sent as an [`IngestMsg`] into the daemon's loop, where [`handle`] applies it through
+//! is sent as an [`IngestMsg`] into the daemon's loop, where `daemon::edges` applies it through
 //! `Core::apply_external` (allowlist filter, one store transaction, one kernel sync). A
 //! feed's allowlist check runs there too, because only the Core knows the allowlist
 //! (including this host's addresses, which change).

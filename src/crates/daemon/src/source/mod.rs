@@ -121,7 +121,7 @@ impl crowdwall_base::Section for JournalSection {
     }
 }
 
-/// Errors of the log sources that are not about one line of text (see [`text::TextError`]).
+/// Errors of the log sources that are not about one line of text (see `crowdwall_engine::text::TextError`).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// Reading or writing a cursor file failed.

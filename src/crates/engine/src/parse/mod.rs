@@ -332,8 +332,8 @@ impl Parsers {
         }
     }
 
-    /// Built-ins plus the configuration's user-defined parsers (already validated by
-    /// [`crate::config::Config::parse`]).
+    /// Built-ins plus the configuration's user-defined parsers (compiled by
+    /// [`user::ParsersSection::compile`]).
     pub fn with_user(defs: Vec<user::UserParser>) -> Self {
         let mut p = Parsers::new();
         for d in defs {
