@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 bash packaging/tools.sh
-cargo build --release --locked -p crowdwall -p crowdwall-hub
+# --workspace: the same feature set as tests/run.sh builds, so nothing is compiled twice.
+cargo build --release --locked --workspace
 rm -rf target/package-assets
 target/release/crowdwall generate target/package-assets >/dev/null
 # --no-build: the binaries above are the ones packaged; dpkg-shlibdeps fills Depends ($auto).
