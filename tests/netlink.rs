@@ -3,10 +3,9 @@
 //! Needs root, `ip` and `nft` (and `ping` for the packet test). Without them the tests print
 //! "skipped: <reason>" and pass, unless CROWDWALL_REQUIRE_ROOT_TESTS=1 makes them fail.
 
-use std::fs::File;
+mod common;
+
 use std::net::IpAddr;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,137 +17,50 @@ use crowdwall_engine::enforce::{
 };
 use crowdwall_nft::NftFirewall;
 use crowdwall_nft::{FirewallSpec, Mode, TableFamily, Verdict};
-use nix::sched::{setns, CloneFlags};
-use serde_json::Value;
+
+use common::netns::{addr, link};
+use common::nft::{self, Elem};
+use common::{must, prerequisites, Netns};
 
 const TABLE: &str = "cwtest";
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 
-fn tool_works(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 /// Whether the kernel tests can run here; otherwise skip (or fail when required).
 fn can_run(need_ping: bool) -> bool {
-    let reason = if !nix::unistd::geteuid().is_root() {
-        Some("not root")
-    } else if !tool_works("ip", "-V") {
-        Some("`ip` missing")
-    } else if !tool_works("nft", "--version") {
-        Some("`nft` missing")
-    } else if need_ping && !tool_works("ping", "-V") {
-        Some("`ping` missing")
+    let tools: &[&str] = if need_ping {
+        &["ip", "nft", "ping"]
     } else {
-        None
+        &["ip", "nft"]
     };
-    match reason {
-        None => true,
-        Some(r) if std::env::var("CROWDWALL_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") => {
-            panic!("kernel tests required but cannot run: {r}")
-        }
-        Some(r) => {
-            eprintln!("skipped: {r}");
-            false
-        }
-    }
+    prerequisites(tools, false)
 }
 
-fn run(args: &[&str]) -> std::process::Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    out
+/// A network namespace of its own for each test (and each role in it).
+fn netns() -> Netns {
+    Netns::tagged("cwnl")
 }
 
-fn run_ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// A firewall opened in the namespace (in a thread that entered it), handed to `f`.
+trait WithFw {
+    fn with_fw<T: Send>(
+        &self,
+        spec: FirewallSpec,
+        f: impl FnOnce(&mut NftFirewall) -> T + Send,
+    ) -> T;
 }
 
-/// A network namespace, deleted on drop (also when the test panics).
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "cwnl-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        run_ok(&["ip", "netns", "add", &name]);
-        run_ok(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        Netns { name }
-    }
-
-    /// Runs `f` in a thread that has entered this namespace (namespaces are per thread).
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        thread::scope(|s| {
-            s.spawn(|| {
-                let fd = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                setns(fd, CloneFlags::CLONE_NEWNET).expect("setns");
-                f()
-            })
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
-    }
-
-    /// Opens a firewall in the namespace and hands it to `f`.
+impl WithFw for Netns {
     fn with_fw<T: Send>(
         &self,
         spec: FirewallSpec,
         f: impl FnOnce(&mut NftFirewall) -> T + Send,
     ) -> T {
-        self.run(|| {
+        self.enter(|| {
             let mut fw = NftFirewall::open(spec).expect("open");
             f(&mut fw)
         })
-    }
-
-    fn nft_json(&self, args: &[&str]) -> Value {
-        let mut cmd = vec!["ip", "netns", "exec", &self.name, "nft", "-j"];
-        cmd.extend_from_slice(args);
-        let out = run_ok(&cmd);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("nft -j {args:?}: {e}: {out}"))
-    }
-
-    fn nft(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = vec!["ip", "netns", "exec", &self.name, "nft"];
-        cmd.extend_from_slice(args);
-        run(&cmd)
-    }
-
-    /// The objects of one kind ("table", "chain", "set", "rule") in `nft -j list ruleset`.
-    fn objects(&self, kind: &str) -> Vec<Value> {
-        let v = self.nft_json(&["list", "ruleset"]);
-        v["nftables"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|o| o.get(kind).cloned()).collect())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
 
@@ -199,26 +111,8 @@ fn listed_all(fw: &mut NftFirewall) -> Vec<KernelElement> {
         .collect()
 }
 
-fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
-    run_ok(&[
-        "ip", "-n", &a.name, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns",
-        &b.name,
-    ]);
-    run_ok(&["ip", "-n", &a.name, "link", "set", a_if, "up"]);
-    run_ok(&["ip", "-n", &b.name, "link", "set", b_if, "up"]);
-}
-
-fn addr(ns: &Netns, dev: &str, cidr: &str) {
-    let fam = if cidr.contains(':') { "-6" } else { "-4" };
-    run_ok(&[
-        "ip", "-n", &ns.name, fam, "addr", "add", cidr, "dev", dev, "nodad",
-    ]);
-}
-
 fn ping_ok(from: &Netns, to: &str) -> bool {
-    run(&["ip", "netns", "exec", &from.name, "ping", "-c1", "-W1", to])
-        .status
-        .success()
+    from.exec(&["ping", "-c1", "-W1", to]).status.success()
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -266,39 +160,9 @@ fn assert_timeout(k: &KernelElement, secs: u64) {
     );
 }
 
-/// Element values of `nft -j list set`, normalised to strings: "a", "a/len", "a-b".
-fn nft_elems(ns: &Netns, set: &str) -> Vec<(String, Option<u64>, Option<u64>)> {
-    let v = ns.nft_json(&["list", "set", "inet", TABLE, set]);
-    let set = v["nftables"]
-        .as_array()
-        .and_then(|a| a.iter().find_map(|o| o.get("set")))
-        .cloned()
-        .expect("set in nft output");
-    let mut out = Vec::new();
-    for e in set["elem"].as_array().cloned().unwrap_or_default() {
-        let (val, timeout, expires) = match e.get("elem") {
-            Some(inner) => (
-                inner["val"].clone(),
-                inner["timeout"].as_u64(),
-                inner["expires"].as_u64(),
-            ),
-            None => (e.clone(), None, None),
-        };
-        let s = if let Some(s) = val.as_str() {
-            s.to_string()
-        } else if let Some(p) = val.get("prefix") {
-            format!("{}/{}", p["addr"].as_str().unwrap_or("?"), p["len"])
-        } else if let Some(r) = val.get("range") {
-            format!(
-                "{}-{}",
-                r[0].as_str().unwrap_or("?"),
-                r[1].as_str().unwrap_or("?")
-            )
-        } else {
-            panic!("unexpected element {e}")
-        };
-        out.push((s, timeout, expires));
-    }
+/// Elements of `nft -j list set` in our table, sorted: values "a", "a/len", "a-b".
+fn nft_elems(ns: &Netns, set: &str) -> Vec<Elem> {
+    let mut out = nft::set_elements(ns, "inet", TABLE, set);
     out.sort();
     out
 }
@@ -318,7 +182,7 @@ fn single(s: &str) -> Interval {
 }
 
 fn chain_text(ns: &Netns, chain: &str) -> String {
-    String::from_utf8_lossy(&ns.nft(&["list", "chain", "inet", TABLE, chain]).stdout).into_owned()
+    nft::list(ns, &["chain", "inet", TABLE, chain])
 }
 
 #[test]
@@ -326,7 +190,7 @@ fn load_creates_everything_and_heals() {
     if !can_run(false) {
         return;
     }
-    let ns = Netns::new();
+    let ns = netns();
     ns.with_fw(spec(-7), |fw| {
         assert!(!fw.is_intact().unwrap(), "empty namespace reported intact");
         let empty = vec![Vec::new(); fw.layout().sets.len()];
@@ -334,11 +198,11 @@ fn load_creates_everything_and_heals() {
         assert!(fw.is_intact().unwrap());
 
         let check = |label: &str| {
-            let tables = ns.objects("table");
+            let tables = nft::objects(&ns, "table");
             assert_eq!(tables.len(), 1, "{label}: {tables:?}");
             assert_eq!(tables[0]["family"], "inet");
             assert_eq!(tables[0]["name"], TABLE);
-            let chains = ns.objects("chain");
+            let chains = nft::objects(&ns, "chain");
             let input = chains
                 .iter()
                 .find(|c| c["name"] == "input")
@@ -352,14 +216,14 @@ fn load_creates_everything_and_heals() {
                 6,
                 "{label}: input + one verdict chain per origin"
             );
-            let counters = ns.objects("counter");
+            let counters = nft::objects(&ns, "counter");
             let names: Vec<_> = counters.iter().map(|c| c["name"].clone()).collect();
             assert_eq!(
                 names,
                 ["local", "manual", "community", "crowdsec", "lists"],
                 "{label}"
             );
-            let sets = ns.objects("set");
+            let sets = nft::objects(&ns, "set");
             assert_eq!(sets.len(), 20, "{label}");
             for o in Origin::ALL {
                 for (suffix, ty, interval) in [
@@ -398,7 +262,7 @@ fn load_creates_everything_and_heals() {
         check("second load");
         assert_eq!(listed(fw, "local_v4").len(), 1);
 
-        let out = ns.nft(&["flush", "ruleset"]);
+        let out = nft::run(&ns, &["flush", "ruleset"]);
         assert!(out.status.success());
         assert!(!fw.is_intact().unwrap(), "intact after flush ruleset");
         fw.load(&one).expect("load after flush");
@@ -406,7 +270,9 @@ fn load_creates_everything_and_heals() {
         assert!(fw.is_intact().unwrap());
 
         // `nft flush table` keeps chains and sets but empties the chains.
-        assert!(ns.nft(&["flush", "table", "inet", TABLE]).status.success());
+        assert!(nft::run(&ns, &["flush", "table", "inet", TABLE])
+            .status
+            .success());
         assert!(!fw.is_intact().unwrap(), "intact after flush table");
         fw.load(&one).expect("load after flush table");
         check("after flush table");
@@ -421,7 +287,7 @@ fn load_creates_everything_and_heals() {
         fw.load(&empty).expect("load with new priority");
         assert!(fw.is_intact().unwrap());
     });
-    let chains = ns.objects("chain");
+    let chains = nft::objects(&ns, "chain");
     let input = chains.iter().find(|c| c["name"] == "input").unwrap();
     assert_eq!(input["prio"], 5);
     let fwd = chains.iter().find(|c| c["name"] == "forward").unwrap();
@@ -436,7 +302,7 @@ fn singles_and_cidrs_read_back() {
     if !can_run(false) {
         return;
     }
-    let ns = Netns::new();
+    let ns = netns();
     let a4 = single("203.0.113.7");
     let a6 = single("2001:db8::7");
     let n4 = net("198.51.100.0/24");
@@ -470,7 +336,7 @@ fn singles_and_cidrs_read_back() {
     }
 
     let names =
-        |set: &str| -> Vec<String> { nft_elems(&ns, set).into_iter().map(|e| e.0).collect() };
+        |set: &str| -> Vec<String> { nft_elems(&ns, set).into_iter().map(|e| e.value).collect() };
     assert_eq!(names("local_v4"), ["203.0.113.7"]);
     assert_eq!(names("local_v6"), ["2001:db8::7"]);
     assert_eq!(
@@ -488,8 +354,8 @@ fn singles_and_cidrs_read_back() {
     );
     let t = nft_elems(&ns, "lists_v4_net")
         .into_iter()
-        .find(|e| e.0 == "198.51.100.0/24")
-        .and_then(|e| e.1);
+        .find(|e| e.value == "198.51.100.0/24")
+        .and_then(|e| e.timeout);
     assert!(matches!(t, Some(1797..=1800)), "{t:?}");
 }
 
@@ -498,7 +364,7 @@ fn apply_removes_adds_and_refreshes() {
     if !can_run(false) {
         return;
     }
-    let ns = Netns::new();
+    let ns = netns();
     let a = single("192.0.2.1");
     let b = net("198.51.100.0/24");
     let c = single("2001:db8::c");
@@ -545,7 +411,7 @@ fn apply_removes_adds_and_refreshes() {
         assert_timeout(&find(&listed(fw, "local_v4"), a), 9000);
         let kernel = nft_elems(&ns, "local_v4");
         assert!(
-            kernel[0].1.is_some_and(|t| t >= 8990),
+            kernel[0].timeout.is_some_and(|t| t >= 8990),
             "nft shows {kernel:?}"
         );
 
@@ -586,7 +452,7 @@ fn failed_transactions_change_nothing() {
     if !can_run(false) {
         return;
     }
-    let ns = Netns::new();
+    let ns = netns();
     let b = net("198.51.100.0/24");
     ns.with_fw(spec(-10), |fw| {
         fw.load(&by_set(fw, &[(Origin::Lists, elem(b, 100))]))
@@ -639,7 +505,7 @@ fn short_expiry_is_enforced_by_the_kernel() {
     if !can_run(false) {
         return;
     }
-    let ns = Netns::new();
+    let ns = netns();
     let short = single("192.0.2.2");
     let short6 = net("2001:db8:5::/64");
     let long = single("192.0.2.3");
@@ -662,7 +528,7 @@ fn short_expiry_is_enforced_by_the_kernel() {
     });
     let names: Vec<_> = nft_elems(&ns, "local_v4")
         .into_iter()
-        .map(|e| e.0)
+        .map(|e| e.value)
         .collect();
     assert_eq!(names, ["192.0.2.3"]);
 }
@@ -690,7 +556,7 @@ fn a_million_in_one_load_then_deltas() {
     if !can_run(false) {
         return;
     }
-    let ns = Netns::new();
+    let ns = netns();
     const N: u32 = 1_000_000;
     let els = v4_hosts(N, [11, 0, 0, 0], 3600);
     ns.with_fw(spec(-10), |fw| {
@@ -759,9 +625,9 @@ fn banned_client_is_dropped_and_counted_per_origin() {
     if !can_run(true) {
         return;
     }
-    let server = Netns::new();
-    let client = Netns::new();
-    veth(&server, "cw0", &client, "cw1");
+    let server = netns();
+    let client = netns();
+    link(&server, "cw0", &client, "cw1");
     addr(&server, "cw0", "192.0.2.1/24");
     addr(&client, "cw1", "192.0.2.2/24");
     // The link may take a moment to come up.
@@ -801,9 +667,9 @@ fn reject_verdict_answers_with_a_reset() {
     if !can_run(true) {
         return;
     }
-    let server = Netns::new();
-    let client = Netns::new();
-    veth(&server, "cr0", &client, "cr1");
+    let server = netns();
+    let client = netns();
+    link(&server, "cr0", &client, "cr1");
     addr(&server, "cr0", "192.0.2.1/24");
     addr(&client, "cr1", "192.0.2.2/24");
     assert!((0..5).any(|_| ping_ok(&client, "192.0.2.1")));
@@ -818,21 +684,12 @@ fn reject_verdict_answers_with_a_reset() {
     });
     // Nothing listens on the port either way; with drop a connect times out, with reject
     // the answer comes at once: ECONNREFUSED from the RST.
-    let out = run(&[
-        "ip", "netns", "exec", &client.name, "python3", "-c",
+    let out = client.exec(&[
+        "python3", "-c",
         "import socket,sys\ns=socket.socket()\ns.settimeout(5)\ntry:\n  s.connect(('192.0.2.1',9))\nexcept ConnectionRefusedError:\n  print('refused')\nexcept socket.timeout:\n  print('timeout')\n",
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused");
-    let ping = run(&[
-        "ip",
-        "netns",
-        "exec",
-        &client.name,
-        "ping",
-        "-c1",
-        "-W1",
-        "192.0.2.1",
-    ]);
+    let ping = client.exec(&["ping", "-c1", "-W1", "192.0.2.1"]);
     let text = String::from_utf8_lossy(&ping.stdout);
     assert!(!ping.status.success());
     assert!(
@@ -846,16 +703,16 @@ fn forward_hook_protects_hosts_behind_a_router() {
     if !can_run(true) {
         return;
     }
-    let client = Netns::new();
-    let router = Netns::new();
-    let server = Netns::new();
-    veth(&client, "fc0", &router, "fr0");
-    veth(&router, "fr1", &server, "fs0");
+    let client = netns();
+    let router = netns();
+    let server = netns();
+    link(&client, "fc0", &router, "fr0");
+    link(&router, "fr1", &server, "fs0");
     addr(&client, "fc0", "198.51.100.2/24");
     addr(&router, "fr0", "198.51.100.1/24");
     addr(&router, "fr1", "203.0.113.1/24");
     addr(&server, "fs0", "203.0.113.2/24");
-    run_ok(&[
+    must(&[
         "ip",
         "-n",
         &client.name,
@@ -865,7 +722,7 @@ fn forward_hook_protects_hosts_behind_a_router() {
         "via",
         "198.51.100.1",
     ]);
-    run_ok(&[
+    must(&[
         "ip",
         "-n",
         &server.name,
@@ -875,15 +732,7 @@ fn forward_hook_protects_hosts_behind_a_router() {
         "via",
         "203.0.113.1",
     ]);
-    run_ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &router.name,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
+    router.must(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     assert!((0..5).any(|_| ping_ok(&client, "203.0.113.2")), "no route");
     let mut s = spec(-10);
     s.forward = true;
@@ -910,9 +759,9 @@ fn mapped_ipv6_sources_hit_the_ipv4_sets() {
     if !can_run(true) {
         return;
     }
-    let server = Netns::new();
-    let client = Netns::new();
-    veth(&server, "cm0", &client, "cm1");
+    let server = netns();
+    let client = netns();
+    link(&server, "cm0", &client, "cm1");
     addr(&server, "cm0", "2001:db8:77::1/64");
     addr(&client, "cm1", "2001:db8:77::2/64");
     assert!((0..5).any(|_| ping_ok(&client, "2001:db8:77::1")));
@@ -925,7 +774,7 @@ fn mapped_ipv6_sources_hit_the_ipv4_sets() {
     });
     // A hand-made IPv6/UDP packet from ::ffff:192.0.2.66, sent on the wire: the kernel takes
     // the source as it comes, so the rule must unwrap it.
-    let mac = run_ok(&["ip", "-n", &server.name, "-br", "link", "show", "cm0"])
+    let mac = must(&["ip", "-n", &server.name, "-br", "link", "show", "cm0"])
         .split_whitespace()
         .nth(2)
         .unwrap_or("")
@@ -946,7 +795,7 @@ for _ in range(3):
     s.send(eth + ip6 + udp)
 "#
     );
-    run_ok(&["ip", "netns", "exec", &client.name, "python3", "-c", &py]);
+    client.must(&["python3", "-c", &py]);
     thread::sleep(Duration::from_millis(200));
     let c = server.with_fw(spec(-10), |fw| fw.counters().unwrap());
     let local = c.iter().find(|c| c.origin == "local").unwrap();
@@ -958,7 +807,7 @@ fn set_only_mode_fills_the_admins_sets_and_leaves_their_rules() {
     if !can_run(false) {
         return;
     }
-    let ns = Netns::new();
+    let ns = netns();
     let rules = r#"
 table inet fw4 {
     set cw4 { type ipv4_addr; flags interval, timeout; }
@@ -973,19 +822,9 @@ table inet fw4 {
 "#;
     let f = std::env::temp_dir().join(format!("cw-fw4-{}.nft", std::process::id()));
     std::fs::write(&f, rules).unwrap();
-    run_ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns.name,
-        "nft",
-        "-f",
-        f.to_str().unwrap(),
-    ]);
+    ns.must(&["nft", "-f", f.to_str().unwrap()]);
     let _ = std::fs::remove_file(&f);
-    let before =
-        String::from_utf8_lossy(&ns.nft(&["list", "chain", "inet", "fw4", "input"]).stdout)
-            .replace(char::is_numeric, "");
+    let before = nft::list(&ns, &["chain", "inet", "fw4", "input"]).replace(char::is_numeric, "");
     let sets_spec = |v4: &str| FirewallSpec {
         mode: Mode::Sets,
         family: TableFamily::Inet,
@@ -1012,41 +851,17 @@ table inet fw4 {
         assert!(fw.counters().unwrap().is_empty());
         fw.load(&sets).expect("reload (flush + add) is idempotent");
     });
-    let names = |set: &str| -> Vec<String> {
-        let v = ns.nft_json(&["list", "set", "inet", "fw4", set]);
-        let s = v["nftables"]
-            .as_array()
-            .and_then(|a| a.iter().find_map(|o| o.get("set")))
-            .cloned()
-            .unwrap();
-        s["elem"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|e| {
-                let v = &e["elem"]["val"];
-                v.as_str().map(String::from).unwrap_or_else(|| {
-                    format!(
-                        "{}/{}",
-                        v["prefix"]["addr"].as_str().unwrap_or("?"),
-                        v["prefix"]["len"]
-                    )
-                })
-            })
-            .collect()
-    };
+    let names = |set: &str| nft::set_values(&ns, "inet", "fw4", set);
     assert_eq!(names("cw4"), ["192.0.2.5", "198.51.100.0/24"]);
     assert_eq!(names("cw6"), ["2001:db8::5"]);
-    let after = String::from_utf8_lossy(&ns.nft(&["list", "chain", "inet", "fw4", "input"]).stdout)
-        .replace(char::is_numeric, "");
+    let after = nft::list(&ns, &["chain", "inet", "fw4", "input"]).replace(char::is_numeric, "");
     assert_eq!(before, after, "the admin's rules changed");
     // remove() empties our sets and nothing else.
     ns.with_fw(sets_spec("cw4"), |fw| fw.remove().unwrap());
     assert!(names("cw4").is_empty());
-    assert_eq!(ns.objects("table").len(), 1);
+    assert_eq!(nft::objects(&ns, "table").len(), 1);
     // Clear errors for sets that cannot be used.
-    ns.run(|| {
+    ns.enter(|| {
         match NftFirewall::open(sets_spec("nope")) {
             Err(EnforceError::Setup(m)) => {
                 assert!(m.contains("nope") && m.contains("does not exist"), "{m}")
@@ -1067,7 +882,7 @@ fn events_report_what_others_change() {
     if !can_run(false) {
         return;
     }
-    let ns = Netns::new();
+    let ns = netns();
     ns.with_fw(spec(-10), |fw| {
         let els = by_set(
             fw,
@@ -1088,14 +903,17 @@ fn events_report_what_others_change() {
         let d = fw.drift().unwrap();
         assert!(d.deleted.is_empty() && !d.rebuild && !d.lost, "{d:?}");
 
-        let out = ns.nft(&[
-            "delete",
-            "element",
-            "inet",
-            TABLE,
-            "local_v4",
-            "{ 192.0.2.8 }",
-        ]);
+        let out = nft::run(
+            &ns,
+            &[
+                "delete",
+                "element",
+                "inet",
+                TABLE,
+                "local_v4",
+                "{ 192.0.2.8 }",
+            ],
+        );
         assert!(out.status.success());
         thread::sleep(Duration::from_millis(50));
         let d = fw.drift().unwrap();
@@ -1104,14 +922,15 @@ fn events_report_what_others_change() {
         assert_eq!(d.deleted[0].0, set_ix(fw, "local_v4"));
         assert_eq!(d.deleted[0].1, vec![single("192.0.2.8")]);
 
-        assert!(ns.nft(&["flush", "ruleset"]).status.success());
+        assert!(nft::run(&ns, &["flush", "ruleset"]).status.success());
         thread::sleep(Duration::from_millis(50));
         assert!(fw.drift().unwrap().rebuild);
 
         // Other tables are none of our business.
-        assert!(ns.nft(&["add", "table", "inet", "other"]).status.success());
-        assert!(ns
-            .nft(&["delete", "table", "inet", "other"])
+        assert!(nft::run(&ns, &["add", "table", "inet", "other"])
+            .status
+            .success());
+        assert!(nft::run(&ns, &["delete", "table", "inet", "other"])
             .status
             .success());
         thread::sleep(Duration::from_millis(50));
@@ -1124,7 +943,7 @@ fn remove_deletes_table_and_is_idempotent() {
     if !can_run(false) {
         return;
     }
-    let ns = Netns::new();
+    let ns = netns();
     ns.with_fw(spec(-10), |fw| {
         fw.remove().expect("remove when absent");
         fw.load(&by_set(
@@ -1132,9 +951,9 @@ fn remove_deletes_table_and_is_idempotent() {
             &[(Origin::Local, elem(single("192.0.2.4"), 60))],
         ))
         .unwrap();
-        assert_eq!(ns.objects("table").len(), 1);
+        assert_eq!(nft::objects(&ns, "table").len(), 1);
         fw.remove().expect("remove");
-        assert!(ns.objects("table").is_empty());
+        assert!(nft::objects(&ns, "table").is_empty());
         assert!(!fw.is_intact().unwrap());
         fw.remove().expect("second remove");
         // list() on an absent table is the kernel's ENOENT.

@@ -4,48 +4,69 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use super::{must, prerequisites, tag, veth, wait_until, Netns, Proc};
+use super::netns::{site, Addrs, Netns};
+use super::prerequisites;
+use super::proc::{must, spawn, wait_until, Proc};
 
 /// The plain TCP port reachability is checked on.
 pub const PORT: u16 = 8080;
 
-/// The lab's addresses: server side and client of the attacker link, then of the bystander
-/// link. Tests share the journal and every daemon reads every sshd line, so each lab attacks
-/// from its own addresses: one test's attack is never another's evidence.
-pub struct Addrs {
-    pub srv_atk: &'static str,
-    pub atk: &'static str,
-    pub srv_by: &'static str,
-    pub by: &'static str,
+/// Held by every test that runs a real sshd attack, for as long as it runs: those tests
+/// never run at the same time, in one test binary as when each had its own. Every sshd logs
+/// to the one journal and a daemon matching `SYSLOG_IDENTIFIER=sshd` reads every attack
+/// (each test attacks from addresses of its own, so one test's attack is never another's
+/// evidence), and the attacks (parallel ssh connections, PAM delays) are the heaviest load
+/// of the suite: the 1 s bounds of the ssh test stay its own.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static ATTACKS: Mutex<()> = Mutex::new(());
+    // A test that failed while holding it poisons nothing that the next one relies on.
+    ATTACKS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What crowdwall's table holds in the server namespace, read with the nft CLI (an
-/// independent check of what the daemon's netlink code wrote). The whole table, so the check
-/// holds whatever the set layout (one set per family, or per origin and family).
-pub fn kernel_v4(ns: &Netns) -> String {
-    let o = ns.exec(&["nft", "list", "table", "inet", "crowdwall"]);
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// Root, the tools of an attack, a writable journald and openssh-server (skip or fail as
+/// [`prerequisites`] does).
+pub fn ready() -> bool {
+    if !prerequisites(&["ip", "nft", "sshpass", "ssh", "nc", "systemd-cat"], true) {
+        return false;
+    }
+    assert!(Path::new("/usr/sbin/sshd").exists(), "needs openssh-server");
+    true
 }
 
-pub fn write_sshd_config(dir: &Path, a: &Addrs) -> PathBuf {
+/// Writes `dir/sshd_config`: password logins on port 22 of the `listen` addresses, logging
+/// with syslog facility `facility` (AUTH, LOCAL1, ...), its pid file in `dir`.
+pub fn write_sshd_config(dir: &Path, listen: &[&str], facility: &str) -> PathBuf {
     let conf = dir.join("sshd_config");
     let mut f = std::fs::File::create(&conf).unwrap();
+    writeln!(f, "Port 22").unwrap();
+    for a in listen {
+        writeln!(f, "ListenAddress {a}").unwrap();
+    }
     write!(
         f,
-        "Port 22\nListenAddress {}\nListenAddress {}\n\
-         HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_rsa_key\n\
-         PidFile {}\nSyslogFacility AUTH\nLogLevel INFO\nUsePAM yes\n\
+        "HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_rsa_key\n\
+         PidFile {}\nSyslogFacility {facility}\nLogLevel INFO\nUsePAM yes\n\
          PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPermitRootLogin no\n\
          MaxAuthTries 6\nMaxStartups 100\n",
-        a.srv_atk,
-        a.srv_by,
         dir.join("sshd.pid").display()
     )
     .unwrap();
     conf
+}
+
+/// A real sshd in `ns` (config in `dir`, checked with `sshd -t` first), in the foreground
+/// under the returned `Proc`.
+pub fn sshd(ns: &Netns, dir: &Path, listen: &[&str], facility: &str) -> Proc {
+    let conf = write_sshd_config(dir, listen, facility);
+    must(&["/usr/sbin/sshd", "-t", "-f", conf.to_str().unwrap()]);
+    spawn(
+        ns.command("/usr/sbin/sshd").arg("-D").arg("-f").arg(&conf),
+        "sshd",
+    )
 }
 
 /// Failed password logins from the attacker: `conns` parallel connections. sshpass answers
@@ -56,12 +77,8 @@ pub fn attack(atk: &Netns, conns: usize, target: &str) {
     for i in 0..conns {
         let user = format!("nosuchuser{i}");
         kids.push(
-            Command::new("ip")
+            atk.command("sshpass")
                 .args([
-                    "netns",
-                    "exec",
-                    &atk.name,
-                    "sshpass",
                     "-p",
                     "wrong",
                     "ssh",
@@ -91,9 +108,9 @@ pub fn attack(atk: &Netns, conns: usize, target: &str) {
     }
     // The ban lands mid-attack: connections still open then hang on dropped packets, so
     // give them a bounded time and kill the rest.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(20);
     for mut k in kids {
-        while std::time::Instant::now() < deadline {
+        while Instant::now() < deadline {
             if let Ok(Some(_)) = k.try_wait() {
                 break;
             }
@@ -104,8 +121,9 @@ pub fn attack(atk: &Netns, conns: usize, target: &str) {
     }
 }
 
-/// The lab: a server namespace running a real sshd and a plain TCP listener, an attacker and
-/// a bystander namespace joined to it; everything is torn down on drop.
+/// The lab: a server namespace running a real sshd (facility AUTH) on both its addresses
+/// and a plain TCP listener on [`PORT`], an attacker and a bystander namespace joined to it;
+/// everything is torn down on drop, then the [`exclusive`] hold is released.
 pub struct Lab {
     pub srv: Netns,
     pub atk: Netns,
@@ -113,65 +131,39 @@ pub struct Lab {
     pub dir: tempfile::TempDir,
     pub _sshd: Proc,
     pub _tcp: Proc,
+    _exclusive: MutexGuard<'static, ()>,
 }
 
 /// `prefix` keeps namespace names apart between tests (and from other suites).
 pub fn lab(prefix: &str, a: &Addrs) -> Option<Lab> {
-    if !prerequisites(&["ip", "nft", "sshpass", "ssh", "nc", "systemd-cat"], true) {
+    if !ready() {
         return None;
     }
-    assert!(Path::new("/usr/sbin/sshd").exists(), "needs openssh-server");
-    let t = tag();
-    let srv = Netns::new(format!("{prefix}{t}s"));
-    let atk = Netns::new(format!("{prefix}{t}a"));
-    let by = Netns::new(format!("{prefix}{t}b"));
-    veth(
-        &srv,
-        &format!("{}/24", a.srv_atk),
-        &atk,
-        &format!("{}/24", a.atk),
-    );
-    veth(
-        &srv,
-        &format!("{}/24", a.srv_by),
-        &by,
-        &format!("{}/24", a.by),
-    );
-
+    let exclusive = exclusive();
+    let s = site(prefix, a);
     let dir = tempfile::tempdir().unwrap();
-    let sshd_conf = write_sshd_config(dir.path(), a);
-    must(&["/usr/sbin/sshd", "-t", "-f", sshd_conf.to_str().unwrap()]);
-    let sshd = Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &srv.name, "/usr/sbin/sshd", "-D", "-f"])
-            .arg(&sshd_conf)
-            .spawn()
-            .expect("sshd"),
-    );
+    let sshd = sshd(&s.srv, dir.path(), &[a.srv_atk, a.srv_by], "AUTH");
     // Reachability is checked on a plain TCP listener beside sshd: the ban drops every
     // packet of the source, and bare connects to sshd would themselves count as probes
     // (kex_exchange_identification errors) and get the checker banned by ssh-probing.
-    let tcp = Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &srv.name, "nc", "-lk", &PORT.to_string()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("nc listener"),
-    );
+    let tcp = s.srv.listen(PORT);
     assert!(
-        wait_until(Duration::from_secs(10), || by.can_connect(a.srv_by, 22)),
+        wait_until(Duration::from_secs(10), || s.by.can_connect(a.srv_by, 22)),
         "sshd not reachable from the bystander"
     );
     assert!(
-        wait_until(Duration::from_secs(10), || atk.can_connect(a.srv_atk, PORT)),
+        wait_until(Duration::from_secs(10), || s
+            .atk
+            .can_connect(a.srv_atk, PORT)),
         "attacker reaches the server before any ban"
     );
     Some(Lab {
-        srv,
-        atk,
-        by,
+        srv: s.srv,
+        atk: s.atk,
+        by: s.by,
         dir,
         _sshd: sshd,
         _tcp: tcp,
+        _exclusive: exclusive,
     })
 }

@@ -25,19 +25,9 @@ if [ "$mode" = test ]; then
   # community hub: a real PostgreSQL for the store tests, Chromium for the page check.
   need_pkgs+=(postgresql chromium chromium-driver)
 fi
-missing=()
-for p in "${need_pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # policy-rc.d keeps package scripts from starting sshd/fail2ban as services.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  rm -f /usr/sbin/policy-rc.d
-fi
+# shellcheck source=tests/lab/apt.sh
+. "$(dirname "$0")/apt.sh"
+apt_install_missing deps "${need_pkgs[@]}"
 
 if [ "$mode" = test ] && ! python3 -c 'import pycrowdsec.client' 2>/dev/null; then
   echo "deps: installing pycrowdsec (PyPI)"
@@ -71,7 +61,7 @@ if [ "$mode" = test ]; then
   mkdir -p /run/sshd
 fi
 if [ "$mode" = test ]; then
-  # PostgreSQL for the hub tests (tests/hub.rs): Debian's cluster, started without systemd,
+  # PostgreSQL for the hub tests (tests/suite/hub.rs): Debian's cluster, started without systemd,
   # on port 5432, with a role that may create the tests' throw-away databases.
   pgver=$(ls /usr/lib/postgresql | sort -V | tail -1)
   pg_lsclusters -h | awk '{print $1" "$2}' | grep -q "^$pgver main$" || pg_createcluster "$pgver" main >/dev/null

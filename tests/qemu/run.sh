@@ -35,16 +35,9 @@ say() { echo "qemu: $*" >&2; }
 
 # --- host packages -------------------------------------------------------------------------
 need=(qemu-system-x86 cpio kmod gzip nftables iproute2 iputils-ping)
-missing=()
-for p in "${need[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=tests/lab/apt.sh
+. "$repo/tests/lab/apt.sh"
+apt_install_missing qemu "${need[@]}"
 
 # --- the test binary -----------------------------------------------------------------------
 if [ -z "$bin" ]; then

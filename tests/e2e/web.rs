@@ -2,23 +2,19 @@
 //! (`access_log syslog:`), real HTTP probing with curl from an attacker namespace, a
 //! bystander namespace, and the crowdwall daemon enforcing in the server namespace's kernel.
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{prerequisites, tag, veth, wait_until, Daemon, Netns, Proc};
+use crate::common::netns::{site, DOC};
+use crate::common::nft::assert_not_in_table;
+use crate::common::proc::spawn;
+use crate::common::{prerequisites, wait_until, Daemon, Netns};
 
-const SRV_ATK: &str = "198.51.100.1";
-const ATK: &str = "198.51.100.2";
-const SRV_BY: &str = "203.0.113.1";
-const BY: &str = "203.0.113.2";
-
-fn kernel_v4(ns: &Netns) -> String {
-    let o = ns.exec(&["nft", "list", "table", "inet", "crowdwall"]);
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+const SRV_ATK: &str = DOC.srv_atk;
+const ATK: &str = DOC.atk;
+const SRV_BY: &str = DOC.srv_by;
+const BY: &str = DOC.by;
 
 fn write_nginx_conf(dir: &Path) -> String {
     let d = dir.display();
@@ -62,68 +58,54 @@ fn http_probing_through_real_nginx_gets_the_prober_dropped() {
     if !prerequisites(&["ip", "nft", "curl", "nc", "nginx", "systemd-cat"], true) {
         return;
     }
-    let t = tag();
-    let srv = Netns::new(format!("cwpa{t}s"));
-    let atk = Netns::new(format!("cwpa{t}a"));
-    let by = Netns::new(format!("cwpa{t}b"));
-    veth(&srv, &format!("{SRV_ATK}/24"), &atk, &format!("{ATK}/24"));
-    veth(&srv, &format!("{SRV_BY}/24"), &by, &format!("{BY}/24"));
+    let site = site("cwwb", &DOC);
+    let (srv, atk, by) = (&site.srv, &site.atk, &site.by);
 
     let dir = tempfile::tempdir().unwrap();
     let conf = write_nginx_conf(dir.path());
-    let _nginx = Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &srv.name, "nginx", "-c", &conf])
+    let _nginx = spawn(
+        srv.command("nginx")
+            .args(["-c", &conf])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx"),
+            .stderr(Stdio::null()),
+        "nginx",
     );
     assert!(
-        wait_until(Duration::from_secs(10), || get(&by, SRV_BY, "/") == "200"),
+        wait_until(Duration::from_secs(10), || get(by, SRV_BY, "/") == "200"),
         "nginx not serving"
     );
 
-    let mut d = Daemon::new(
+    let d = Daemon::started(
         &srv.name,
         dir.path(),
         "[journal]\nmatches = [\"SYSLOG_IDENTIFIER=nginx\"]\n",
     );
-    d.start();
 
     // The bystander: a page, and the same broken link several times.
     for _ in 0..5 {
-        assert_eq!(get(&by, SRV_BY, "/"), "200");
-        assert_eq!(get(&by, SRV_BY, "/old-link"), "404");
+        assert_eq!(get(by, SRV_BY, "/"), "200");
+        assert_eq!(get(by, SRV_BY, "/old-link"), "404");
     }
     // The prober: many missing pages in a few seconds (stops once dropped).
     for i in 0..30 {
-        if get(&atk, SRV_ATK, &format!("/backup{i}.php")) == "000" {
+        if get(atk, SRV_ATK, &format!("/backup{i}.php")) == "000" {
             break;
         }
     }
-    let banned = wait_until(Duration::from_secs(15), || kernel_v4(&srv).contains(ATK));
-    assert!(
-        banned,
-        "prober not in the kernel set:\n{}\n{}",
-        kernel_v4(&srv),
-        d.log()
-    );
+    d.expect_in_kernel(srv, ATK, Duration::from_secs(15));
     assert_eq!(
-        get(&atk, SRV_ATK, "/"),
+        get(atk, SRV_ATK, "/"),
         "000",
         "prober still served while banned"
     );
     assert_eq!(
-        get(&by, SRV_BY, "/"),
+        get(by, SRV_BY, "/"),
         "200",
         "bystander must not be affected"
     );
-    assert!(!kernel_v4(&srv).contains(BY), "{}", kernel_v4(&srv));
-    let ds = d.decisions();
-    let mine: Vec<_> = ds.iter().filter(|x| x["value"] == ATK).collect();
-    assert_eq!(mine.len(), 1, "{ds:?}");
-    assert_eq!(mine[0]["scenario"], "http-probing", "{ds:?}");
+    assert_not_in_table(srv, BY);
+    let mine = d.one_decision_on(ATK);
+    assert_eq!(mine["scenario"], "http-probing", "{mine}");
     let (ok, status) = d.cli(&["status"]);
     assert!(ok && status.contains("parser nginx:"), "{status}");
 }

@@ -10,14 +10,15 @@
 //! facility (LOCAL1..LOCAL3, LOCAL5) and each daemon matches only its own, so a host sees only the
 //! attacks on itself.
 
-mod common;
-
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{must, prerequisites, tag, veth, wait_until, Daemon, Netns, Proc};
+use crate::common::netns::{addr, link};
+use crate::common::nft::crowdwall_table;
+use crate::common::proc::spawn;
+use crate::common::ssh_lab::{self, attack, sshd};
+use crate::common::{hub_bin, tag, veth, wait_until, Daemon, Netns, Proc};
 
 const ATK: &str = "45.0.0.66";
 const PORT: u16 = 8080;
@@ -31,111 +32,31 @@ fn host_addr(i: usize) -> String {
     format!("45.0.0.{i}")
 }
 
-/// Every element of crowdwall's table (whatever set holds it), read with the nft CLI.
-fn kernel_v4(ns: &Netns) -> String {
-    let o = ns.exec(&["nft", "list", "table", "inet", "crowdwall"]);
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn sshd(ns: &Netns, dir: &Path, listen: &str, facility: usize) -> Proc {
-    let conf = dir.join("sshd_config");
-    let mut f = std::fs::File::create(&conf).unwrap();
-    write!(
-        f,
-        "Port 22\nListenAddress {listen}\n\
-         HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_rsa_key\n\
-         PidFile {}\nSyslogFacility LOCAL{facility}\nLogLevel INFO\nUsePAM yes\n\
-         PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPermitRootLogin no\n\
-         MaxAuthTries 6\nMaxStartups 100\n",
-        dir.join("sshd.pid").display()
-    )
-    .unwrap();
-    must(&["/usr/sbin/sshd", "-t", "-f", conf.to_str().unwrap()]);
-    Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.name, "/usr/sbin/sshd", "-D", "-f"])
-            .arg(&conf)
-            .spawn()
-            .expect("sshd"),
-    )
-}
-
-/// `conns` failed password logins (one attempt each) from the attacker to `target`.
-fn attack(atk: &str, target: &str, conns: usize) {
-    let mut kids = Vec::new();
-    for i in 0..conns {
-        kids.push(
-            Command::new("ip")
-                .args(["netns", "exec", atk, "sshpass", "-p", "wrong", "ssh"])
-                .args([
-                    "-o",
-                    "StrictHostKeyChecking=no",
-                    "-o",
-                    "UserKnownHostsFile=/dev/null",
-                    "-o",
-                    "PreferredAuthentications=password",
-                    "-o",
-                    "PubkeyAuthentication=no",
-                    "-o",
-                    "NumberOfPasswordPrompts=1",
-                    "-o",
-                    "ConnectTimeout=5",
-                ])
-                .arg(format!("nosuchuser{i}@{target}"))
-                .arg("true")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("sshpass"),
-        );
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    for mut k in kids {
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = k.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = k.kill();
-        let _ = k.wait();
-    }
-}
-
 fn start_hub(ns: &Netns, dir: &Path) -> Proc {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("hub.log"))
         .unwrap();
-    Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.name])
-            .arg(common::hub_bin())
+    spawn(
+        ns.command(hub_bin())
             .arg("--config")
             .arg(dir.join("hub.toml"))
             .arg("--database")
             .arg(format!("sqlite:{}", dir.join("hub.db").display()))
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("hub"),
+            .stderr(log),
+        "hub",
     )
-}
-
-fn status(d: &Daemon) -> serde_json::Value {
-    let (ok, out) = d.cli(&["status", "--json"]);
-    assert!(ok, "{out}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 #[test]
 fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_nothing() {
-    if !prerequisites(&["ip", "nft", "sshpass", "ssh", "nc", "systemd-cat"], true) {
+    if !ssh_lab::ready() {
         return;
     }
-    assert!(Path::new("/usr/sbin/sshd").exists(), "needs openssh-server");
+    // Its attack is an sshd attack like the others: never beside theirs.
+    let _attacks = ssh_lab::exclusive();
     let t = tag();
     let hub_ns = Netns::new(format!("hb{t}h"));
     let atk = Netns::new(format!("hb{t}x"));
@@ -162,20 +83,9 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
         );
         // and a port on the attacker's bridge
         let (a, b) = (format!("hbxa{t}{i}"), format!("hbxb{t}{i}"));
-        must(&[
-            "ip", "link", "add", &a, "netns", &atk.name, "type", "veth", "peer", "name", &b,
-            "netns", &ns.name,
-        ]);
+        link(&atk, &a, &ns, &b);
         atk.must(&["ip", "link", "set", &a, "master", "br0", "up"]);
-        ns.must(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/24", host_addr(i)),
-            "dev",
-            &b,
-        ]);
-        ns.must(&["ip", "link", "set", &b, "up"]);
+        addr(&ns, &b, &format!("{}/24", host_addr(i)));
         let dir = top.path().join(format!("host{i}"));
         std::fs::create_dir_all(&dir).unwrap();
         hosts.push((ns, dir));
@@ -197,15 +107,9 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
         let n = i + 1;
         // hosts 1-3 and 5 run sshd logging with facility LOCAL<n>; host 4 has a plain TCP port
         if ATTACKED.contains(&n) {
-            keep.push(sshd(ns, dir, &host_addr(n), n));
+            keep.push(sshd(ns, dir, &[&host_addr(n)], &format!("LOCAL{n}")));
         }
-        keep.push(Proc(
-            Command::new("ip")
-                .args(["netns", "exec", &ns.name, "nc", "-lk", &PORT.to_string()])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("nc"),
-        ));
+        keep.push(ns.listen(PORT));
         let config = format!(
             "[daemon]\nstate_dir = \"{state}\"\n\
              [journal]\nmatches = [\"SYSLOG_IDENTIFIER=sshd\", \"SYSLOG_IDENTIFIER=sshd-session\", \"SYSLOG_FACILITY={fac}\"]\n\
@@ -235,11 +139,11 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
     }
     for d in &mut daemons {
         d.start();
-        assert!(status(d)["community"]["hub"].is_string(), "{}", d.log());
+        assert!(d.status()["community"]["hub"].is_string(), "{}", d.log());
     }
     // host 4 pulled its first (empty) snapshot
     assert!(
-        wait_until(Duration::from_secs(10), || status(&daemons[3])["community"]
+        wait_until(Duration::from_secs(10), || daemons[3].status()["community"]
             ["pulls"]
             .as_u64()
             .unwrap_or(0)
@@ -264,33 +168,29 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
     );
     std::thread::scope(|s| {
         for n in ATTACKED {
-            let atk = atk.name.clone();
-            s.spawn(move || attack(&atk, &host_addr(n), 8));
+            let atk = &atk;
+            s.spawn(move || attack(atk, 8, &host_addr(n)));
         }
     });
     for n in ATTACKED {
-        assert!(
-            wait_until(Duration::from_secs(15), || kernel_v4(&hosts[n - 1].0)
-                .contains(ATK)),
-            "host {n} did not ban the attacker:\n{}",
-            daemons[n - 1].log()
-        );
+        // (host n did not ban the attacker, if this panics)
+        daemons[n - 1].expect_in_kernel(&hosts[n - 1].0, ATK, Duration::from_secs(15));
     }
     // the signals wait in the outboxes while pushes fail
     for d in daemons.iter().take(3) {
         assert!(
             wait_until(Duration::from_secs(10), || {
-                let c = &status(d)["community"];
+                let c = &d.status()["community"];
                 c["outbox"].as_u64().unwrap_or(0) >= 1
                     && c["push_failures"].as_u64().unwrap_or(0) >= 1
             }),
             "{}\n{}",
-            status(d),
+            d.status(),
             d.log()
         );
     }
     assert!(
-        !kernel_v4(&hosts[3].0).contains(ATK),
+        !crowdwall_table(&hosts[3].0).contains(ATK),
         "host 4 cannot know yet"
     );
     // a while down: a few failed pushes and pulls
@@ -300,12 +200,12 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
     // attacker, host 4 pulls the delta and its kernel drops the attacker.
     let _hub = start_hub(&hub_ns, top.path());
     let listed = wait_until(Duration::from_secs(45), || {
-        kernel_v4(&hosts[3].0).contains(ATK)
+        crowdwall_table(&hosts[3].0).contains(ATK)
     });
     assert!(
         listed,
         "host 4 never got the community ban:\n{}\n--- host 4\n{}\n--- host 1\n{}\n--- hub\n{}",
-        kernel_v4(&hosts[3].0),
+        crowdwall_table(&hosts[3].0),
         daemons[3].log(),
         daemons[0].log(),
         hub_log()
@@ -314,26 +214,23 @@ fn three_hosts_share_an_attack_and_a_fourth_drops_it_first_hub_outage_loses_noth
         !atk.can_connect(&host_addr(4), PORT),
         "attacker still reaches host 4"
     );
-    let ds = daemons[3].decisions();
-    let on_atk: Vec<_> = ds.iter().filter(|x| x["value"] == ATK).collect();
-    assert_eq!(on_atk.len(), 1, "{ds:?}");
-    assert_eq!(on_atk[0]["origin"], "community");
+    let on_atk = daemons[3].one_decision_on(ATK);
+    assert_eq!(on_atk["origin"], "community");
     assert_eq!(
-        on_atk[0]["scenario"]
-            .as_str()
-            .map(|s| s.starts_with("ssh-")),
+        on_atk["scenario"].as_str().map(|s| s.starts_with("ssh-")),
         Some(true)
     );
     for d in daemons.iter().take(3) {
         assert!(
-            wait_until(Duration::from_secs(15), || status(d)["community"]["outbox"]
+            wait_until(Duration::from_secs(15), || d.status()["community"]
+                ["outbox"]
                 == 0),
             "outbox not drained: {}",
-            status(d)
+            d.status()
         );
     }
     // Host 5 banned on its own evidence and kept it to itself: nothing queued, no outbox.
-    let quiet = status(&daemons[QUIET - 1]);
+    let quiet = daemons[QUIET - 1].status();
     assert_eq!(quiet["community"]["signals_queued"], 0, "{quiet}");
     assert_eq!(quiet["community"]["signals_delivered"], 0, "{quiet}");
     assert!(

@@ -2,16 +2,15 @@
 //! chromedriver (W3C WebDriver over HTTP on loopback), with JavaScript turned off. A person
 //! types an address into the form, presses the button, and reads the answer.
 
-mod common;
-
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crowdwall_daemon::community::client::{Credentials, HubClient};
-use crowdwall_hub::store::HubStore;
-use crowdwall_hub::{serve, Hub, HubSection};
 use crowdwall_proto::Signal;
 use serde_json::{json, Value};
+
+use crate::common::hub::{cfg, enrol, now_s, TestHub};
+use crate::common::prerequisites;
+use crate::common::proc::spawn;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -103,41 +102,20 @@ impl Driver {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_looks_up_an_address_without_javascript() {
-    if !common::prerequisites(&["chromium", "chromedriver"], false) {
+    if !prerequisites(&["chromium", "chromedriver"], false) {
         return;
     }
     // A hub with one listed address and one merely reported.
     let dir = tempfile::tempdir().unwrap();
-    let store = HubStore::open(&format!("sqlite:{}", dir.path().join("hub.db").display()))
-        .await
-        .unwrap();
-    let hub = Hub::new(
-        HubSection {
-            rate_limit: 0,
-            ..HubSection::default()
-        },
-        store,
+    let hub = TestHub::start(
+        &format!("sqlite:{}", dir.path().join("hub.db").display()),
+        cfg(),
     )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hub_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        serve(listener, hub, std::future::pending()).await.unwrap();
-    });
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    .await;
+    let hub_url = hub.url();
+    let now = now_s();
     for n in 1..=3 {
-        let local = format!("127.0.{}.1", 40 + n).parse().unwrap();
-        let anon = HubClient::with_local_address(&hub_url, None, Some(local)).unwrap();
-        let r = anon.enroll("page", None).await.unwrap();
-        let creds = Credentials {
-            hub: hub_url.clone(),
-            agent_id: r.agent_id,
-            secret: r.secret,
-        };
-        let c = HubClient::with_local_address(&hub_url, Some(&creds), Some(local)).unwrap();
+        let agent = enrol(&hub, &format!("127.0.{}.1", 40 + n)).await;
         let mut sigs = vec![Signal {
             uid: "a".into(),
             ip: "45.10.0.1".into(),
@@ -156,7 +134,7 @@ async fn a_person_looks_up_an_address_without_javascript() {
                 events: 5,
             });
         }
-        c.push(&sigs).await.unwrap();
+        agent.client.push(&sigs).await.unwrap();
     }
 
     // chromedriver on a free loopback port
@@ -164,13 +142,12 @@ async fn a_person_looks_up_an_address_without_javascript() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let _driver = common::Proc(
+    let _driver = spawn(
         Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver"),
+            .stderr(Stdio::null()),
+        "chromedriver",
     );
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();

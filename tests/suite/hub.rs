@@ -5,119 +5,17 @@
 //! Agents connect from their own loopback source addresses (127.0.N.x), so the hub sees
 //! them in distinct /24 networks, or in one, as each test needs.
 
-mod common;
+use std::net::IpAddr;
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crowdwall_daemon::community::client::{Credentials, HubClient};
+use crowdwall_daemon::community::client::HubClient;
 use crowdwall_hub::store::HubStore;
-use crowdwall_hub::{serve, Hub, HubSection};
 use crowdwall_proto::{BlocklistResponse, Signal};
 use serde_json::Value;
 
-fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A running hub instance; stops when dropped.
-struct TestHub {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl TestHub {
-    async fn start(database: &str, cfg: HubSection) -> TestHub {
-        let store = HubStore::open(database).await.expect("open hub store");
-        let hub = Hub::new(cfg, store).expect("hub");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            serve(listener, hub, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("serve");
-        });
-        TestHub {
-            addr,
-            stop: Some(tx),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for TestHub {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-fn cfg() -> HubSection {
-    HubSection {
-        rate_limit: 0,
-        ..HubSection::default()
-    }
-}
-
-/// An agent enrolled from `from` (its loopback source address).
-struct TestAgent {
-    client: HubClient,
-    creds: Credentials,
-    from: IpAddr,
-    seq: u32,
-}
-
-async fn enrol(hub: &TestHub, from: &str) -> TestAgent {
-    let local: IpAddr = from.parse().unwrap();
-    let anon = HubClient::with_local_address(&hub.url(), None, Some(local)).unwrap();
-    let r = anon.enroll("test", None).await.expect("enrol");
-    assert_eq!(r.secret.len(), 64);
-    let creds = Credentials {
-        hub: hub.url(),
-        agent_id: r.agent_id,
-        secret: r.secret,
-    };
-    TestAgent {
-        client: HubClient::with_local_address(&hub.url(), Some(&creds), Some(local)).unwrap(),
-        creds,
-        from: local,
-        seq: 0,
-    }
-}
-
-impl TestAgent {
-    /// The same agent talking to another hub instance.
-    fn on(&self, hub: &TestHub) -> HubClient {
-        HubClient::with_local_address(&hub.url(), Some(&self.creds), Some(self.from)).unwrap()
-    }
-
-    fn signal(&mut self, ip: &str) -> Signal {
-        self.seq += 1;
-        Signal {
-            uid: format!("u{}", self.seq),
-            ip: ip.into(),
-            scenario: "ssh-bruteforce".into(),
-            first_seen: now_s() - 60,
-            last_seen: now_s() - 30,
-            events: 6,
-        }
-    }
-
-    async fn report(&mut self, ip: &str) -> crowdwall_proto::PushResponse {
-        let s = self.signal(ip);
-        self.client.push(&[s]).await.expect("push")
-    }
-}
+use crate::common::cli::{hub_bin, BIN, CONFIG, HUB_CONFIG};
+use crate::common::hub::{cfg, enrol, now_s, TestHub};
+use crate::common::proc::text;
+use crate::common::skip;
 
 async fn blocklist(hub: &TestHub, since: Option<i64>) -> BlocklistResponse {
     HubClient::new(&hub.url(), None)
@@ -191,11 +89,9 @@ async fn pg_db(name: &str) -> Option<Db> {
     let (client, c) = match conn {
         Ok(x) => x,
         Err(e) => {
-            let msg = format!("needs PostgreSQL at {admin} (tests/lab/deps.sh starts it): {e}");
-            if std::env::var("CROWDWALL_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-                panic!("{msg}");
-            }
-            eprintln!("skipped: {msg}");
+            skip(&format!(
+                "needs PostgreSQL at {admin} (tests/lab/deps.sh starts it): {e}"
+            ));
             return None;
         }
     };
@@ -679,16 +575,8 @@ async fn sqlite_trusted_proxy_forwards_networks() {
 fn cli(args: &[&str]) -> (bool, String) {
     // `hub ...` is the hub's own binary now; everything else is the host's CLI.
     let (bin, config, args) = match args.split_first() {
-        Some((&"hub", rest)) => (
-            common::hub_bin(),
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/hub.toml"),
-            rest,
-        ),
-        _ => (
-            std::path::PathBuf::from(env!("CARGO_BIN_EXE_crowdwall")),
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/crowdwall.toml"),
-            args,
-        ),
+        Some((&"hub", rest)) => (hub_bin(), HUB_CONFIG, rest),
+        _ => (std::path::PathBuf::from(BIN), CONFIG, args),
     };
     let o = std::process::Command::new(bin)
         .arg("--config")
@@ -696,14 +584,7 @@ fn cli(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("run crowdwall");
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    (o.status.success(), text(&o))
 }
 
 /// The administrator's commands: `hub delist` on the database, and `community register`

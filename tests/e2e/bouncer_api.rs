@@ -2,13 +2,14 @@
 //! requests from curl, pycrowdsec's StreamClient and Debian's crowdsec-firewall-bouncer
 //! (unmodified, in a namespace of its own, enforcing in its own kernel tables).
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{must, prerequisites, tag, veth, wait_until, Daemon, Netns, Proc};
 use serde_json::Value;
+
+use crate::common::nft;
+use crate::common::proc::spawn;
+use crate::common::{must, prerequisites, skip, tag, veth, wait_until, Daemon, Netns};
 
 fn config(listen: &str, extra: &str) -> String {
     format!("[journal]\nenabled = false\n\n[api]\nenabled = true\nlisten = \"{listen}\"\n{extra}")
@@ -79,9 +80,8 @@ fn api_speaks_the_crowdsec_bouncer_protocol() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ns = Netns::new(format!("bo{}", tag()));
-    let mut d = Daemon::new(&ns.name, dir.path(), &config("127.0.0.1:8080", ""));
-    d.start();
+    let ns = Netns::tagged("bo");
+    let d = Daemon::started(&ns.name, dir.path(), &config("127.0.0.1:8080", ""));
     let base = "http://127.0.0.1:8080";
     let key = add_bouncer(&d, "b1");
     let (ok, out) = d.cli(&["bouncers", "add", "b1"]);
@@ -297,14 +297,13 @@ fn api_over_tls() {
         "-out",
         cert.to_str().unwrap(),
     ]);
-    let ns = Netns::new(format!("bo{}", tag()));
+    let ns = Netns::tagged("bo");
     let extra = format!(
         "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
         cert.display(),
         key.display()
     );
-    let mut d = Daemon::new(&ns.name, dir.path(), &config("127.0.0.1:8443", &extra));
-    d.start();
+    let d = Daemon::started(&ns.name, dir.path(), &config("127.0.0.1:8443", &extra));
     let k = add_bouncer(&d, "tls");
     assert!(
         d.cli(&["decisions", "add", "192.0.2.8", "--duration", "1h"])
@@ -339,17 +338,12 @@ fn pycrowdsec_stream_client_gets_bans_and_their_deletions() {
         .status()
         .is_ok_and(|s| s.success());
     if !has_pycrowdsec {
-        assert!(
-            std::env::var("CROWDWALL_REQUIRE_ROOT_TESTS").as_deref() != Ok("1"),
-            "needs pycrowdsec (tests/lab/deps.sh installs it)"
-        );
-        eprintln!("skipped: needs pycrowdsec");
+        skip("needs pycrowdsec (tests/lab/deps.sh installs it)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ns = Netns::new(format!("bo{}", tag()));
-    let mut d = Daemon::new(&ns.name, dir.path(), &config("127.0.0.1:8080", ""));
-    d.start();
+    let ns = Netns::tagged("bo");
+    let d = Daemon::started(&ns.name, dir.path(), &config("127.0.0.1:8080", ""));
     let key = add_bouncer(&d, "pycrowdsec");
     assert!(
         d.cli(&["decisions", "add", "192.0.2.10", "--duration", "1h"])
@@ -372,16 +366,14 @@ fn pycrowdsec_stream_client_gets_bans_and_their_deletions() {
     )
     .unwrap();
     let log = std::fs::File::create(dir.path().join("client.log")).unwrap();
-    let _client = Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.name, "python3"])
+    let _client = spawn(
+        ns.command("python3")
             .arg(&script)
             .arg(&key)
             .arg(&state)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+            .stderr(log),
+        "pycrowdsec client",
     );
     let read = || -> Value {
         std::fs::read_to_string(&state)
@@ -447,8 +439,7 @@ fn debian_firewall_bouncer_enforces_crowdwall_decisions() {
     let atk = Netns::new(format!("boa{t}"));
     veth(&srv, "10.77.1.1/24", &fwb, "10.77.1.2/24");
     veth(&fwb, "10.77.2.1/24", &atk, "10.77.2.2/24");
-    let mut d = Daemon::new(&srv.name, dir.path(), &config("10.77.1.1:8080", ""));
-    d.start();
+    let d = Daemon::started(&srv.name, dir.path(), &config("10.77.1.1:8080", ""));
     let key = add_bouncer(&d, "firewall");
     let conf = dir.path().join("bouncer.yaml");
     std::fs::write(
@@ -467,49 +458,23 @@ fn debian_firewall_bouncer_enforces_crowdwall_decisions() {
         ),
     )
     .unwrap();
-    let _bouncer = Proc(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &fwb.name,
-                "crowdsec-firewall-bouncer",
-                "-c",
-            ])
+    let _bouncer = spawn(
+        fwb.command("crowdsec-firewall-bouncer")
+            .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
+        "crowdsec-firewall-bouncer",
     );
     let blog = || {
         std::fs::read_to_string(dir.path().join("crowdsec-firewall-bouncer.log"))
             .unwrap_or_default()
     };
     // A service in the bouncer's namespace, reachable from the attacker before the ban.
-    let _service = Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &fwb.name, "nc", "-lk", "10.77.2.1", "8080"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _service = fwb.listen_at("10.77.2.1", 8080);
     assert!(wait_until(Duration::from_secs(10), || atk
         .can_connect("10.77.2.1", 8080)));
-    let set = || {
-        String::from_utf8_lossy(
-            &fwb.exec(&[
-                "nft",
-                "list",
-                "set",
-                "ip",
-                "crowdsec",
-                "crowdsec-blacklists",
-            ])
-            .stdout,
-        )
-        .into_owned()
-    };
+    let set = || nft::list(&fwb, &["set", "ip", "crowdsec", "crowdsec-blacklists"]);
     assert!(
         wait_until(Duration::from_secs(30), || blog()
             .contains("Processing new and deleted decisions")

@@ -9,13 +9,10 @@
 //! `CROWDWALL_REQUIRE_ROOT_TESTS=1`, then it fails with the reason.
 #![cfg(feature = "journald")]
 
-use std::fs::File;
 use std::io::Write;
-use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,43 +24,12 @@ use crowdwall_daemon::source::SourceError;
 use crowdwall_engine::LogEntry;
 use tokio::sync::mpsc;
 
+use crate::common::journald::{self, systemd_cat, unique_ident, wait_visible};
+use crate::common::{available, have};
+
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
-const JOURNALD: &str = "/lib/systemd/systemd-journald";
-const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 const BOOT_ID: &str = "0123456789abcdef0123456789abcdef";
 const T0: i64 = 1_700_000_000_000_000;
-
-/// Skips the calling test (returns from it) unless root tests are required.
-macro_rules! require {
-    ($cond:expr) => {
-        match $cond {
-            Ok(v) => v,
-            Err(reason) => {
-                if std::env::var("CROWDWALL_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-                    panic!("required test cannot run: {reason}");
-                }
-                eprintln!("skipped: {reason}");
-                return;
-            }
-        }
-    };
-}
-
-fn is_root() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("not root".into());
-    }
-    Ok(())
-}
-
-fn have(path: &str) -> Result<(), String> {
-    if Path::new(path).exists() {
-        Ok(())
-    } else {
-        Err(format!("{path} not installed"))
-    }
-}
 
 /// One entry of a generated journal.
 #[derive(Clone)]
@@ -310,7 +276,9 @@ fn flatten(batches: &[JournalBatch]) -> Vec<LogEntry> {
 fn directory_from_head_filters_orders_and_converts() {
     let dir = tempfile::tempdir().unwrap();
     let gen = fixture(3000);
-    require!(make_journal(dir.path(), &gen));
+    if !available(make_journal(dir.path(), &gen)) {
+        return;
+    }
     let (batches, stats) = read_all(dir.path(), None);
     let got = flatten(&batches);
     let want = expected_sshd(&gen);
@@ -348,7 +316,9 @@ fn plus_separates_per_service_match_groups() {
     // AND-ed and only an entry that is both would pass.
     let dir = tempfile::tempdir().unwrap();
     let gen = fixture(30);
-    require!(make_journal(dir.path(), &gen));
+    if !available(make_journal(dir.path(), &gen)) {
+        return;
+    }
     let mut cfg = dir_cfg(dir.path(), None);
     cfg.matches = vec![
         ("SYSLOG_IDENTIFIER".into(), "cron".into()),
@@ -373,7 +343,9 @@ fn plus_separates_per_service_match_groups() {
 fn no_matches_reads_everything() {
     let dir = tempfile::tempdir().unwrap();
     let gen = fixture(10);
-    require!(make_journal(dir.path(), &gen));
+    if !available(make_journal(dir.path(), &gen)) {
+        return;
+    }
     let mut cfg = dir_cfg(dir.path(), None);
     cfg.matches.clear();
     let mut run = Run::start(cfg);
@@ -391,7 +363,9 @@ fn no_matches_reads_everything() {
 fn resume_from_every_batch_cursor_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     let gen = fixture(3500);
-    require!(make_journal(dir.path(), &gen));
+    if !available(make_journal(dir.path(), &gen)) {
+        return;
+    }
     let want = expected_sshd(&gen);
     let (batches, _) = read_all(dir.path(), None);
     assert_eq!(flatten(&batches), want);
@@ -417,7 +391,9 @@ fn resume_at_the_end_then_new_entries_follow() {
     // journal file in the directory, as after rotation) are read exactly once.
     let dir = tempfile::tempdir().unwrap();
     let gen = fixture(9);
-    require!(make_journal(dir.path(), &gen));
+    if !available(make_journal(dir.path(), &gen)) {
+        return;
+    }
     let (batches, _) = read_all(dir.path(), None);
     let cursor = batches.last().expect("a batch").cursor.clone();
 
@@ -446,7 +422,9 @@ fn resume_at_the_end_then_new_entries_follow() {
 fn vacuumed_cursor_lands_on_oldest_and_reports_a_gap() {
     let gen = fixture(30);
     let old = tempfile::tempdir().unwrap();
-    require!(make_journal(old.path(), &gen[..12]));
+    if !available(make_journal(old.path(), &gen[..12])) {
+        return;
+    }
     let (batches, _) = read_all(old.path(), None);
     let cursor = batches.last().expect("a batch").cursor.clone();
 
@@ -462,7 +440,9 @@ fn vacuumed_cursor_lands_on_oldest_and_reports_a_gap() {
 
 #[test]
 fn opening_errors_are_returned_by_spawn() {
-    require!(have(JOURNAL_REMOTE));
+    if !available(have(JOURNAL_REMOTE)) {
+        return;
+    }
     let (tx, _rx) = mpsc::channel(1);
     let stop = Arc::new(AtomicBool::new(false));
     let bad_dir = JournalConfig {
@@ -490,7 +470,9 @@ fn opening_errors_are_returned_by_spawn() {
 fn dropping_the_receiver_stops_the_thread() {
     let dir = tempfile::tempdir().unwrap();
     let gen = fixture(5000);
-    require!(make_journal(dir.path(), &gen));
+    if !available(make_journal(dir.path(), &gen)) {
+        return;
+    }
     // Capacity 1 and nobody reading: the thread blocks in blocking_send until rx is dropped.
     let (tx, rx) = mpsc::channel(1);
     let stop = Arc::new(AtomicBool::new(false));
@@ -528,7 +510,9 @@ fn throughput() {
             ),
         })
         .collect();
-    require!(make_journal(dir.path(), &gen));
+    if !available(make_journal(dir.path(), &gen)) {
+        return;
+    }
     for matches in [sshd_matches(), vec![]] {
         let mut cfg = dir_cfg(dir.path(), None);
         cfg.matches = matches.clone();
@@ -562,104 +546,15 @@ fn throughput() {
 // ---------------------------------------------------------------------------------------------
 // The real system journal.
 
-fn journald_alive() -> bool {
-    UnixDatagram::unbound()
-        .and_then(|s| s.connect(JOURNAL_SOCKET))
-        .is_ok()
-}
-
-/// Makes sure a system journald is running: starts `/lib/systemd/systemd-journald` standalone
-/// (it stays in the foreground; it is left running for the following tests) when nothing
-/// answers on its socket. Idempotent; a lock file serializes tests running in parallel, in
-/// this process and in others.
-fn ensure_journald() -> Result<(), String> {
-    is_root()?;
-    have(JOURNALD)?;
-    have("/usr/bin/systemd-cat")?;
-    have("/usr/bin/journalctl")?;
-    if journald_alive() {
-        return Ok(());
-    }
-    let lock =
-        File::create("/run/crowdwall-test-journald.lock").map_err(|e| format!("lock file: {e}"))?;
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("flock: {e}"))?;
-    if journald_alive() {
-        return Ok(());
-    }
-    std::fs::create_dir_all("/run/systemd/journal")
-        .map_err(|e| format!("mkdir /run/systemd/journal: {e}"))?;
-    Command::new(JOURNALD)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Its own process group: a Ctrl-C on the test run does not take it down mid-write.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start {JOURNALD}: {e}"))?;
-    let start = Instant::now();
-    while !journald_alive() {
-        if start.elapsed() > Duration::from_secs(10) {
-            return Err(format!(
-                "{JOURNALD} started but {JOURNAL_SOCKET} does not answer"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-fn unique_ident() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "cwtest-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn systemd_cat(ident: &str, lines: &[&str]) {
-    let mut child = Command::new("systemd-cat")
-        .arg("-t")
-        .arg(ident)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("systemd-cat");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    for l in lines {
-        writeln!(stdin, "{l}").expect("write to systemd-cat");
-    }
-    drop(stdin);
-    assert!(child.wait().expect("systemd-cat").success());
-}
-
-/// Waits until journalctl shows `n` entries of `ident`, so that they are in the journal files
-/// (systemd-cat returns before journald has processed its stream).
-fn wait_visible(ident: &str, n: usize) {
-    let start = Instant::now();
-    loop {
-        let out = Command::new("journalctl")
-            .args(["--no-pager", "-o", "cat", "-t", ident])
-            .output()
-            .expect("journalctl");
-        if String::from_utf8_lossy(&out.stdout).lines().count() >= n {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "journalctl never showed {n} entries of {ident}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn messages(entries: &[LogEntry]) -> Vec<&str> {
     entries.iter().map(|e| e.message.as_str()).collect()
 }
 
 #[test]
 fn system_journal_tail_then_resume_with_cursor() {
-    require!(ensure_journald());
+    if !available(journald::ensure()) {
+        return;
+    }
     let ident = unique_ident();
     let cfg = |cursor| JournalConfig {
         matches: vec![("SYSLOG_IDENTIFIER".into(), ident.clone())],
@@ -694,7 +589,9 @@ fn system_journal_tail_then_resume_with_cursor() {
 
 #[test]
 fn system_journal_heartbeat_moves_while_idle() {
-    require!(ensure_journald());
+    if !available(journald::ensure()) {
+        return;
+    }
     let run = Run::start(JournalConfig {
         matches: vec![("SYSLOG_IDENTIFIER".into(), unique_ident())],
         ..Default::default()

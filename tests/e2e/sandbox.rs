@@ -1,14 +1,14 @@
 //! The daemon under the unit's sandbox, end to end on real parts (journald, sshd, the kernel
-//! in network namespaces): it still bans, its metrics move, its lockout guard speaks. A test
-//! binary of its own, so it never runs beside e2e_ssh's attack.
-
-mod common;
+//! in network namespaces): it still bans, its metrics move, its lockout guard speaks. Its lab
+//! holds `ssh_lab::exclusive`, so it never runs beside the ssh test's attack.
 
 use std::io::Write;
 use std::time::Duration;
 
-use common::ssh_lab::{attack, kernel_v4, lab, Addrs, PORT};
-use common::{wait_until, Daemon, Netns};
+use crate::common::daemon::SANDBOX_SH;
+use crate::common::netns::{assert_only_attacker_dropped, Addrs};
+use crate::common::ssh_lab::{attack, lab, PORT};
+use crate::common::{Daemon, Netns};
 
 const SANDBOX: Addrs = Addrs {
     srv_atk: "10.88.1.1",
@@ -20,24 +20,17 @@ const SANDBOX: Addrs = Addrs {
 /// `GET /metrics` on the namespace's own loopback (the endpoint is loopback-only).
 fn scrape(ns: &Netns, port: u16) -> String {
     use std::io::Read;
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let fd = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            write!(
-                c,
-                "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut out = String::new();
-            c.read_to_string(&mut out).expect("read");
-            out
-        })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    ns.enter(|| {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            c,
+            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).expect("read");
+        out
     })
 }
 
@@ -96,7 +89,7 @@ fn sandboxed_daemon_bans_an_attacker_and_its_metrics_move() {
     let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(st.contains("CapEff:\t0000000000001000"), "{st}");
     assert!(st.contains("NoNewPrivs:\t1"), "{st}");
-    let sandbox = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/sandbox.sh");
+    let sandbox = SANDBOX_SH;
     let (state, run) = (dir.join("state"), dir.join("run"));
     let (state, run) = (state.to_str().unwrap(), run.to_str().unwrap());
     let escape = dir.join("escape");
@@ -116,9 +109,7 @@ fn sandboxed_daemon_bans_an_attacker_and_its_metrics_move() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Lockout guard: the admin's address is named in status and in the log.
-    let (ok, out) = d.cli(&["status", "--json"]);
-    assert!(ok, "{out}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = d.status();
     let un = v["lockout"]["unprotected_sessions"]
         .as_array()
         .cloned()
@@ -144,17 +135,8 @@ fn sandboxed_daemon_bans_an_attacker_and_its_metrics_move() {
     );
 
     attack(atk, 8, a.srv_atk);
-    assert!(
-        wait_until(Duration::from_secs(15), || kernel_v4(srv).contains(a.atk)),
-        "sandboxed daemon did not ban the attacker:\n{}\n{}",
-        kernel_v4(srv),
-        d.log()
-    );
-    assert!(!atk.can_connect(a.srv_atk, PORT), "attacker still connects");
-    assert!(
-        by.can_connect(a.srv_by, PORT),
-        "bystander must not be affected"
-    );
+    d.expect_in_kernel(srv, a.atk, Duration::from_secs(15));
+    assert_only_attacker_dropped(atk, by, a, PORT);
 
     let after = scrape(srv, port);
     let moved = |key: &str| {

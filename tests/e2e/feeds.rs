@@ -2,16 +2,13 @@
 //! from a small HTTP server bound inside that namespace (ETag, 304), and from a local file;
 //! versions that are absurd, allowlisted or oversize are refused and the previous one stays.
 
-mod common;
-
-use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{prerequisites, tag, wait_until, Daemon, Netns};
-use nix::sched::{setns, CloneFlags};
+use crate::common::nft::crowdwall_table;
+use crate::common::{prerequisites, wait_until, Daemon, Netns};
 
 /// What the fixture server serves, and what it saw.
 #[derive(Default)]
@@ -28,17 +25,7 @@ struct Fixture {
 /// A TCP listener inside the namespace: a socket belongs to the namespace of the thread
 /// that created it.
 fn listen_in(ns: &Netns) -> TcpListener {
-    let path = format!("/var/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        setns(
-            File::open(&path).expect("netns file"),
-            CloneFlags::CLONE_NEWNET,
-        )
-        .expect("setns");
-        TcpListener::bind("127.0.0.1:0").expect("bind")
-    })
-    .join()
-    .expect("listener thread")
+    ns.enter(|| TcpListener::bind("127.0.0.1:0").expect("bind"))
 }
 
 fn serve(listener: TcpListener, fx: Arc<Mutex<Fixture>>) {
@@ -85,14 +72,6 @@ fn answer(mut conn: TcpStream, fx: &Mutex<Fixture>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn set(ns: &Netns) -> String {
-    String::from_utf8_lossy(
-        &ns.exec(&["nft", "list", "table", "inet", "crowdwall"])
-            .stdout,
-    )
-    .into_owned()
-}
-
 fn list_values(d: &Daemon, list: &str) -> Vec<String> {
     let mut v: Vec<String> = d
         .decisions()
@@ -110,7 +89,7 @@ fn feeds_fetch_update_and_refuse() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ns = Netns::new(format!("bo{}", tag()));
+    let ns = Netns::tagged("fd");
     let listener = listen_in(&ns);
     let port = listener.local_addr().unwrap().port();
     let fx = Arc::new(Mutex::new(Fixture {
@@ -121,7 +100,7 @@ fn feeds_fetch_update_and_refuse() {
     serve(listener, fx.clone());
     let file = dir.path().join("mine.txt");
     std::fs::write(&file, "# my list\n192.0.2.50\n").unwrap();
-    let mut d = Daemon::new(
+    let d = Daemon::started(
         &ns.name,
         dir.path(),
         &format!(
@@ -132,7 +111,6 @@ fn feeds_fetch_update_and_refuse() {
             file.display()
         ),
     );
-    d.start();
 
     // First fetch, and the local file.
     assert!(
@@ -145,7 +123,7 @@ fn feeds_fetch_update_and_refuse() {
     assert!(wait_until(Duration::from_secs(20), || list_values(
         &d, "mine"
     ) == ["192.0.2.50"]));
-    let s = set(&ns);
+    let s = crowdwall_table(&ns);
     assert!(
         s.contains("198.18.0.0/24") && s.contains("203.0.113.9") && s.contains("192.0.2.50"),
         "{s}"
@@ -171,8 +149,10 @@ fn feeds_fetch_update_and_refuse() {
         "{:?}",
         list_values(&d, "drop")
     );
-    assert!(wait_until(Duration::from_secs(10), || !set(&ns)
-        .contains("203.0.113.9")));
+    assert!(wait_until(Duration::from_secs(10), || !crowdwall_table(
+        &ns
+    )
+    .contains("203.0.113.9")));
     std::fs::write(&file, "# my list\n192.0.2.51\n").unwrap();
     assert!(wait_until(Duration::from_secs(20), || list_values(
         &d, "mine"
@@ -198,7 +178,7 @@ fn feeds_fetch_update_and_refuse() {
             d.log()
         );
         assert_eq!(list_values(&d, "drop"), v2);
-        let s = set(&ns);
+        let s = crowdwall_table(&ns);
         assert!(s.contains("198.51.100.0/24"), "{s}");
     };
     refused(b"198.18.0.0/24\n0.0.0.0/0\n", "\"v3\"", "0.0.0.0/0", false);
@@ -222,6 +202,6 @@ fn feeds_fetch_update_and_refuse() {
         "status does not show the refusal: {out}"
     );
     assert!(st["ingest"]["feed mine"]["error"].is_null(), "{out}");
-    assert!(!set(&ns).contains("0.0.0.0/0"));
-    assert!(!set(&ns).contains("10.99.1.0"));
+    assert!(!crowdwall_table(&ns).contains("0.0.0.0/0"));
+    assert!(!crowdwall_table(&ns).contains("10.99.1.0"));
 }

@@ -5,29 +5,17 @@
 //!
 //! Missing root or tools: skipped with a message, unless CROWDWALL_REQUIRE_ROOT_TESTS=1.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{must, prerequisites, tag, veth, wait_until, Daemon, Netns};
-
-fn kernel_v4(ns: &Netns) -> String {
-    let o = ns.exec(&["nft", "list", "table", "inet", "crowdwall"]);
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn status(d: &Daemon) -> serde_json::Value {
-    let (ok, out) = d.cli(&["status", "--json"]);
-    assert!(ok, "{out}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
+use crate::common::netns::{pair, Pair};
+use crate::common::{must, prerequisites, wait_until, Daemon, Netns};
 
 fn source(d: &Daemon, name: &str) -> serde_json::Value {
-    status(d)["sources"]
+    d.status()["sources"]
         .as_array()
         .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
         .unwrap_or(serde_json::Value::Null)
@@ -35,30 +23,13 @@ fn source(d: &Daemon, name: &str) -> serde_json::Value {
 
 /// Entries the core has processed (the batch is handled, not only read).
 fn processed(d: &Daemon) -> u64 {
-    status(d)["firewall"]["stats"]["entries"]
+    d.status()["firewall"]["stats"]["entries"]
         .as_u64()
         .unwrap_or(0)
 }
 
-fn banned(d: &Daemon, ip: &str) -> bool {
-    d.decisions().iter().any(|x| x["value"] == ip)
-}
-
-/// Waits until `ip` is a decision and an element of the kernel set.
-/// (Addresses in one test are not adjacent: the set merges adjacent bans into one range.)
-fn wait_banned(d: &Daemon, ns: &Netns, ip: &str) {
-    let ok = wait_until(Duration::from_secs(20), || {
-        banned(d, ip) && kernel_v4(ns).contains(ip)
-    });
-    assert!(
-        ok,
-        "{ip} not banned; decisions {:?}; kernel {}; status {}\n{}",
-        d.decisions(),
-        kernel_v4(ns),
-        status(d),
-        d.log()
-    );
-}
+// (Addresses in one test are not adjacent: the set merges adjacent bans into one range, and
+// `Daemon::expect_banned` looks an address up in the table's text.)
 
 static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(40_000);
 
@@ -95,13 +66,13 @@ fn files_through_rename_and_copytruncate_rotation_and_a_restart_lose_no_line() {
     if !prerequisites(&["ip", "nft"], false) {
         return;
     }
-    let ns = Netns::new(format!("cwsr{}", tag()));
+    let ns = Netns::tagged("cwsr");
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
     let auth = logs.join("auth.log");
     std::fs::write(&auth, "").unwrap();
-    let mut d = Daemon::new(
+    let mut d = Daemon::started(
         &ns.name,
         dir.path(),
         &format!(
@@ -109,7 +80,6 @@ fn files_through_rename_and_copytruncate_rotation_and_a_restart_lose_no_line() {
             logs.join("auth.lo?").display()
         ),
     );
-    d.start();
     let mut written = 0u64;
     fn put_(written: &mut u64, path: &Path, text: &str) {
         *written += text.lines().count() as u64;
@@ -136,7 +106,7 @@ fn files_through_rename_and_copytruncate_rotation_and_a_restart_lose_no_line() {
     old_writer.write_all(l.as_bytes()).unwrap();
     written += 1;
     put!(&auth, &fails(A, 2));
-    wait_banned(&d, &ns, A);
+    d.expect_banned(&ns, A);
 
     // 2. bad lines: several megabytes, invalid UTF-8, no header. Counted, skipped, and the
     // lines after them are read.
@@ -172,7 +142,7 @@ fn files_through_rename_and_copytruncate_rotation_and_a_restart_lose_no_line() {
         .open(&auth)
         .unwrap();
     put!(&auth, &fails(B, 3));
-    wait_banned(&d, &ns, B);
+    d.expect_banned(&ns, B);
 
     let s = source(&d, "files");
     assert_eq!(s["skipped_too_long"], 1, "{s}");
@@ -196,7 +166,7 @@ fn files_through_rename_and_copytruncate_rotation_and_a_restart_lose_no_line() {
     std::fs::rename(&auth, logs.join("auth.log.1")).unwrap();
     put!(&auth, &fails(C, 3));
     d.start();
-    wait_banned(&d, &ns, C);
+    d.expect_banned(&ns, C);
     // Exactly the lines written since the stop were read: none twice, none skipped.
     let s = source(&d, "files");
     assert_eq!(s["lines"], 6, "{s}");
@@ -204,27 +174,16 @@ fn files_through_rename_and_copytruncate_rotation_and_a_restart_lose_no_line() {
     assert_eq!(processed(&d), 6);
 }
 
-fn setns_thread<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let fd = std::fs::File::open(&path).unwrap();
-        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
 #[test]
 fn syslog_over_udp_and_a_unix_socket_in_3164_and_5424_bans() {
     if !prerequisites(&["ip", "nft", "logger", "nc"], false) {
         return;
     }
-    let ns = Netns::new(format!("cwsr{}", tag()));
+    let ns = Netns::tagged("cwsr");
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("syslog.sock");
     let port = 5514;
-    let mut d = Daemon::new(
+    let d = Daemon::started(
         &ns.name,
         dir.path(),
         &format!(
@@ -233,7 +192,6 @@ fn syslog_over_udp_and_a_unix_socket_in_3164_and_5424_bans() {
             sock.display()
         ),
     );
-    d.start();
     // NFLOG through the daemon: a probe of a closed port on loopback, logged by a rule.
     ns.must(&[
         "nft",
@@ -248,7 +206,7 @@ fn syslog_over_udp_and_a_unix_socket_in_3164_and_5424_bans() {
             .as_u64()
             >= Some(1)),
         "{}",
-        status(&d)
+        d.status()
     );
     let msg =
         |ip: &str, i: u32| format!("Failed password for root from {ip} port {} ssh2", 2000 + i);
@@ -271,7 +229,7 @@ fn syslog_over_udp_and_a_unix_socket_in_3164_and_5424_bans() {
             &msg(U, i),
         ]);
     }
-    wait_banned(&d, &ns, U);
+    d.expect_banned(&ns, U);
 
     // The unix socket with logger -u (the local form: no host name).
     const X: &str = "203.0.113.50";
@@ -286,7 +244,7 @@ fn syslog_over_udp_and_a_unix_socket_in_3164_and_5424_bans() {
             &msg(X, i),
         ]);
     }
-    wait_banned(&d, &ns, X);
+    d.expect_banned(&ns, X);
 
     // Raw datagrams: hostile ones first (too long, not UTF-8, no header), then RFC 5424 with
     // structured data. The listener counts the bad ones and goes on.
@@ -310,13 +268,13 @@ fn syslog_over_udp_and_a_unix_socket_in_3164_and_5424_bans() {
         }
         v
     };
-    setns_thread(&ns.name, move || {
+    ns.enter(move || {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for d in datagrams {
             s.send_to(&d, ("127.0.0.1", port)).unwrap();
         }
     });
-    wait_banned(&d, &ns, R);
+    d.expect_banned(&ns, R);
     let s = source(&d, "syslog");
     assert_eq!(s["skipped_too_long"], 1, "{s}");
     assert_eq!(s["skipped_invalid_utf8"], 1, "{s}");
@@ -329,10 +287,7 @@ fn nflog_turns_dropped_probes_into_kernel_lines_with_source_and_port() {
     if !prerequisites(&["ip", "nft", "nc"], false) {
         return;
     }
-    let t = tag();
-    let srv = Netns::new(format!("cwsr{t}s"));
-    let atk = Netns::new(format!("cwsr{t}a"));
-    veth(&srv, "192.0.2.1/24", &atk, "192.0.2.66/24");
+    let Pair { srv, atk, .. } = pair("cwsr", "192.0.2.1/24", "192.0.2.66/24");
     srv.must(&[
         "nft",
         "add table inet cwf; \
@@ -343,11 +298,11 @@ fn nflog_turns_dropped_probes_into_kernel_lines_with_source_and_port() {
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(crowdwall_daemon::source::nflog::NflogStats::default());
     let (st, ss) = (stop.clone(), stats.clone());
-    let handle = setns_thread(&srv.name, move || {
+    let handle = srv.enter(move || {
         crowdwall_daemon::source::nflog::spawn(7, tx, st, ss).expect("bind nflog group 7")
     });
     // A second binding of the same group is refused with a clear reason.
-    let again = setns_thread(&srv.name, move || {
+    let again = srv.enter(move || {
         let (tx2, _rx2) = tokio::sync::mpsc::channel(1);
         crowdwall_daemon::source::nflog::spawn(
             7,
@@ -402,7 +357,7 @@ fn reload_refuses_a_broken_config_keeps_the_running_one_and_applies_a_good_one()
     if !prerequisites(&["ip", "nft"], false) {
         return;
     }
-    let ns = Netns::new(format!("cwsr{}", tag()));
+    let ns = Netns::tagged("cwsr");
     let dir = tempfile::tempdir().unwrap();
     let auth = dir.path().join("auth.log");
     std::fs::write(&auth, "").unwrap();
@@ -410,8 +365,7 @@ fn reload_refuses_a_broken_config_keeps_the_running_one_and_applies_a_good_one()
         "[journal]\nenabled = false\n[[files]]\npaths = [\"{}\"]\n",
         auth.display()
     );
-    let mut d = Daemon::new(&ns.name, dir.path(), &base);
-    d.start();
+    let d = Daemon::started(&ns.name, dir.path(), &base);
     let conf = dir.path().join("crowdwall.toml");
 
     // Broken (line 6): refused with file:line, nothing changes.
@@ -432,7 +386,7 @@ fn reload_refuses_a_broken_config_keeps_the_running_one_and_applies_a_good_one()
     const G: &str = "203.0.113.30";
     append(&auth, &fails(G, 3));
     assert!(wait_until(Duration::from_secs(10), || processed(&d) >= 3));
-    assert!(!banned(&d, G));
+    assert!(!d.has_decision(G));
 
     // Good: capacity 2 and a syslog listener. Applied, and the source is restarted.
     std::fs::write(
@@ -450,8 +404,8 @@ fn reload_refuses_a_broken_config_keeps_the_running_one_and_applies_a_good_one()
     );
     const H: &str = "203.0.113.31";
     append(&auth, &fails(H, 3));
-    wait_banned(&d, &ns, H);
-    assert!(!source(&d, "syslog").is_null(), "{}", status(&d));
+    d.expect_banned(&ns, H);
+    assert!(!source(&d, "syslog").is_null(), "{}", d.status());
     // The file was not re-read from the start by the source restart.
     assert_eq!(processed(&d), 6);
 
@@ -469,9 +423,9 @@ fn reload_refuses_a_broken_config_keeps_the_running_one_and_applies_a_good_one()
     const K: &str = "203.0.113.32";
     append(&auth, &fails(K, 3));
     assert!(wait_until(Duration::from_secs(10), || {
-        status(&d)["firewall"]["stats"]["refused_allowlisted"].as_u64() >= Some(1)
+        d.status()["firewall"]["stats"]["refused_allowlisted"].as_u64() >= Some(1)
     }));
-    assert!(!banned(&d, K));
+    assert!(!d.has_decision(K));
     // a broken SIGHUP is logged and changes nothing
     std::fs::write(&conf, "[[files]\n").unwrap();
     must(&["kill", "-HUP", &pid]);

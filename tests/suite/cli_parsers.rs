@@ -2,24 +2,8 @@
 //! server's own log, `explain` on every kind of line, a user-defined parser refused at its
 //! line, and `import-fail2ban` on a fail2ban directory.
 
-use std::process::{Command, Output};
-
-fn crowdwall(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_crowdwall"))
-        .args(args)
-        .output()
-        .expect("run crowdwall")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/crowdwall.toml");
+use crate::common::cli::{crowdwall, CONFIG};
+use crate::common::proc::text;
 
 #[test]
 fn replay_an_nginx_access_log_bans_the_prober_only() {

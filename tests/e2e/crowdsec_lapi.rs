@@ -3,13 +3,13 @@
 //! added with `cscli decisions add` reaches crowdwall's kernel set as origin `crowdsec`;
 //! `cscli decisions delete` takes it out; the allowlist still wins.
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{prerequisites, tag, wait_until, Daemon, Netns, Proc};
+use crate::common::nft::crowdwall_table;
+use crate::common::proc::spawn;
+use crate::common::{prerequisites, wait_until, Daemon, Netns};
 
 const LAPI: &str = "127.0.0.1:18080";
 
@@ -46,7 +46,7 @@ fn cscli_decisions_reach_and_leave_the_kernel_set() {
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     let cfg = dir.path().join("crowdsec.yaml");
     std::fs::write(&cfg, crowdsec_config(dir.path())).unwrap();
-    let ns = Netns::new(format!("bo{}", tag()));
+    let ns = Netns::tagged("cs");
     // A machine for cscli (its credentials file), then the Local API alone.
     cscli(
         &ns,
@@ -54,15 +54,14 @@ fn cscli_decisions_reach_and_leave_the_kernel_set() {
         &["machines", "add", "crowdwall-test", "--auto", "--force"],
     );
     let cs_log = dir.path().join("crowdsec.log");
-    let _crowdsec = Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.name, "crowdsec", "-c"])
+    let _crowdsec = spawn(
+        ns.command("crowdsec")
+            .arg("-c")
             .arg(&cfg)
             .args(["-no-cs", "-no-capi"])
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&cs_log).unwrap())
-            .spawn()
-            .unwrap(),
+            .stderr(std::fs::File::create(&cs_log).unwrap()),
+        "crowdsec",
     );
     let log = || std::fs::read_to_string(&cs_log).unwrap_or_default();
     assert!(
@@ -75,7 +74,7 @@ fn cscli_decisions_reach_and_leave_the_kernel_set() {
     let key = key.trim();
     assert!(!key.is_empty());
 
-    let mut d = Daemon::new(
+    let d = Daemon::started(
         &ns.name,
         dir.path(),
         &format!(
@@ -83,14 +82,7 @@ fn cscli_decisions_reach_and_leave_the_kernel_set() {
              [crowdsec]\nenabled = true\nurl = \"http://{LAPI}/\"\napi_key = \"{key}\"\ninterval = \"1s\"\n"
         ),
     );
-    d.start();
-    let set = || {
-        String::from_utf8_lossy(
-            &ns.exec(&["nft", "list", "table", "inet", "crowdwall"])
-                .stdout,
-        )
-        .into_owned()
-    };
+    let set = || crowdwall_table(&ns);
 
     // Present before crowdwall's first pull: arrives by the startup pull.
     cscli(

@@ -1,35 +1,11 @@
 //! The `crowdwall` command as an admin uses it: config checks, replay, explain, and (as root,
 //! in a network namespace) refusal of a broken config and the table's life cycle.
 
-mod common;
-
-use std::path::Path;
 use std::process::{Command, Output};
 
-fn crowdwall(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_crowdwall"))
-        .args(args)
-        .output()
-        .expect("run crowdwall")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/crowdwall.toml");
+use crate::common::cli::{crowdwall, fixture, BIN, CONFIG};
+use crate::common::proc::text;
+use crate::common::{prerequisites, Daemon, Netns};
 
 #[test]
 fn check_config_accepts_the_default_and_names_line_of_a_broken_one() {
@@ -171,10 +147,10 @@ fn cli_without_daemon_says_so_with_exit_code_3() {
 /// (bans keep being enforced); `firewall remove` takes it out.
 #[test]
 fn broken_config_touches_nothing_and_table_outlives_the_daemon() {
-    if !common::prerequisites(&["ip", "nft"], false) {
+    if !prerequisites(&["ip", "nft"], false) {
         return;
     }
-    let ns = common::Netns::new(format!("cwc{}", common::tag()));
+    let ns = Netns::tagged("cwc");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(
@@ -182,7 +158,7 @@ fn broken_config_touches_nothing_and_table_outlives_the_daemon() {
         "[journal]\nenabled = false\n[ban]\nduration = \"0s\"\n",
     )
     .unwrap();
-    let bin = env!("CARGO_BIN_EXE_crowdwall");
+    let bin = BIN;
     let state = dir.path().join("state");
     let sock = dir.path().join("ctl.sock");
     let o = ns.exec(&[
@@ -198,7 +174,7 @@ fn broken_config_touches_nothing_and_table_outlives_the_daemon() {
     assert!(!o.status.success());
     assert!(text(&o).contains("ban.duration"), "{}", text(&o));
     assert_eq!(
-        common::must(&["ip", "netns", "exec", &ns.name, "nft", "list", "tables"]).trim(),
+        ns.must(&["nft", "list", "tables"]).trim(),
         "",
         "kernel touched"
     );
@@ -207,34 +183,20 @@ fn broken_config_touches_nothing_and_table_outlives_the_daemon() {
         "state directory created by a refused start"
     );
 
-    let mut d = common::Daemon::new(&ns.name, dir.path(), "[journal]\nenabled = false\n");
-    d.start();
+    let mut d = Daemon::started(&ns.name, dir.path(), "[journal]\nenabled = false\n");
     let (ok, out) = d.cli(&["decisions", "add", "2001:db8:77::/48", "--duration", "1h"]);
     assert!(ok, "{out}");
     let (ok, out) = d.cli(&["decisions", "add", "127.0.0.1"]);
     assert!(!ok);
     assert!(out.contains("allowlisted"), "{out}");
-    let (ok, out) = d.cli(&["status", "--json"]);
-    assert!(ok, "{out}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = d.status();
     assert_eq!(v["firewall"]["sets"]["v6"], 1, "{v}");
     assert_eq!(v["decisions"]["manual"], 1, "{v}");
 
     // SIGTERM: clean stop, table and ban stay.
     let st = d.terminate().expect("daemon was running");
     assert!(st.success(), "daemon exit {st:?}");
-    let set = common::must(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns.name,
-        "nft",
-        "list",
-        "set",
-        "inet",
-        "crowdwall",
-        "manual_v6_net",
-    ]);
+    let set = ns.must(&["nft", "list", "set", "inet", "crowdwall", "manual_v6_net"]);
     assert!(set.contains("2001:db8:77::/48"), "{set}");
 
     let good = dir.path().join("crowdwall.toml");
@@ -246,10 +208,7 @@ fn broken_config_touches_nothing_and_table_outlives_the_daemon() {
         "remove",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(
-        common::must(&["ip", "netns", "exec", &ns.name, "nft", "list", "tables"]).trim(),
-        ""
-    );
+    assert_eq!(ns.must(&["nft", "list", "tables"]).trim(), "");
 }
 
 /// Man page and completions come from the same clap definitions as --help (the package build
@@ -302,7 +261,7 @@ fn man_page_completions_and_exit_codes_from_the_clap_definitions() {
 
 #[test]
 fn installer_address_comes_from_the_ssh_environment() {
-    let o = Command::new(env!("CARGO_BIN_EXE_crowdwall"))
+    let o = Command::new(BIN)
         .args(["--config", CONFIG, "installer-address"])
         .env("SSH_CONNECTION", "198.51.100.23 50022 192.0.2.1 22")
         .output()
@@ -310,7 +269,7 @@ fn installer_address_comes_from_the_ssh_environment() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "198.51.100.23");
     // a hostile value is not an address: nothing printed, non-zero
-    let o = Command::new(env!("CARGO_BIN_EXE_crowdwall"))
+    let o = Command::new(BIN)
         .args(["--config", CONFIG, "installer-address"])
         .env("SSH_CONNECTION", "$(reboot) 1 2 3")
         .env_remove("SSH_CLIENT")
