@@ -12,6 +12,11 @@
 //!   updates it); when the month goes backwards by more than six months (Dec -> Jan) the year
 //!   is incremented.
 //!
+//! - RFC 5424 (rsyslog's `RSYSLOG_SyslogProtocol23Format`, syslog-ng's `syslog()` driver):
+//!   `<38>1 2019-07-08T17:40:16.954167-04:00 host sshd 57915 - [sd@1 a="b"] msg`. APP-NAME is the
+//!   tag, PROCID the pid (`-`: none); MSGID and STRUCTURED-DATA are skipped (quoted values may
+//!   hold `]` and escaped quotes); a UTF-8 BOM before the message is dropped.
+//!
 //! The tag is `tag[pid]:` or `tag:`; the tag may contain `/`, `-`, `.` (`postfix/smtpd[5473]:`,
 //! `sshd-session[12]:`). Without `[pid]` the entry's pid is `None`.
 
@@ -51,6 +56,8 @@ pub enum TextError {
     MissingField(&'static str),
     #[error("bad field {0}: {1}")]
     BadField(&'static str, String),
+    #[error("bad RFC 5424 header: {0}")]
+    Rfc5424(&'static str),
     #[error("line longer than {0} bytes, skipped")]
     TooLong(usize),
     #[error("read error: {0}")]
@@ -153,7 +160,13 @@ const MONTHS: [&str; 12] = [
 /// Parses one syslog line (RFC 3164 or RFC 3339 header), see the module documentation.
 pub fn parse_syslog_line(line: &str, ctx: &mut SyslogContext) -> Result<LogEntry, TextError> {
     let line = line.trim_end_matches(['\n', '\r']);
+    let had_pri = line.starts_with('<');
     let line = strip_pri(line);
+    if had_pri {
+        if let Some(rest) = line.strip_prefix("1 ") {
+            return parse_rfc5424(rest, ctx);
+        }
+    }
     let first = line
         .as_bytes()
         .first()
@@ -180,6 +193,76 @@ pub fn parse_syslog_line(line: &str, ctx: &mut SyslogContext) -> Result<LogEntry
         pid,
         message: message.to_string(),
     })
+}
+
+/// After `<PRI>1 `: `TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [MSG]`.
+fn parse_rfc5424(line: &str, ctx: &mut SyslogContext) -> Result<LogEntry, TextError> {
+    let (time, rest) = parse_rfc3339_header(line, ctx)?;
+    let mut fields = rest.strip_prefix(' ').ok_or(TextError::NoHost)?.splitn(5, ' ');
+    let mut next = |what| fields.next().filter(|f| !f.is_empty()).ok_or(TextError::Rfc5424(what));
+    let _host = next("no HOSTNAME")?;
+    let app = next("no APP-NAME")?;
+    let procid = next("no PROCID")?;
+    let _msgid = next("no MSGID")?;
+    let sd_and_msg = next("no STRUCTURED-DATA")?;
+    let message = skip_structured_data(sd_and_msg)?;
+    let message = message.strip_prefix('\u{feff}').unwrap_or(message);
+    let pid = match procid {
+        "-" => None,
+        p => Some(
+            p.parse::<u32>()
+                .map_err(|_| TextError::BadPid(p.chars().take(32).collect()))?,
+        ),
+    };
+    if app == "-" {
+        return Err(TextError::Rfc5424("no APP-NAME"));
+    }
+    Ok(LogEntry {
+        time,
+        identifier: app.to_string(),
+        pid,
+        message: message.to_string(),
+    })
+}
+
+/// `-` or `[id k="v" ...]...`, then an optional space and the message. Inside quoted values
+/// `\"`, `\\` and `\]` are escapes and `]` does not end the element.
+fn skip_structured_data(s: &str) -> Result<&str, TextError> {
+    let b = s.as_bytes();
+    let end = if b.first() == Some(&b'-') {
+        1
+    } else {
+        let mut i = 0;
+        while b.get(i) == Some(&b'[') {
+            let mut quoted = false;
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return Err(TextError::Rfc5424("unterminated STRUCTURED-DATA")),
+                    Some(b'\\') if quoted => i += 2,
+                    Some(b'"') => {
+                        quoted = !quoted;
+                        i += 1;
+                    }
+                    Some(b']') if !quoted => {
+                        i += 1;
+                        break;
+                    }
+                    Some(_) => i += 1,
+                }
+            }
+        }
+        if i == 0 {
+            return Err(TextError::Rfc5424("STRUCTURED-DATA is neither - nor [...]"));
+        }
+        i
+    };
+    let rest = s.get(end..).unwrap_or("");
+    match rest.strip_prefix(' ') {
+        Some(msg) => Ok(msg),
+        None if rest.is_empty() => Ok(rest),
+        None => Err(TextError::Rfc5424("no space after STRUCTURED-DATA")),
+    }
 }
 
 /// Drops a `<PRI>` prefix as some forwarders write it.
@@ -632,6 +715,34 @@ mod tests {
         assert_eq!(year_of(utc(2025, 1, 1, 0, 0, 0)), 2025);
         assert_eq!(year_of(utc(2024, 2, 29, 12, 0, 0)), 2024);
         assert_eq!(year_of(-1), 1969);
+    }
+
+    #[test]
+    fn rfc5424_headers() {
+        let mut ctx = SyslogContext::new();
+        let e = parse_syslog_line(
+            "<38>1 2019-07-08T17:40:16.954167-04:00 hostname.example.com sshd 57915 - - Failed unknown for invalid user redmond from 192.0.2.1 port 59197 ssh2",
+            &mut ctx,
+        )
+        .unwrap();
+        assert_eq!(e.time, utc(2019, 7, 8, 21, 40, 16) + 954_167);
+        assert_eq!((e.identifier.as_str(), e.pid), ("sshd", Some(57915)));
+        assert!(e.message.starts_with("Failed unknown for invalid user redmond"));
+        // Structured data with `]` inside a quoted value and an escaped quote; no PROCID.
+        let e = parse_syslog_line(
+            r#"<38>1 2019-07-08T17:40:17Z h sshd - ID47 [timeQuality tzKnown="1"][x@1 t="[b]" q="a\"]b"] msg here"#,
+            &mut ctx,
+        )
+        .unwrap();
+        assert_eq!((e.identifier.as_str(), e.pid), ("sshd", None));
+        assert_eq!(e.message, "msg here");
+        for bad in [
+            "<38>1 2019-07-08T17:40:17Z h sshd 1 - [unterminated x",
+            "<38>1 2019-07-08T17:40:17Z h sshd",
+            "<38>1 2019-07-08T17:40:17Z h sshd x1 - - m",
+        ] {
+            assert!(parse_syslog_line(bad, &mut ctx).is_err(), "{bad}");
+        }
     }
 
     #[test]

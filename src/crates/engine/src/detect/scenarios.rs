@@ -37,6 +37,17 @@ fn spec(
 
 /// The sshd scenarios. They count attempts, not lines (the sshd parser correlates the lines
 /// of one connection).
+///
+/// Why these numbers: a real sshd takes 2-4 s per failed password (its own failure delay),
+/// so a guesser cannot burst; what matters is the pace. With capacity 4 the 5th attempt
+/// fires when the bucket has leaked less than one attempt since the first:
+/// - `ssh-bruteforce` (4, leaks one per 5 min): the 5th attempt at any pace up to one a
+///   minute (4 minutes leak 0.8);
+/// - `ssh-slow-bruteforce` (4, one per 20 min): the 5th attempt within 10 minutes, at any
+///   spacing (fail2ban's default jail: maxretry 5, findtime 10m), a guess every 5 minutes by
+///   the 6th, every 15 minutes within about 3 hours; a source that never fails more than
+///   three times an hour leaks as fast as it fills and is never banned.
+/// A success on the connection's own account empties both (cancel on `Success`).
 fn sshd() -> Vec<ScenarioSpec> {
     let ssh = |name: &str, kinds, capacity, leak_s, distinct, cancel_on| ScenarioSpec {
         cancel_on,
@@ -46,16 +57,16 @@ fn sshd() -> Vec<ScenarioSpec> {
         ssh(
             "ssh-bruteforce",
             &[EventKind::AuthFail],
-            5,
-            10,
+            4,
+            300,
             None,
             vec![EventKind::Success],
         ),
         ssh(
             "ssh-slow-bruteforce",
             &[EventKind::AuthFail],
-            10,
-            60,
+            4,
+            1200,
             None,
             vec![EventKind::Success],
         ),

@@ -98,6 +98,11 @@ const P_KEX: &str = "kex_exchange_identification";
 const P_NEGOTIATE_NO_ADDR: &str = "negotiation_failed_no_addr";
 const P_RECEIVED_DISCONNECT: &str = "received_disconnect";
 const P_ACCEPTED: &str = "accepted";
+const P_LOCKED: &str = "account_locked";
+const P_REFUSED_CONNECT: &str = "tcpwrappers_refused";
+const P_SSH_SERVER: &str = "ssh_server_ltype";
+const P_READ_RESET: &str = "read_socket_reset";
+const P_PENALTY: &str = "drop_connection_penalty";
 
 const PATTERN_NAMES: &[&str] = &[
     P_FAILED,
@@ -124,15 +129,20 @@ const PATTERN_NAMES: &[&str] = &[
     P_NEGOTIATE_NO_ADDR,
     P_RECEIVED_DISCONNECT,
     P_ACCEPTED,
+    P_LOCKED,
+    P_REFUSED_CONNECT,
+    P_SSH_SERVER,
+    P_READ_RESET,
+    P_PENALTY,
 ];
 
 // A fingerprint as sshd prints it after `ssh2: KEYTYPE `: SHA256 base64 or MD5 hex pairs.
 // Neither contains a space or a quote, so a tail ending in client-controlled text cannot
 // pass for one.
 const KEY_TAIL: &str =
-    r"(?:: [A-Z0-9-]+ (?:SHA256:[A-Za-z0-9+/=]+|MD5:[0-9a-f:]+|[0-9a-f]{2}(?::[0-9a-f]{2})+))?";
+    r"(?:: [A-Z0-9-]+ (?:SHA256:\S+|MD5:[0-9a-f:]+|[0-9a-f]{2}(?::[0-9a-f]{2})+))?";
 const PAM_FIELDS: &str =
-    r"logname=\S* uid=\d* euid=\d* tty=\S* ruser=\S* rhost=(\S*)(?: +user=(.*))?";
+    r"logname=\S* uid=\d* euid=\d* tty=\S* ruser=(\S*) rhost=(\S*)(?: +user=(.*))?";
 
 /// One compiled pattern with its reusable capture slots (no allocation per match).
 struct Rx {
@@ -185,6 +195,10 @@ struct Patterns {
     auth_timeout: Rx,
     protocol_differ: Rx,
     accepted: Rx,
+    locked: Rx,
+    refused_connect: Rx,
+    ssh_server: Rx,
+    penalty: Rx,
 }
 
 impl Patterns {
@@ -221,7 +235,7 @@ impl Patterns {
                 r"^maximum authentication attempts exceeded for (invalid user )?(.*) from (\S+) port \d+ ssh\d?$",
             ),
             disconnecting_user: Rx::new(
-                r"^Disconnecting (?:authenticating|invalid) user (.*) (\S+) port \d+: Too many authentication failures$",
+                r"^Disconnecting (?:authenticating|invalid) user (.*) (\S+) port \d+: (?:Too many authentication failures|Change of username or service not allowed: .*)$",
             ),
             disconnecting_bare: Rx::new(
                 r"^Disconnecting: Too many authentication failures(?: for .*)?$",
@@ -229,7 +243,9 @@ impl Patterns {
             closed_user: Rx::new(
                 r"^(?:Connection (?:closed|reset) by|Disconnected from) (?:authenticating|invalid) user (.*) (\S+) port \d+$",
             ),
-            closed_addr: Rx::new(r"^Connection (?:closed|reset) by (\S+)(?: port \d+)?$"),
+            closed_addr: Rx::new(
+                r"^(?:Connection (?:closed|reset) by|Disconnected from) (\S+)(?: port \d+)?$",
+            ),
             connection_from: Rx::new(
                 r"^Connection from (\S+) port \d+(?: on \S+ port \d+(?: rdomain .*)?)?$",
             ),
@@ -253,6 +269,18 @@ impl Patterns {
             ),
             // Accepted users authenticated as accounts of this system: fixed position.
             accepted: Rx::new(r"^Accepted (\S+) for (\S+) from (\S+) port \d+ ssh\d?(?:: .*)?$"),
+            // An existing (system) account: the name is not the client's text.
+            locked: Rx::new(r"^User (\S+) not allowed because account is locked$"),
+            // tcpd: `refused connect from NAME (ADDR)`; a name holds no space or parenthesis.
+            refused_connect: Rx::new(r"^refused connect from [^\s()]+ \(([^\s()]+)\)$"),
+            // Old SunSSH/Solaris connection summaries: the address after a literal prefix.
+            ssh_server: Rx::new(
+                r"^SSH: Server;Ltype: (?:Version|Kex|Authname);Remote: ([0-9A-Fa-f:.]+)-\d+;.*$",
+            ),
+            // OpenSSH 9.8+ PerSourcePenalties / MaxStartups, logged by the listener.
+            penalty: Rx::new(
+                r"^drop connection #\d+ from \[([0-9A-Fa-f:.]+)\]:\d+ on \[[0-9A-Fa-f:.]+\]:\d+ .*$",
+            ),
         }
     }
 }
@@ -269,8 +297,20 @@ struct Conn {
     other: u32,
     root: u32,
     lower: u32,
+    /// Failed publickey of a valid account: deferred like `pam` (an agent offering several
+    /// keys before the right one is no attacker).
+    pk: u32,
     emitted: u32,
     invalid_user_sent: bool,
+    /// `pam` and `pk` count: the connection ended (or went on) without a success that
+    /// forgives them, or tried a second user name.
+    confirmed: bool,
+    /// Failures named more than one user (an intruder guessing several accounts).
+    many_users: bool,
+    /// Authenticated: its close is an ordinary end of session.
+    succeeded: bool,
+    /// `Received disconnect` seen: a second one is a new connection on a reused pid.
+    disconnected: bool,
 }
 
 impl Conn {
@@ -285,16 +325,27 @@ impl Conn {
             other: 0,
             root: 0,
             lower: 0,
+            pk: 0,
             emitted: 0,
             invalid_user_sent: false,
+            confirmed: false,
+            many_users: false,
+            succeeded: false,
+            disconnected: false,
         }
     }
 
     /// Attempts this connection is known to have made so far.
     fn implied(&self) -> u32 {
-        let pam_backed = self.pam.max(self.pam_err).max(self.pw);
+        let (pam, pk) = if self.confirmed {
+            (self.pam, self.pk)
+        } else {
+            (0, 0)
+        };
+        let pam_backed = pam.max(self.pam_err).max(self.pw);
         pam_backed
             .saturating_add(self.other)
+            .saturating_add(pk)
             .max(self.root)
             .max(self.lower)
     }
@@ -308,9 +359,15 @@ impl Conn {
     }
 
     fn note_user(&mut self, user: Option<&str>) {
-        if let Some(u) = user {
-            if self.user.as_deref() != Some(u) {
-                self.user = Some(u.into());
+        if let Some(u) = user.filter(|u| !u.is_empty()) {
+            match self.user.as_deref() {
+                Some(known) if known == u => {}
+                Some(_) => {
+                    self.user = Some(u.into());
+                    self.many_users = true;
+                    self.confirmed = true;
+                }
+                None => self.user = Some(u.into()),
             }
         }
     }
@@ -327,6 +384,8 @@ enum Fail {
     Password,
     /// Other failed methods.
     Other,
+    /// `Failed publickey` for a valid account: counts once the connection ends unforgiven.
+    PublicKey,
     /// `Failed none`: lower bound 1 only.
     None,
     /// `ROOT LOGIN REFUSED`.
@@ -340,6 +399,8 @@ enum Fail {
 enum Pending {
     Probe,
     TooMany,
+    /// `User X not allowed because account is locked`: one failed attempt.
+    Locked,
 }
 
 /// How a line may use the pid table.
@@ -456,6 +517,7 @@ impl SshdParser {
         n: u32,
         out: &mut Vec<Event>,
     ) -> Parsed {
+        let msg = strip_foreign_prefix(msg);
         let m = msg
             .strip_prefix("error: ")
             .or_else(|| msg.strip_prefix("fatal: "))
@@ -495,7 +557,10 @@ impl SshdParser {
                     let Some(ip) = parse_ip(ip) else {
                         return Parsed::Matched(P_FAILED);
                     };
-                    let fail = classify_method(method);
+                    let fail = match classify_method(method) {
+                        Fail::Other if method == "publickey" && !invalid_form => Fail::PublicKey,
+                        f => f,
+                    };
                     let inv = if invalid_form { user } else { None };
                     self.fail(t, pid, ip, user, fail, n, Trust::Establish, inv, out);
                     return Parsed::Matched(P_FAILED);
@@ -522,6 +587,21 @@ impl SshdParser {
                 }
                 Parsed::Matched(P_INVALID_USER)
             }
+            b'U' if m.starts_with("User ") && m.ends_with(" not allowed because account is locked") => {
+                let Some(g) = rx.locked.run(m) else {
+                    return Parsed::Unmatched;
+                };
+                let Some(p) = pid else {
+                    return Parsed::Matched(P_LOCKED);
+                };
+                if let Some(ip) = self.conns.peek(&p).map(|c| c.ip) {
+                    let fail = Fail::AtLeast(1);
+                    self.fail(t, pid, ip, g[0], fail, 1, Trust::Confirm, None, out);
+                } else {
+                    self.pending.put(p, (t, Pending::Locked));
+                }
+                Parsed::Matched(P_LOCKED)
+            }
             b'U' if m.starts_with("User ") => {
                 let Some(g) = rx.not_allowed.run(m) else {
                     return Parsed::Unmatched;
@@ -540,9 +620,12 @@ impl SshdParser {
                 let Some(g) = rx.pam_unix.run(m) else {
                     return Parsed::Unmatched;
                 };
-                if let (Some(ip), user) = (g[0], g[1]) {
+                if let (ruser, Some(ip), user) = (g[0], g[1], g[2]) {
                     if let Some(ip) = parse_ip(ip) {
-                        let user = user.filter(|u| !u.is_empty());
+                        // `user=` is the account tried; some PAM stacks name it in `ruser=`.
+                        let user = user
+                            .filter(|u| !u.is_empty())
+                            .or(ruser.filter(|u| !u.is_empty()));
                         self.fail(t, pid, ip, user, Fail::Pam, n, Trust::Establish, None, out);
                     }
                 }
@@ -574,7 +657,7 @@ impl SshdParser {
                 let Some(g) = rx.pam_more.run(m) else {
                     return Parsed::Unmatched;
                 };
-                if let (Some(k), Some(ip), user) = (g[0], g[1], g[2]) {
+                if let (Some(k), Some(ip), user) = (g[0], g[2], g[3]) {
                     let k = k.parse::<u32>().unwrap_or(u32::MAX);
                     if let Some(ip) = parse_ip(ip) {
                         let user = user.filter(|u| !u.is_empty());
@@ -651,31 +734,40 @@ impl SshdParser {
                     }
                     if let (user, Some(ip)) = (g[0], g[1]) {
                         if let Some(ip) = parse_ip(ip) {
-                            let fail = Fail::AtLeast(1);
+                            // The end of an unauthenticated connection: deferred failures
+                            // count now. One that never tried a password is a probe.
+                            let fail = Fail::AtLeast(0);
                             self.fail(t, pid, ip, user, fail, 1, Trust::Establish, None, out);
+                            if self.untried(pid, ip) {
+                                out.push(ev(t, EventKind::Probe, ip, None, n));
+                            }
                         }
                     }
                     return Parsed::Matched(P_CLOSED_USER);
                 }
-                if m.starts_with("Disconnected from ") {
+                if !preauth && m.starts_with("Disconnected from ") {
+                    // The end of an authenticated session (`Disconnected from user ...`).
                     return Parsed::Unmatched;
                 }
                 let Some(g) = rx.closed_addr.run(m) else {
                     return Parsed::Unmatched;
                 };
+                let Some(ip) = g[0].and_then(parse_ip) else {
+                    return Parsed::Matched(P_CLOSED_ADDR);
+                };
+                let before = out.len();
                 // A bare close (the address at a fixed position) ends a connection whose
                 // address-less error is pending: that error counts now.
-                if let (Some(p), Some(ip)) = (pid, g[0].and_then(parse_ip)) {
-                    match self.pending.pop(&p) {
-                        Some((_, Pending::Probe)) => {
-                            out.push(ev(t, EventKind::Probe, ip, None, n));
-                        }
-                        Some((_, Pending::TooMany)) => {
-                            let fail = Fail::AtLeast(1);
-                            self.fail(t, pid, ip, None, fail, 1, Trust::Establish, None, out);
-                        }
-                        None => {}
-                    }
+                if let Some(p) = pid {
+                    self.resolve_pending(t, p, ip, n, out);
+                    // A known connection's deferred failures count at its end.
+                    let fail = Fail::AtLeast(0);
+                    self.fail(t, pid, ip, None, fail, 1, Trust::Confirm, None, out);
+                }
+                // Closed before authentication and nothing else said: a probe (scanners,
+                // banner grabbers, clients that give up at the host key).
+                if preauth && out.len() == before {
+                    out.push(ev(t, EventKind::Probe, ip, None, n));
                 }
                 Parsed::Matched(P_CLOSED_ADDR)
             }
@@ -743,23 +835,44 @@ impl SshdParser {
                 let (Some(ip), Some(code), Some(reason)) = (g[0], g[1], g[2]) else {
                     return Parsed::Unmatched;
                 };
-                match code {
+                let Some(ip) = parse_ip(ip) else {
+                    return Parsed::Matched(P_RECEIVED_DISCONNECT);
+                };
+                if let Some(p) = pid {
+                    // One disconnect per connection: a second one is a reused pid.
+                    if self.conns.peek(&p).is_some_and(|c| c.disconnected && c.ip == ip) {
+                        self.conns.pop(&p);
+                    }
+                    self.resolve_pending(t, p, ip, n, out);
+                }
+                let lower = match code {
                     // SSH2_DISCONNECT_PROTOCOL_ERROR with "...: Auth fail" (JSch clients
                     // reporting their own failed authentication): at least one attempt.
-                    "3" if reason.ends_with(": Auth fail") => {
-                        if let Some(ip) = parse_ip(ip) {
-                            let fail = Fail::AtLeast(1);
-                            self.fail(t, pid, ip, None, fail, 1, Trust::Establish, None, out);
-                        }
-                    }
+                    "3" if reason.ends_with(": Auth fail") => 1,
+                    _ => 0,
+                };
+                // Only an attempt may start a connection here: an ordinary goodbye ends one
+                // that is known (its deferred failures count) and creates nothing.
+                let trust = if lower > 0 {
+                    Trust::Establish
+                } else {
+                    Trust::Confirm
+                };
+                self.fail(t, pid, ip, None, Fail::AtLeast(lower), 1, trust, None, out);
+                if let Some(c) = pid.and_then(|p| self.conns.get_mut(&p)) {
+                    c.disconnected = true;
+                }
+                match code {
+                    "3" if lower == 1 => {}
+                    // SSH2_DISCONNECT_BY_APPLICATION: the client's goodbye, which ends what
+                    // an address-less line (a locked account) left pending.
+                    "11" => {}
                     // SSH2_DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE: a client with nothing
                     // the server accepts (bots against key-only servers).
                     "14" if reason.starts_with("No ")
                         && reason.contains("authentication methods available") =>
                     {
-                        if let Some(ip) = parse_ip(ip) {
-                            out.push(ev(t, EventKind::Probe, ip, None, n));
-                        }
+                        out.push(ev(t, EventKind::Probe, ip, None, n));
                     }
                     _ => return Parsed::Unmatched,
                 }
@@ -769,15 +882,62 @@ impl SshdParser {
                 let Some(g) = rx.accepted.run(m) else {
                     return Parsed::Unmatched;
                 };
-                if let (user, Some(ip)) = (g[1], g[2]) {
+                if let (Some(user), Some(ip)) = (g[1], g[2]) {
                     if let Some(ip) = parse_ip(ip) {
-                        if let Some(p) = pid {
-                            self.conn(p, ip, t, Trust::Establish);
+                        let Some(p) = pid else {
+                            out.push(ev(t, EventKind::Success, ip, Some(user), n));
+                            return Parsed::Matched(P_ACCEPTED);
+                        };
+                        let Some(c) = self.conn(p, ip, t, Trust::Establish) else {
+                            return Parsed::Matched(P_ACCEPTED);
+                        };
+                        // Failures for other accounts on this connection are not forgiven
+                        // by getting into one: they count, and nothing is cancelled.
+                        let tainted = c.many_users || c.user.as_deref().is_some_and(|u| u != user);
+                        if tainted {
+                            c.confirmed = true;
+                            let k = c.settle();
+                            if k > 0 {
+                                out.push(ev(t, EventKind::AuthFail, ip, Some(user), k));
+                            }
+                        } else {
+                            // The same account's deferred failures (pam lines, keys an agent
+                            // offered first) are forgiven.
+                            c.pam = 0;
+                            c.pk = 0;
+                            c.succeeded = true;
+                            out.push(ev(t, EventKind::Success, ip, Some(user), n));
                         }
-                        out.push(ev(t, EventKind::Success, ip, user, n));
                     }
                 }
                 Parsed::Matched(P_ACCEPTED)
+            }
+            b'r' if m.starts_with("refused connect from ") => {
+                let Some(g) = rx.refused_connect.run(m) else {
+                    return Parsed::Unmatched;
+                };
+                // tcp_wrappers refused the client by policy: one attempt, no correlation.
+                if let Some(ip) = g[0].and_then(parse_ip) {
+                    out.push(ev(t, EventKind::AuthFail, ip, None, n));
+                }
+                Parsed::Matched(P_REFUSED_CONNECT)
+            }
+            b'S' if m.starts_with("SSH: Server;Ltype: ") => {
+                let Some(g) = rx.ssh_server.run(m) else {
+                    return Parsed::Unmatched;
+                };
+                // Names the connection's address for later address-less lines; no event.
+                if let (Some(p), Some(ip)) = (pid, g[0].and_then(parse_ip)) {
+                    self.conn(p, ip, t, Trust::Establish);
+                }
+                Parsed::Matched(P_SSH_SERVER)
+            }
+            b'R' if m.starts_with("Read from socket failed: Connection reset by peer") => {
+                self.probe_no_addr(t, pid, n, out);
+                Parsed::Matched(P_READ_RESET)
+            }
+            b'd' if m.starts_with("drop connection #") => {
+                self.probe(t, pid, m, n, out, |rx| &mut rx.penalty, 0, P_PENALTY)
             }
             _ => Parsed::Unmatched,
         }
@@ -806,6 +966,24 @@ impl SshdParser {
             out.push(ev(t, EventKind::Probe, ip, None, n));
         }
         Parsed::Matched(name)
+    }
+
+    /// Whether the connection of `pid` (at `ip`) ended without any attempt or success.
+    fn untried(&self, pid: Option<u32>, ip: IpAddr) -> bool {
+        pid.and_then(|p| self.conns.peek(&p))
+            .is_some_and(|c| c.ip == ip && c.implied() == 0 && !c.succeeded)
+    }
+
+    /// A line naming `ip` for `pid` ends what an address-less line left pending.
+    fn resolve_pending(&mut self, t: Micros, p: u32, ip: IpAddr, n: u32, out: &mut Vec<Event>) {
+        match self.pending.pop(&p) {
+            Some((_, Pending::Probe)) => out.push(ev(t, EventKind::Probe, ip, None, n)),
+            Some((_, Pending::TooMany | Pending::Locked)) => {
+                let fail = Fail::AtLeast(1);
+                self.fail(t, Some(p), ip, None, fail, 1, Trust::Establish, None, out);
+            }
+            None => {}
+        }
     }
 
     /// A pre-authentication error that names no address: a probe for the pid's known address,
@@ -890,9 +1068,15 @@ impl SshdParser {
             Fail::PamErr => c.pam_err = c.pam_err.saturating_add(n),
             Fail::Password => c.pw = c.pw.saturating_add(n),
             Fail::Other => c.other = c.other.saturating_add(n),
+            Fail::PublicKey => c.pk = c.pk.saturating_add(n),
             Fail::None => c.lower = c.lower.max(1),
             Fail::Root => c.root = c.root.saturating_add(n),
-            Fail::AtLeast(k) => c.lower = c.lower.max(k),
+            Fail::AtLeast(k) => {
+                // Summary and closing lines: the connection ended (or is ending) without a
+                // success, so deferred failures count.
+                c.confirmed = true;
+                c.lower = c.lower.max(k);
+            }
         }
         let send_invalid = invalid.is_some() && !c.invalid_user_sent;
         if send_invalid {
@@ -917,6 +1101,43 @@ impl super::ServiceParser for SshdParser {
     fn expire(&mut self, now: Micros) {
         SshdParser::expire(self, now)
     }
+}
+
+/// Drops prefixes some systems put before sshd's own text: Solaris' `[ID 800047 auth.info] `
+/// and a kernel-style `kernel: [  970.699396] ` timestamp.
+fn strip_foreign_prefix(m: &str) -> &str {
+    if let Some(rest) = m.strip_prefix("[ID ") {
+        if let Some((id, tail)) = rest.split_once("] ") {
+            let ok = id.split_once(' ').is_some_and(|(n, fac)| {
+                !n.is_empty()
+                    && n.bytes().all(|b| b.is_ascii_digit())
+                    && fac.contains('.')
+                    && fac.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+            });
+            if ok {
+                return tail;
+            }
+        }
+    }
+    if let Some(rest) = m.strip_prefix("kernel:") {
+        let rest = rest.strip_prefix(' ').unwrap_or(rest);
+        if let Some(inner) = rest.strip_prefix('[') {
+            if let Some((ts, tail)) = inner.split_once(']') {
+                let ts = ts.trim_start_matches(' ');
+                let ok = ts.split_once('.').is_some_and(|(a, b)| {
+                    !a.is_empty()
+                        && !b.is_empty()
+                        && a.bytes().all(|c| c.is_ascii_digit())
+                        && b.bytes().all(|c| c.is_ascii_digit())
+                });
+                if ok {
+                    let tail = tail.strip_prefix(':').unwrap_or(tail);
+                    return tail.strip_prefix(' ').unwrap_or(tail);
+                }
+            }
+        }
+    }
+    m
 }
 
 fn classify_method(method: &str) -> Fail {
