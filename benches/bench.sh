@@ -6,6 +6,8 @@
 # - Debian's fail2ban-regex with its sshd filter on the same log in the same run (ratio);
 # - log-to-kernel latency (p50/p99 over CW_BANS bans, default 250) and idle RSS through the
 #   real journal and a network namespace (cargo bench --bench latency).
+# - BASE_BIN=path/to/older/crowdwall: that binary replays the same log in the same run, turn
+#   about with this one (three runs each, medians), for a before/after ratio.
 # Timing is reported, never asserted: these machines are shared and noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,18 @@ TRUTH=$WORK/truth-$N-s$SEED.json
 /usr/bin/time -f '%e %M' -o "$WORK/cw.time" taskset -c 0 "$BIN" --config config/crowdwall.toml \
   replay --year 2026 "$LOG" > "$WORK/cw.decisions" 2> "$WORK/cw.stderr"
 read -r cw_s cw_rss < "$WORK/cw.time"
+base_s=""
+if [ -n "${BASE_BIN:-}" ]; then
+  a=(); b=()
+  for _ in 1 2 3; do
+    /usr/bin/time -f '%e' -o "$WORK/base.time" taskset -c 0 "$BASE_BIN" --config config/crowdwall.toml \
+      replay --year 2026 "$LOG" > /dev/null 2>&1; b+=("$(cat "$WORK/base.time")")
+    /usr/bin/time -f '%e' -o "$WORK/cw2.time" taskset -c 0 "$BIN" --config config/crowdwall.toml \
+      replay --year 2026 "$LOG" > /dev/null 2>&1; a+=("$(cat "$WORK/cw2.time")")
+  done
+  med() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+  cw_s=$(med "${a[@]}"); base_s=$(med "${b[@]}")
+fi
 
 # fail2ban-regex, same log (or its first F2B_LINES lines), one core
 f2b_s=""; f2b_lines=$F2B_LINES
@@ -42,10 +56,11 @@ lat_out=$(cargo bench --locked --quiet --bench latency 2>/dev/null || true)
 val() { printf '%s\n' "$lat_out" | sed -n "s/^$1=//p" | tail -1; }
 
 python3 - "$N" "$LOG" "$TRUTH" "$WORK/cw.decisions" "$cw_s" "$cw_rss" "$f2b_lines" "${f2b_s:-}" "${f2b_rss:-}" \
-  "$(val latency_p50_ms)" "$(val latency_p99_ms)" "$(val bans)" "$(val timeouts)" "$(val idle_rss_kib)" "$(val rss_after_bans_kib)" <<'PY'
+  "$(val latency_p50_ms)" "$(val latency_p99_ms)" "$(val bans)" "$(val timeouts)" "$(val idle_rss_kib)" "$(val rss_after_bans_kib)" \
+  "$base_s" <<'PY'
 import json, sys
 (n, log, truth_p, dec_p, cw_s, cw_rss, f2b_lines, f2b_s, f2b_rss,
- p50, p99, bans, timeouts, idle, loaded) = sys.argv[1:]
+ p50, p99, bans, timeouts, idle, loaded, base_s) = sys.argv[1:]
 n = int(n); cw_s = float(cw_s); cw_rss = int(cw_rss)
 truth = json.load(open(truth_p))
 gt60 = set(truth["attackers"]); gt600 = set(truth["attackers_600s"])
@@ -73,7 +88,13 @@ if f2b_s:
 else:
     print(f"| replay throughput, one core (lines/s) | {cw_rate:,.0f} | fail2ban-regex missing | |")
     print(f"| replay peak RSS (MiB) | {cw_rss / 1024:.1f} | | |")
+if base_s:
+    base_rate = n / float(base_s)
+    print(f"| replay throughput vs BASE_BIN (medians of 3, lines/s) | {cw_rate:,.0f} | BASE_BIN: {base_rate:,.0f} | {cw_rate / base_rate:.2f}x |")
 print(f"| attackers banned (of {len(gt60)}, 60 s truth) | {tp} | | |")
+print(f"| attackers banned (of {len(gt600)}, 600 s truth: fail2ban's findtime) | {len(flagged & gt600)} | | |")
+probers = {ip for ip, r in roles.items() if r == "prober"}
+print(f"| probers banned (of {len(probers)}, at most 3 failures an hour) | {len(flagged & probers)} | | |")
 print(f"| missed attackers | {fn} | | |")
 print(f"| banned, in neither truth set | {len(fp)} {dict(sorted(by_role.items())) if by_role else ''} | | |")
 print(f"| benign sources banned | {benign_banned} | | |")

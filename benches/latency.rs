@@ -65,7 +65,7 @@ fn main() {
         // 198.18.0.0/15: benchmarking addresses, never allowlisted, never routed.
         let ip = Ipv4Addr::new(198, 18, (i / 250) as u8, (i % 250 + 1) as u8);
         let iv = Interval::single(ip.into());
-        for k in 0..6 {
+        for k in 0..5 {
             let msg = format!(
                 "MESSAGE=Failed password for invalid user bench{k} from {ip} port {} ssh2",
                 40000 + k

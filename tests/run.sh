@@ -27,6 +27,7 @@ cargo test --release --locked --workspace --no-fail-fast -- --test-threads=2 2>&
 bash tests/qemu/run.sh -- --skip a_million --skip mapped_ipv6 --skip reject_verdict 2>&1 | tee -a "$log" || true
 # The fail2ban corpus conformance table (tests/suite/conformance.rs writes it; README shows it).
 [ -f target/conformance.md ] && cat target/conformance.md
+[ -f target/conformance-sshd.md ] && cat target/conformance-sshd.md
 # One closing line over every test binary: "tests: N passed, N failed, N skipped".
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s; exit (f > 0) }' "$log"

@@ -25,4 +25,5 @@ mod portscan;
 mod sandbox;
 mod sources;
 mod ssh;
+mod ssh_pace;
 mod web;

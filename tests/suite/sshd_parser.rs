@@ -424,7 +424,11 @@ fn kex_error_becomes_probe_when_address_follows() {
     );
     assert_eq!(count_kind(&ev, EventKind::Probe), 1);
     // After authentication a bare close is an ordinary end.
-    let ev = feed(&mut p, Some(15), &["Connection closed by 192.0.2.17 port 35352"]);
+    let ev = feed(
+        &mut p,
+        Some(15),
+        &["Connection closed by 192.0.2.17 port 35352"],
+    );
     assert!(ev.is_empty());
 }
 
@@ -481,17 +485,25 @@ fn deferred_failures_count_at_an_unforgiven_end() {
     ]);
     assert_eq!(attempts(&ev, "192.0.2.112"), 1, "{ev:?}");
     // A locked account names no address: the client's goodbye does.
-    let ev = feed(&mut p, Some(3719), &[
-        "User root not allowed because account is locked",
-        "input_userauth_request: invalid user root [preauth]",
-        "Received disconnect from 198.51.100.34: 11: Bye Bye [preauth]",
-    ]);
+    let ev = feed(
+        &mut p,
+        Some(3719),
+        &[
+            "User root not allowed because account is locked",
+            "input_userauth_request: invalid user root [preauth]",
+            "Received disconnect from 198.51.100.34: 11: Bye Bye [preauth]",
+        ],
+    );
     assert_eq!(attempts(&ev, "198.51.100.34"), 1, "{ev:?}");
     // An old SunSSH summary names the address of a later reset.
-    let ev = feed(&mut p, Some(32686), &[
-        "SSH: Server;Ltype: Version;Remote: 127.0.0.1-1780;Protocol: 2.0;Client: libssh2_1.4.3",
-        "fatal: Read from socket failed: Connection reset by peer [preauth]",
-    ]);
+    let ev = feed(
+        &mut p,
+        Some(32686),
+        &[
+            "SSH: Server;Ltype: Version;Remote: 127.0.0.1-1780;Protocol: 2.0;Client: libssh2_1.4.3",
+            "fatal: Read from socket failed: Connection reset by peer [preauth]",
+        ],
+    );
     assert_eq!(count_kind(&ev, EventKind::Probe), 1, "{ev:?}");
     assert!(ev.iter().all(|e| e.ip == ip("127.0.0.1")));
 }
@@ -679,7 +691,11 @@ fn json_field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
 fn mode_kinds(mode: &str) -> &'static [EventKind] {
     match mode {
         "" | "normal" => &[EventKind::AuthFail, EventKind::InvalidUser],
-        _ => &[EventKind::AuthFail, EventKind::InvalidUser, EventKind::Probe],
+        _ => &[
+            EventKind::AuthFail,
+            EventKind::InvalidUser,
+            EventKind::Probe,
+        ],
     }
 }
 
@@ -758,9 +774,16 @@ fn fail2ban_corpus() {
                     .filter(|o| {
                         o.get("test.condition")
                             .and_then(|c| c.as_str())
-                            .is_none_or(|c| holds(c, o.get("mode").and_then(|m| m.as_str()).unwrap_or("")))
+                            .is_none_or(|c| {
+                                holds(c, o.get("mode").and_then(|m| m.as_str()).unwrap_or(""))
+                            })
                     })
-                    .map(|o| o.get("mode").and_then(|m| m.as_str()).unwrap_or("").to_string())
+                    .map(|o| {
+                        o.get("mode")
+                            .and_then(|m| m.as_str())
+                            .unwrap_or("")
+                            .to_string()
+                    })
                     .collect();
                 continue;
             }
@@ -799,9 +822,7 @@ fn fail2ban_corpus() {
             };
             let entry = LogEntry { time: t, ..entry };
             for mode in &modes {
-                let s = scores
-                    .entry((name.clone(), mode.clone()))
-                    .or_default();
+                let s = scores.entry((name.clone(), mode.clone())).or_default();
                 let mut out = Vec::new();
                 if let Some(c) = json_field(&json, "constraint") {
                     if !holds(c, mode) {
@@ -851,7 +872,11 @@ fn fail2ban_corpus() {
     );
     let (mut pos, mut hit) = (0, 0);
     for ((file, mode), s) in &scores {
-        let mode_name = if mode.is_empty() { "normal (default)" } else { mode };
+        let mode_name = if mode.is_empty() {
+            "normal (default)"
+        } else {
+            mode
+        };
         let kinds: Vec<&str> = mode_kinds(mode).iter().map(|k| k.as_str()).collect();
         table.push_str(&format!(
             "| {file} | {mode_name} | {} | {}/{} ({:.1}%) | {}/{} |\n",
@@ -870,8 +895,15 @@ fn fail2ban_corpus() {
         }
         pos += s.pos;
         hit += s.hit;
-        assert_eq!(s.wrong_addr, 0, "{file} [{mode_name}]: an event for another address");
-        assert!(s.fps.is_empty(), "{file} [{mode_name}]: false positives {:#?}", s.fps);
+        assert_eq!(
+            s.wrong_addr, 0,
+            "{file} [{mode_name}]: an event for another address"
+        );
+        assert!(
+            s.fps.is_empty(),
+            "{file} [{mode_name}]: false positives {:#?}",
+            s.fps
+        );
         assert!(
             s.hit * 100 >= s.pos * 95,
             "{file} [{mode_name}]: recall {}/{} below 95%",

@@ -198,8 +198,16 @@ pub fn parse_syslog_line(line: &str, ctx: &mut SyslogContext) -> Result<LogEntry
 /// After `<PRI>1 `: `TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA [MSG]`.
 fn parse_rfc5424(line: &str, ctx: &mut SyslogContext) -> Result<LogEntry, TextError> {
     let (time, rest) = parse_rfc3339_header(line, ctx)?;
-    let mut fields = rest.strip_prefix(' ').ok_or(TextError::NoHost)?.splitn(5, ' ');
-    let mut next = |what| fields.next().filter(|f| !f.is_empty()).ok_or(TextError::Rfc5424(what));
+    let mut fields = rest
+        .strip_prefix(' ')
+        .ok_or(TextError::NoHost)?
+        .splitn(5, ' ');
+    let mut next = |what| {
+        fields
+            .next()
+            .filter(|f| !f.is_empty())
+            .ok_or(TextError::Rfc5424(what))
+    };
     let _host = next("no HOSTNAME")?;
     let app = next("no APP-NAME")?;
     let procid = next("no PROCID")?;
@@ -727,7 +735,9 @@ mod tests {
         .unwrap();
         assert_eq!(e.time, utc(2019, 7, 8, 21, 40, 16) + 954_167);
         assert_eq!((e.identifier.as_str(), e.pid), ("sshd", Some(57915)));
-        assert!(e.message.starts_with("Failed unknown for invalid user redmond"));
+        assert!(e
+            .message
+            .starts_with("Failed unknown for invalid user redmond"));
         // Structured data with `]` inside a quoted value and an escaped quote; no PROCID.
         let e = parse_syslog_line(
             r#"<38>1 2019-07-08T17:40:17Z h sshd - ID47 [timeQuality tzKnown="1"][x@1 t="[b]" q="a\"]b"] msg here"#,

@@ -587,7 +587,9 @@ impl SshdParser {
                 }
                 Parsed::Matched(P_INVALID_USER)
             }
-            b'U' if m.starts_with("User ") && m.ends_with(" not allowed because account is locked") => {
+            b'U' if m.starts_with("User ")
+                && m.ends_with(" not allowed because account is locked") =>
+            {
                 let Some(g) = rx.locked.run(m) else {
                     return Parsed::Unmatched;
                 };
@@ -840,7 +842,11 @@ impl SshdParser {
                 };
                 if let Some(p) = pid {
                     // One disconnect per connection: a second one is a reused pid.
-                    if self.conns.peek(&p).is_some_and(|c| c.disconnected && c.ip == ip) {
+                    if self
+                        .conns
+                        .peek(&p)
+                        .is_some_and(|c| c.disconnected && c.ip == ip)
+                    {
                         self.conns.pop(&p);
                     }
                     self.resolve_pending(t, p, ip, n, out);
