@@ -42,12 +42,11 @@ pub fn call(socket: &Path, req: Request) -> Result<serde_json::Value> {
 pub fn generate(out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let cmd = Cli::command();
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone())
-        .render(&mut page)
-        .context("rendering the man page")?;
+    // crowdwall.1 names every subcommand's page in SEE ALSO (crowdwall-decisions(1)...):
+    // all of them are written, so each reference resolves (the packages install them all).
+    clap_mangen::generate_to(cmd.clone(), out)
+        .with_context(|| format!("writing the man pages into {}", out.display()))?;
     let man = out.join("crowdwall.1");
-    std::fs::write(&man, page).with_context(|| format!("writing {}", man.display()))?;
     for shell in [
         clap_complete::Shell::Bash,
         clap_complete::Shell::Zsh,
