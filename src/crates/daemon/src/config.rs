@@ -294,7 +294,7 @@ mod tests {
         let e = parse("\n[scenarios.ssh-bruteforce]\nleak = \"10x\"\n").unwrap_err();
         let msg = e.to_string();
         assert!(msg.starts_with("test.toml:3:"), "{msg}");
-        assert!(msg.contains("bad unit"), "{msg}");
+        assert!(msg.contains("'10x' is not a duration"), "{msg}");
     }
 
     #[test]
