@@ -11,11 +11,15 @@ bash packaging/tools.sh
 # --workspace: the same feature set as tests/run.sh builds, so nothing is compiled twice.
 cargo build --release --locked --workspace
 # CARGO_TARGET_DIR may put the build anywhere: every path below goes through it. The
-# packagers rewrite the `target/release/` prefix of Cargo.toml's assets to the same place.
+# packagers rewrite the `target/release/` prefix of Cargo.toml's binary assets to the same
+# place.
 tdir=$(bash packaging/target-dir.sh)
 [ -n "$tdir" ] && [ -x "$tdir/release/crowdwall" ] || { echo "build.sh: no crowdwall binary in '$tdir/release'" >&2; exit 1; }
-rm -rf "$tdir/release/package-assets"
-"$tdir/release/crowdwall" generate "$tdir/release/package-assets" >/dev/null
+# The generated man pages and completions go to ./target/package-assets whatever the target
+# directory: assets outside target/release are not "built" for cargo-deb, so it gzips the man
+# pages as Debian policy wants.
+rm -rf target/package-assets
+"$tdir/release/crowdwall" generate target/package-assets >/dev/null
 # --no-build: the binaries above are the ones packaged; dpkg-shlibdeps fills Depends ($auto).
 mkdir -p "$tdir/debian" "$tdir/generate-rpm"
 cargo deb --no-build --locked -p crowdwall -o "$tdir/debian/"
