@@ -24,11 +24,13 @@ pub fn load_config(path: &Path) -> Result<Config> {
     Ok(Config::load(path)?)
 }
 
+/// The daemon's socket: --socket, else the config's `[daemon] socket`, read even from a
+/// file that does not validate (the daemon says what is wrong with it: `crowdwall reload`).
 pub fn socket_of(cli_socket: &Option<PathBuf>, config: &Path) -> Result<PathBuf> {
     if let Some(s) = cli_socket {
         return Ok(s.clone());
     }
-    Ok(load_config(config)?.daemon.socket)
+    Ok(crowdwall_daemon::config::socket_of(config))
 }
 
 pub fn call(socket: &Path, req: Request) -> Result<serde_json::Value> {

@@ -561,3 +561,31 @@ fn a_scenario_allowlist_spares_the_address_from_that_scenario_only() {
         text(&o)
     );
 }
+
+/// A broken file must not keep the CLI from the daemon: `crowdwall reload` of it is refused
+/// by the daemon (and logged there), not by the CLI before it connects.
+#[test]
+fn a_broken_config_still_names_the_socket_to_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let sock = dir.path().join("elsewhere.sock");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[daemon]\nsocket = \"{}\"\n[scenarios.ssh-bruteforse]\ncapacity = 3\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    for cmd in [&["reload"][..], &["decisions", "list"][..]] {
+        let mut args = vec!["--config", cfg.to_str().unwrap()];
+        args.extend(cmd);
+        let o = crowdwall(&args);
+        assert_eq!(o.status.code(), Some(3), "{cmd:?}: {}", text(&o));
+        assert!(
+            text(&o).contains(&sock.display().to_string()),
+            "{}",
+            text(&o)
+        );
+    }
+}
