@@ -20,7 +20,7 @@ mkdir -p "$WORK"
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 cargo build --release --locked --quiet
-BIN=target/release/crowdwall
+BIN="$(bash packaging/target-dir.sh)/release/crowdwall"  # CARGO_TARGET_DIR honoured
 LOG=$WORK/auth-$N-s$SEED.log
 TRUTH=$WORK/truth-$N-s$SEED.json
 [ -s "$LOG" ] && [ -s "$TRUTH" ] || python3 "$GEN" "$N" --seed "$SEED" -o "$LOG" --truth "$TRUTH" >&2

@@ -10,7 +10,7 @@ WORK=${BENCH_WORK:-/var/tmp/crowdwall-bench}
 mkdir -p "$WORK"
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked --quiet
-BIN=target/release/crowdwall
+BIN="$(bash packaging/target-dir.sh)/release/crowdwall"  # CARGO_TARGET_DIR honoured
 LOG=$WORK/mixed-$N.log
 [ -s "$LOG" ] || python3 benches/gen_mixed_log.py "$N" --seed 42 -o "$LOG"
 for svc in sshd nginx postfix kernel; do grep " $svc" "$LOG" > "$WORK/mixed-$N-$svc.log" || true; done

@@ -11,16 +11,29 @@ cd "$(dirname "$0")/.."
 fail() { echo "package check: $*" >&2; exit 1; }
 ok() { echo "package check: ok: $*"; }
 
+# The build honours CARGO_TARGET_DIR (README's commands used to fail with it set): build
+# into a target directory elsewhere when none is given, and find everything through it.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/check-elsewhere}
 bash packaging/build.sh
-deb=$(ls target/debian/crowdwall_*.deb | tail -1)
-rpm=$(ls target/generate-rpm/crowdwall-0*.rpm | tail -1)
-hub_deb=$(ls target/debian/crowdwall-hub_*.deb | tail -1)
-hub_rpm=$(ls target/generate-rpm/crowdwall-hub-*.rpm | tail -1)
+tdir=$(bash packaging/target-dir.sh)
+[ "$tdir" = "$CARGO_TARGET_DIR" ] || fail "target-dir.sh says '$tdir', CARGO_TARGET_DIR is '$CARGO_TARGET_DIR'"
+deb=$(ls "$tdir"/debian/crowdwall_*.deb | tail -1)
+rpm=$(ls "$tdir"/generate-rpm/crowdwall-0*.rpm | tail -1)
+hub_deb=$(ls "$tdir"/debian/crowdwall-hub_*.deb | tail -1)
+hub_rpm=$(ls "$tdir"/generate-rpm/crowdwall-hub-*.rpm | tail -1)
+ok "built with CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+
+# run-from-source.sh installs the CLI on PATH (README's next commands use it).
+bash packaging/run-from-source.sh --install-only >/dev/null || fail "run-from-source.sh --install-only failed"
+/usr/local/bin/crowdwall --version | grep -q '^crowdwall ' || fail "run-from-source.sh left no /usr/local/bin/crowdwall"
+rm -f /usr/local/bin/crowdwall
+ok "run-from-source.sh installs /usr/local/bin/crowdwall with CARGO_TARGET_DIR set"
 
 # --- .rpm: contents, scripts and dependencies, without installing it -----------------------
 files=$(rpm -qlp "$rpm")
 for f in /usr/bin/crowdwall /etc/crowdwall/crowdwall.toml /usr/lib/systemd/system/crowdwall.service \
-         /usr/share/man/man1/crowdwall.1 /usr/share/bash-completion/completions/crowdwall; do
+         /usr/share/man/man1/crowdwall.1 /usr/share/man/man1/crowdwall-decisions-list.1 \
+         /usr/share/bash-completion/completions/crowdwall; do
   grep -qx "$f" <<<"$files" || fail "rpm lacks $f"
 done
 rpm -qp --configfiles "$rpm" | grep -qx /etc/crowdwall/crowdwall.toml || fail "rpm: config not %config"
@@ -44,10 +57,21 @@ daemon_pid=""
 trap '[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null; ip netns del "$ns" 2>/dev/null || true' EXIT
 
 # The install pretends to come from an SSH session, whose address the postinst allowlists.
-SSH_CONNECTION="192.0.2.200 50022 192.0.2.1 22" dpkg -i "$deb" >/dev/null || fail "dpkg -i failed"
+SSH_CONNECTION="192.0.2.200 50022 192.0.2.1 22" dpkg -i "$deb" >/tmp/cw-install.$$ 2>&1 || fail "dpkg -i failed: $(cat /tmp/cw-install.$$)"
+installed_out=$(cat /tmp/cw-install.$$); rm -f /tmp/cw-install.$$
+# No systemd as PID 1 here: the install must say that nothing was started.
+if [ ! -d /run/systemd/system ]; then
+  grep -q "service was NOT started" <<<"$installed_out" || fail "install without systemd did not say the service was not started: $installed_out"
+  grep -q "crowdwall run" <<<"$installed_out" || fail "install without systemd did not say what to run: $installed_out"
+  out=$(crowdwall status 2>&1) && fail "status answered with no daemon: $out"
+  [ "$(grep -o 'No such file or directory' <<<"$out" | wc -l)" = 1 ] || fail "status names the cause more than once: $out"
+  grep -q systemctl <<<"$out" && fail "status hints at systemctl without systemd: $out"
+  ok "install without systemd says nothing was started; status says to run 'crowdwall run'"
+fi
 dpkg-query -W -f='${Status}' crowdwall | grep -q 'install ok installed' || fail "not installed"
 for f in /usr/bin/crowdwall /etc/crowdwall/crowdwall.toml /usr/lib/systemd/system/crowdwall.service \
-         /usr/share/man/man1/crowdwall.1.gz /usr/share/bash-completion/completions/crowdwall \
+         /usr/share/man/man1/crowdwall.1.gz /usr/share/man/man1/crowdwall-decisions-delete.1.gz \
+         /usr/share/bash-completion/completions/crowdwall \
          /usr/share/zsh/vendor-completions/_crowdwall /usr/share/fish/vendor_completions.d/crowdwall.fish; do
   [ -e "$f" ] || fail "installed package lacks $f"
 done
@@ -90,8 +114,20 @@ stop_daemon
 ip netns exec "$ns" nft list table inet crowdwall >/dev/null 2>&1 || fail "no table before purge"
 ok "upgrade keeps decisions and the drop-in"
 
+# Every page crowdwall.1 refers to is installed.
+for ref in $(zcat /usr/share/man/man1/crowdwall.1.gz | grep -o 'crowdwall\\-[a-z\\-]*(1)' | sed 's/\\-/-/g; s/(1)//' | sort -u); do
+  [ -e "/usr/share/man/man1/$ref.1.gz" ] || fail "crowdwall.1 refers to $ref(1), which is not installed"
+done
+ok "every man page crowdwall.1 refers to is installed"
+
+# A hub on the same machine keeps its database in its own state directory: purging the host
+# package must not touch it.
+mkdir -p /var/lib/crowdwall-hub
+echo keep > /var/lib/crowdwall-hub/hub.db.check
 # Purge (in the namespace, where the table is): everything goes.
 ip netns exec "$ns" dpkg --purge crowdwall >/dev/null || fail "dpkg --purge failed"
+[ "$(cat /var/lib/crowdwall-hub/hub.db.check 2>/dev/null)" = keep ] || fail "purging crowdwall touched /var/lib/crowdwall-hub"
+rm -f /var/lib/crowdwall-hub/hub.db.check
 dpkg-query -W -f='${Status}' crowdwall 2>/dev/null | grep -q ' installed$' && fail "still installed after purge"
 for f in /usr/bin/crowdwall /usr/lib/systemd/system/crowdwall.service /etc/crowdwall /var/lib/crowdwall \
          /etc/systemd/system/multi-user.target.wants/crowdwall.service "$sock"; do
@@ -104,7 +140,7 @@ ok "purge removed binary, unit, config, drop-in, state and the table"
 dpkg-deb -c "$deb" | grep -q crowdwall-hub && fail "the host package carries the hub"
 # The host binary links no PostgreSQL client and no hub code (tokio-postgres is pure Rust, so
 # it would show in the binary's strings, not in ldd).
-grep -q tokio_postgres target/release/crowdwall && fail "the host binary contains tokio-postgres"
+grep -q tokio_postgres "$tdir/release/crowdwall" && fail "the host binary contains tokio-postgres"
 files=$(rpm -qlp "$hub_rpm")
 for f in /usr/bin/crowdwall-hub /etc/crowdwall-hub/hub.toml /usr/lib/systemd/system/crowdwall-hub.service; do
   grep -qx "$f" <<<"$files" || fail "hub rpm lacks $f"

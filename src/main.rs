@@ -6,7 +6,7 @@ mod cli;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use cli::args::{Cli, Cmd, CommunityCmd, DecisionsCmd, FirewallCmd, EXIT_UNREACHABLE};
@@ -84,12 +84,35 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Decisions(d) => {
             let socket = socket_of(&cli.socket, &cli.config)?;
             match d {
-                DecisionsCmd::List { json } => {
+                DecisionsCmd::List {
+                    json,
+                    scenario,
+                    origin,
+                    ip,
+                    range,
+                } => {
+                    let filter = cli::status::Filter {
+                        scenario,
+                        origin,
+                        ip: ip
+                            .map(|a| {
+                                crowdwall_base::parse_ip(&a)
+                                    .with_context(|| format!("--ip: '{a}' is not an IP address"))
+                            })
+                            .transpose()?,
+                        range: range
+                            .map(|r| crowdwall_base::parse_net(&r).context("--range"))
+                            .transpose()?,
+                    };
                     let v = call(&socket, Request::List)?;
+                    let rows: Vec<serde_json::Value> = v
+                        .as_array()
+                        .map(|a| a.iter().filter(|r| filter.keeps(r)).cloned().collect())
+                        .unwrap_or_default();
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&v)?);
+                        println!("{}", serde_json::to_string_pretty(&rows)?);
                     } else {
-                        cli::status::print_decisions(&v);
+                        print!("{}", cli::status::decisions_table(&rows));
                     }
                 }
                 DecisionsCmd::Add {
@@ -111,13 +134,53 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         v["until"].as_str().unwrap_or("?")
                     );
                 }
-                DecisionsCmd::Delete { value } => {
+                DecisionsCmd::Delete {
+                    value: Some(value),
+                    range: None,
+                    all: false,
+                } => {
                     let v = call(&socket, Request::Delete { value })?;
                     println!(
                         "unbanned {} ({} decision(s))",
                         v["value"].as_str().unwrap_or("?"),
                         v["deleted"]
                     );
+                }
+                DecisionsCmd::Delete {
+                    value: None,
+                    range,
+                    all,
+                } if range.is_some() != all => {
+                    let v = call(&socket, Request::DeleteCovered { range })?;
+                    let values: Vec<&str> = v["values"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                        .unwrap_or_default();
+                    let scope = match v["range"].as_str() {
+                        Some(r) => format!("inside {r}"),
+                        None => "everything".into(),
+                    };
+                    if values.is_empty() {
+                        println!("unbanned nothing {scope}: no active decision");
+                    } else {
+                        println!(
+                            "unbanned {scope}: {} decision(s) on {}",
+                            v["deleted"],
+                            values.join(", ")
+                        );
+                    }
+                }
+                DecisionsCmd::Delete { .. } => {
+                    bail!("give one of VALUE, --range CIDR or --all (see `crowdwall decisions delete --help`)")
+                }
+                DecisionsCmd::Forget { value } => {
+                    let v = call(&socket, Request::Forget { value })?;
+                    let value = v["value"].as_str().unwrap_or("?");
+                    if v["forgotten"] == true {
+                        println!("forgot the offence history of {value}: its next ban is a first offence");
+                    } else {
+                        println!("{value} has no offence history: nothing to forget");
+                    }
                 }
             }
         }
@@ -190,7 +253,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             name,
             token,
             state_dir,
-        }) => cli::community::register(&cli.config, &hub, &name, token, state_dir)?,
+        }) => cli::community::register(
+            &cli.config,
+            &hub,
+            name.as_deref().unwrap_or(""),
+            token,
+            state_dir,
+        )?,
         Cmd::Firewall(FirewallCmd::Remove) => {
             let cfg = load_config(&cli.config)?;
             let mut fw = crowdwall_nft::NftFirewall::open(cfg.firewall.spec())?;

@@ -20,3 +20,7 @@ if [ -d /run/systemd/system ]; then
         systemctl try-restart crowdwall.service >/dev/null 2>&1 || :
     fi
 fi
+if [ ! -d /run/systemd/system ]; then
+    echo "crowdwall: systemd is not running here, so the service was NOT started: nothing protects sshd yet." >&2
+    echo "crowdwall: start the daemon yourself with 'crowdwall run' (in the foreground, or under your init system)." >&2
+fi

@@ -57,6 +57,7 @@ pub enum Cmd {
     CheckConfig {
         /// The file to check (default: --config).
         file: Option<PathBuf>,
+        /// Print the result as JSON (file, scenarios, allowlist).
         #[arg(long)]
         json: bool,
     },
@@ -66,8 +67,10 @@ pub enum Cmd {
     /// Make the running daemon read its configuration file again (as SIGHUP does). A broken
     /// file is refused with file:line and the running configuration stays.
     Reload,
-    /// The daemon's state: sources, parsers, buckets, decisions, kernel sets.
+    /// The daemon's state: sources, parsers, buckets, decisions, kernel sets, packets
+    /// dropped per origin, the allowlist.
     Status {
+        /// Print the whole status as JSON (stable keys, for scripts).
         #[arg(long)]
         json: bool,
     },
@@ -84,6 +87,7 @@ pub enum Cmd {
         /// servers' own logs: `--parser nginx`); times come from the lines.
         #[arg(long)]
         parser: Option<String>,
+        /// Log files: syslog text (auth.log) or `journalctl -o json` output.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -94,6 +98,7 @@ pub enum Cmd {
         /// Give the line as is to this parser (as a file source naming it would).
         #[arg(long)]
         parser: Option<String>,
+        /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -103,13 +108,14 @@ pub enum Cmd {
     /// Counters as tables: sources, parsers, scenarios, decisions, netlink (the same numbers
     /// as the Prometheus endpoint).
     Metrics {
+        /// Print the counters as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Write the man page and shell completions (used when building packages).
-    #[command(hide = true)]
+    /// Write the man pages (crowdwall.1 and one per subcommand) and shell completions for
+    /// bash, zsh and fish into a directory (the package build does).
     Generate {
-        /// Directory to write crowdwall.1 and completions for bash, zsh and fish into.
+        /// Directory to write the man pages and completions into.
         out: PathBuf,
     },
     /// Print the address of the SSH session running this command, if any (used by the
@@ -135,14 +141,21 @@ pub enum Cmd {
 #[derive(Subcommand)]
 pub enum BouncersCmd {
     /// Register a bouncer; prints its key once (only its SHA-256 is stored).
-    Add { name: String },
+    Add {
+        /// A name for the bouncer (letters, digits, '-', '_').
+        name: String,
+    },
     /// Registered bouncers and when they last pulled.
     List {
+        /// Print the list as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a bouncer's key.
-    Delete { name: String },
+    Delete {
+        /// The bouncer's name, as `bouncers list` shows it.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,8 +166,8 @@ pub enum CommunityCmd {
         #[arg(long)]
         hub: String,
         /// A name for this agent shown to the hub's administrator (default: none).
-        #[arg(long, default_value = "")]
-        name: String,
+        #[arg(long)]
+        name: Option<String>,
         /// The hub's enrolment token, when it requires one.
         #[arg(long)]
         token: Option<String>,
@@ -166,22 +179,54 @@ pub enum CommunityCmd {
 
 #[derive(Subcommand)]
 pub enum DecisionsCmd {
-    /// Active decisions.
+    /// Active decisions, with a count per scenario (the filters combine, as fail2ban-client
+    /// status JAIL shows one jail).
     List {
+        /// Print the decisions as a JSON array.
         #[arg(long)]
         json: bool,
+        /// Only decisions of this scenario (ssh-bruteforce, a feed's name...).
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Only decisions of this origin (local, manual, community, crowdsec, lists).
+        #[arg(long)]
+        origin: Option<String>,
+        /// Only decisions that cover this address (the address itself or a range holding it).
+        #[arg(long)]
+        ip: Option<String>,
+        /// Only decisions inside this CIDR range (its addresses and sub-ranges).
+        #[arg(long)]
+        range: Option<String>,
     },
     /// Ban an address or CIDR range.
     Add {
+        /// An address (203.0.113.7, 2001:db8::1) or a CIDR range (198.51.100.0/24).
         value: String,
         /// How long (90s, 10m, 4h, 7d); default: [ban] duration.
         #[arg(long)]
         duration: Option<String>,
+        /// Why, shown by `decisions list`.
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Lift every decision on exactly this address or range.
-    Delete { value: String },
+    /// Lift decisions: every one on exactly VALUE, everything inside --range, or --all.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["value", "range", "all"])))]
+    Delete {
+        /// The address or range whose decisions end (exactly this value).
+        value: Option<String>,
+        /// End every decision inside this CIDR range: its addresses and sub-ranges.
+        #[arg(long)]
+        range: Option<String>,
+        /// End every active decision (unban everything).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Forget an address's offence history, so its next ban is a first offence again
+    /// (escalation starts over at [ban] duration).
+    Forget {
+        /// The address or range (as its decisions name it).
+        value: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -20,7 +20,7 @@ pub fn register(
     let path = crowdwall_daemon::community::agent::credentials_path(&cfg.community, &dir);
     let c = crowdwall_daemon::community::client::register(hub, name, token, &path)?;
     println!(
-        "registered with {} as agent {}; credentials in {} (mode 0600). The daemon uses them at its next start.",
+        "registered with {} as agent {}; credentials in {} (mode 0600). Run `crowdwall reload` (or restart the daemon) to start sharing and pulling.",
         c.hub,
         c.agent_id,
         path.display()

@@ -24,11 +24,13 @@ pub fn load_config(path: &Path) -> Result<Config> {
     Ok(Config::load(path)?)
 }
 
+/// The daemon's socket: --socket, else the config's `[daemon] socket`, read even from a
+/// file that does not validate (the daemon says what is wrong with it: `crowdwall reload`).
 pub fn socket_of(cli_socket: &Option<PathBuf>, config: &Path) -> Result<PathBuf> {
     if let Some(s) = cli_socket {
         return Ok(s.clone());
     }
-    Ok(load_config(config)?.daemon.socket)
+    Ok(crowdwall_daemon::config::socket_of(config))
 }
 
 pub fn call(socket: &Path, req: Request) -> Result<serde_json::Value> {
@@ -42,12 +44,11 @@ pub fn call(socket: &Path, req: Request) -> Result<serde_json::Value> {
 pub fn generate(out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let cmd = Cli::command();
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone())
-        .render(&mut page)
-        .context("rendering the man page")?;
+    // crowdwall.1 names every subcommand's page in SEE ALSO (crowdwall-decisions(1)...):
+    // all of them are written, so each reference resolves (the packages install them all).
+    clap_mangen::generate_to(cmd.clone(), out)
+        .with_context(|| format!("writing the man pages into {}", out.display()))?;
     let man = out.join("crowdwall.1");
-    std::fs::write(&man, page).with_context(|| format!("writing {}", man.display()))?;
     for shell in [
         clap_complete::Shell::Bash,
         clap_complete::Shell::Zsh,

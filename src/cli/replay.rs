@@ -110,14 +110,18 @@ pub fn replay(
             };
             evs.clear();
             decisions.clear();
-            let res = r.feed(&entry, events.then_some(&mut evs), &mut decisions);
+            // Events are always collected, so the summary counts them with or without
+            // --events; they are printed only with it.
+            let res = r.feed(&entry, Some(&mut evs), &mut decisions);
             if matches!(res, Some((_, Parsed::Matched(_)))) {
                 matched += 1;
             }
-            for e in &evs {
-                n_events += 1;
-                serde_json::to_writer(&mut out, e)?;
-                out.write_all(b"\n")?;
+            n_events += evs.len() as u64;
+            if events {
+                for e in &evs {
+                    serde_json::to_writer(&mut out, e)?;
+                    out.write_all(b"\n")?;
+                }
             }
             for d in &decisions {
                 n_decisions += 1;
@@ -142,12 +146,10 @@ pub fn replay(
     out.flush()?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "replayed {lines} lines in {secs:.2}s ({:.0} lines/s): {bad} unreadable, {matched} matched, {} events, {n_decisions} decisions, {} refused (allowlisted)",
+        "replayed {lines} lines in {secs:.2}s ({:.0} lines/s): {bad} unreadable, {matched} matched, {n_events} events, {n_decisions} decisions, {} refused (allowlisted)",
         lines as f64 / secs.max(1e-9),
-        if events { n_events.to_string() } else { "-".into() },
         r.refused.len()
     );
-    eprintln!("matched={matched}");
     Ok(())
 }
 

@@ -19,6 +19,7 @@ mod common;
 mod bouncer_api;
 mod community;
 mod crowdsec_lapi;
+mod decisions;
 mod feeds;
 mod nflog_portscan;
 mod portscan;

@@ -140,7 +140,240 @@ fn explain_shows_pattern_event_or_why_none() {
 fn cli_without_daemon_says_so_with_exit_code_3() {
     let o = crowdwall(&["--socket", "/nonexistent/ctl.sock", "decisions", "list"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(text(&o).contains("is it running"), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("is it running"), "{t}");
+    // The cause once, not twice (anyhow's chain used to repeat it).
+    assert_eq!(t.matches("No such file or directory").count(), 1, "{t}");
+    // A hint that applies on this host.
+    if std::path::Path::new("/run/systemd/system").is_dir() {
+        assert!(t.contains("systemctl status crowdwall"), "{t}");
+    } else {
+        assert!(!t.contains("systemctl"), "{t}");
+        assert!(t.contains("crowdwall run"), "{t}");
+    }
+}
+
+/// Every subcommand's path (`decisions list`), from the `Commands:` sections of --help.
+fn subcommands(path: &[String]) -> Vec<Vec<String>> {
+    let mut args: Vec<&str> = path.iter().map(|s| s.as_str()).collect();
+    args.push("--help");
+    let o = crowdwall(&args);
+    assert!(o.status.success(), "{args:?}: {}", text(&o));
+    let help = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut out = vec![path.to_vec()];
+    let mut in_commands = false;
+    for line in help.lines() {
+        if line.starts_with("Commands:") {
+            in_commands = true;
+            continue;
+        }
+        if in_commands {
+            if line.trim().is_empty() || !line.starts_with("  ") {
+                in_commands = false;
+                continue;
+            }
+            let name = line.split_whitespace().next().unwrap_or("");
+            if name != "help" {
+                let mut p = path.to_vec();
+                p.push(name.to_string());
+                out.extend(subcommands(&p));
+            }
+        }
+    }
+    out
+}
+
+/// --help of every subcommand explains every argument and option, says each default once,
+/// and lists what README names; the man pages crowdwall.1 refers to all exist.
+#[test]
+fn help_and_man_pages_are_complete() {
+    let all = subcommands(&[]);
+    let names: Vec<String> = all.iter().map(|p| p.join(" ")).collect();
+    for want in [
+        "decisions list",
+        "decisions delete",
+        "decisions forget",
+        "generate",
+        "reload",
+    ] {
+        assert!(
+            names.contains(&want.to_string()),
+            "{want} not in --help: {names:?}"
+        );
+    }
+    for p in &all {
+        let mut args: Vec<&str> = p.iter().map(|s| s.as_str()).collect();
+        args.push("--help");
+        let help = String::from_utf8_lossy(&crowdwall(&args).stdout).to_string();
+        let mut section = "";
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.starts_with(' ') && line.ends_with(':') {
+                section = line;
+                continue;
+            }
+            if section != "Options:" && section != "Arguments:" {
+                continue;
+            }
+            let t = line.trim_start();
+            let is_item = |t: &str| t.starts_with('-') || t.starts_with('<') || t.starts_with('[');
+            // An option or argument line; its description follows two spaces later, or on
+            // the next line, indented further (clap's layout for long help).
+            if is_item(t) {
+                let indent = line.len() - t.len();
+                let next_describes = lines.get(i + 1).is_some_and(|n| {
+                    let nt = n.trim_start();
+                    !nt.is_empty() && n.len() - nt.len() > indent && !is_item(nt)
+                });
+                let described =
+                    t.split("  ").skip(1).any(|d| !d.trim().is_empty()) || next_describes;
+                assert!(
+                    described,
+                    "`crowdwall {}`: no help for `{t}`:\n{help}",
+                    p.join(" ")
+                );
+            }
+            assert!(
+                !(line.contains("(default:") && line.contains("[default:")),
+                "`crowdwall {}`: default said twice: {line}",
+                p.join(" ")
+            );
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let o = crowdwall(&["generate", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let man = std::fs::read_to_string(dir.path().join("crowdwall.1")).unwrap();
+    let mut refs = 0;
+    for w in man.split(|c: char| c.is_whitespace() || c == ',') {
+        let w = w.replace("\\-", "-");
+        if let Some(name) = w.strip_suffix("(1)") {
+            if name.starts_with("crowdwall-") {
+                refs += 1;
+                assert!(
+                    dir.path().join(format!("{name}.1")).exists(),
+                    "crowdwall.1 refers to {name}(1), which generate did not write"
+                );
+            }
+        }
+    }
+    assert!(refs >= 5, "crowdwall.1 names its subcommands' pages: {man}");
+    let list = std::fs::read_to_string(dir.path().join("crowdwall-decisions-list.1")).unwrap();
+    assert!(list.contains("scenario"), "{list}");
+}
+
+/// README's "Using it" commands are commands of this CLI; the stale bits the first-hour walk
+/// tripped over stay gone.
+#[test]
+fn readme_commands_exist_and_the_stale_bits_are_gone() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut checked = 0;
+    for line in readme.lines() {
+        let Some(rest) = line.strip_prefix("    crowdwall ") else {
+            continue;
+        };
+        // The words before the first option, argument or comment: the subcommand path.
+        let path: Vec<&str> = rest
+            .split_whitespace()
+            .take_while(|w| {
+                w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-')
+            })
+            .collect();
+        let mut args = path.clone();
+        args.push("--help");
+        let o = crowdwall(&args);
+        assert!(
+            o.status.success(),
+            "README: `crowdwall {}` is no command: {}",
+            path.join(" "),
+            text(&o)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15, "{checked}");
+    for stale in [
+        "ip saddr @v4",
+        "take effect when the service restarts",
+        "uses it at its next start",
+        "uses them at its next start",
+    ] {
+        assert!(!readme.contains(stale), "README still says: {stale}");
+    }
+    // Every heading has a blank line before it, outside code blocks.
+    let mut prev = "";
+    let mut code = false;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            code = !code;
+        }
+        if !code && line.starts_with('#') && !line.starts_with("    ") {
+            assert!(
+                prev.trim().is_empty(),
+                "heading without a blank line before it: {line}"
+            );
+        }
+        prev = line;
+    }
+    // The Reload section is prose, not the tail of a benchmark table.
+    let reload = readme.split("\n## Reload\n").nth(1).unwrap();
+    let reload = reload.split("\n## ").next().unwrap();
+    assert!(!reload.contains("lines/s"), "{reload}");
+}
+
+#[test]
+fn replay_summary_counts_events_without_a_stray_line() {
+    for args in [vec!["replay"], vec!["replay", "--events"]] {
+        let mut a = vec!["--config", CONFIG];
+        a.extend(args.iter().copied());
+        let f = fixture("sshd-burst.log");
+        a.push(&f);
+        let o = crowdwall(&a);
+        assert!(o.status.success(), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("matched="), "{err}");
+        assert!(!err.contains("- events"), "{err}");
+        let events: u64 = err
+            .split(" events")
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no event count: {err}"));
+        assert!(events >= 6, "{err}");
+    }
+}
+
+#[test]
+fn config_errors_name_the_line_suggest_and_speak_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    let check = |body: &str| {
+        std::fs::write(&f, body).unwrap();
+        let o = crowdwall(&["check-config", f.to_str().unwrap()]);
+        assert!(!o.status.success(), "{body}");
+        text(&o)
+    };
+    let msg = check("[ban]\nduration = \"4h\"\n\n[scenarios.ssh-bruteforse]\ncapacity = 3\n");
+    assert!(msg.contains(&format!("{}:4:", f.display())), "{msg}");
+    assert!(msg.contains("did you mean ssh-bruteforce?"), "{msg}");
+    assert!(
+        !msg.contains("http-probing"),
+        "lists every built-in again: {msg}"
+    );
+
+    let msg = check("[scenarios.ssh-bruteforce]\ncapacity = \"five\"\n");
+    assert!(msg.contains(":2:"), "{msg}");
+    assert!(!msg.contains("u32"), "{msg}");
+    assert!(msg.contains("whole number"), "{msg}");
+
+    let msg = check("[ban]\nduration = \"4 hours\"\n");
+    assert!(msg.contains(":2:"), "{msg}");
+    assert!(!msg.contains("bad unit ' '"), "{msg}");
+    assert!(
+        msg.contains("'4 hours' is not a duration") && msg.contains("4h"),
+        "{msg}"
+    );
 }
 
 /// Root only: a broken config leaves the kernel untouched; a stopped daemon leaves its table
@@ -279,4 +512,80 @@ fn installer_address_comes_from_the_ssh_environment() {
         .output()
         .unwrap();
     assert!(o.stdout.is_empty(), "{}", text(&o));
+}
+
+/// fail2ban's per-jail `ignoreip`: `[scenarios.NAME] allowlist` spares an address from that
+/// scenario only, and the refusal names the rule.
+#[test]
+fn a_scenario_allowlist_spares_the_address_from_that_scenario_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[scenarios.ssh-bruteforce]\nallowlist = [\"203.0.113.48/29\"]\n",
+    )
+    .unwrap();
+    let o = crowdwall(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "replay",
+        &fixture("sshd-burst.log"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(decided_values(&o).is_empty(), "{}", text(&o));
+    assert!(text(&o).contains("1 refused (allowlisted)"), "{}", text(&o));
+    // Another scenario's list does not cover it.
+    std::fs::write(
+        &cfg,
+        "[scenarios.ssh-probing]\nallowlist = [\"203.0.113.48/29\"]\n",
+    )
+    .unwrap();
+    let o = crowdwall(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "replay",
+        &fixture("sshd-burst.log"),
+    ]);
+    assert_eq!(decided_values(&o), vec!["203.0.113.50"], "{}", text(&o));
+    // A bad entry is refused with its line.
+    std::fs::write(
+        &cfg,
+        "[scenarios.ssh-bruteforce]\nallowlist = [\"10.0.0.1/8\"]\n",
+    )
+    .unwrap();
+    let o = crowdwall(&["check-config", cfg.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains(":2:") && text(&o).contains("did you mean 10.0.0.0/8"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A broken file must not keep the CLI from the daemon: `crowdwall reload` of it is refused
+/// by the daemon (and logged there), not by the CLI before it connects.
+#[test]
+fn a_broken_config_still_names_the_socket_to_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let sock = dir.path().join("elsewhere.sock");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[daemon]\nsocket = \"{}\"\n[scenarios.ssh-bruteforse]\ncapacity = 3\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    for cmd in [&["reload"][..], &["decisions", "list"][..]] {
+        let mut args = vec!["--config", cfg.to_str().unwrap()];
+        args.extend(cmd);
+        let o = crowdwall(&args);
+        assert_eq!(o.status.code(), Some(3), "{cmd:?}: {}", text(&o));
+        assert!(
+            text(&o).contains(&sock.display().to_string()),
+            "{}",
+            text(&o)
+        );
+    }
 }

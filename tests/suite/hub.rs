@@ -228,6 +228,16 @@ async fn enrol_push_consensus_deltas_reputation(db: &Db) {
     assert_eq!(st, 200);
     assert_eq!(rep["reputation"], "safe");
     assert_eq!(rep["isWhitelisted"], true);
+    // The page says what it is, not a green "safe" (hosts may well ban it).
+    let (st, page) = get(&format!("{}/?ip=8.8.8.8", hub.url())).await;
+    assert_eq!(st, 200);
+    let page = page.as_str().unwrap_or("").to_string();
+    assert!(page.contains("class=\"never-list\""), "{page}");
+    assert!(!page.contains("class=\"safe\""), "{page}");
+    assert!(
+        page.contains("<td id=\"reputation\">never-list</td>"),
+        "{page}"
+    );
 
     // an administrator delists it: the delta says deleted, and old reports no longer count
     let store = HubStore::open(&db.url).await.unwrap();

@@ -103,13 +103,114 @@ impl ConfigError {
                     message: format!("{}: {}", e.key, e.message),
                 }
             }
-            None => ConfigError::Invalid {
-                path: path.to_path_buf(),
-                key: e.key,
-                message: e.message,
+            None => match locate(text, &e.key) {
+                // The section did not keep the value's span, but the key names a table
+                // (`[scenarios.ssh-bruteforse]`) or a key in one that the text has.
+                Some(offset) => {
+                    let (line, column) = line_col(text, offset);
+                    ConfigError::Parse {
+                        path: path.to_path_buf(),
+                        line,
+                        column,
+                        message: format!("{}: {}", e.key, e.message),
+                    }
+                }
+                None => ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    key: e.key,
+                    message: e.message,
+                },
             },
         }
     }
+}
+
+/// Where `key` (`scenarios.ssh-bruteforse`, `ban.duration`) stands in a config text: the
+/// `key =` line inside its table, else the table's `[header]`; `None` when the text has
+/// neither (a default value, an inline table).
+pub fn locate(text: &str, key: &str) -> Option<usize> {
+    let parts: Vec<&str> = key.split('.').collect();
+    // The longest table header the key starts with.
+    for n in (1..=parts.len()).rev() {
+        let header = format!("[{}]", parts[..n].join("."));
+        let mut offset = 0;
+        let mut found = None;
+        for line in text.split_inclusive('\n') {
+            let t = line.split('#').next().unwrap_or("").trim();
+            if found.is_none() && t == header {
+                found = Some(offset + (line.len() - line.trim_start().len()));
+            } else if found.is_some() {
+                if t.starts_with('[') {
+                    break;
+                }
+                if n + 1 == parts.len() {
+                    let k = t.split('=').next().unwrap_or("").trim();
+                    if t.contains('=') && k == parts[n] {
+                        return Some(offset + (line.len() - line.trim_start().len()));
+                    }
+                }
+            }
+            offset += line.len();
+        }
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// The closest of `candidates` to a misspelt `word` (at most two edits away, and fewer
+/// than half its length), for "did you mean ...?".
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let sub = prev[j] + usize::from(ca != *cb);
+                cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    candidates
+        .into_iter()
+        .map(|c| (distance(word, c), c))
+        .filter(|&(d, _)| d > 0 && d <= 2 && d * 2 < word.chars().count())
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// serde's type names (`expected u32`) in words an administrator reads.
+fn plain_types(message: &str) -> String {
+    let mut m = message.to_string();
+    for (from, to) in [
+        ("expected u8", "expected a whole number (0 to 255)"),
+        ("expected u16", "expected a whole number (0 to 65535)"),
+        ("expected u32", "expected a whole number (0 to 4294967295)"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected usize", "expected a whole number (0 or more)"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+        (
+            "expected a sequence",
+            "expected a list in brackets: [\"a\", \"b\"]",
+        ),
+    ] {
+        if let Some(i) = m.find(from) {
+            // not `expected u32` inside `expected u320`
+            let end = i + from.len();
+            if !m[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                m.replace_range(i..end, to);
+            }
+        }
+    }
+    m.replace("invalid type: ", "got ")
+        .replace("invalid value: ", "got ")
 }
 
 /// The text of the config file at `path`, and the name to report errors under. A missing
@@ -147,7 +248,7 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
             path: path.to_path_buf(),
             line,
             column,
-            message: e.message().to_string(),
+            message: plain_types(e.message()),
         }
     })
 }
@@ -158,6 +259,49 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
     (line, column)
+}
+
+#[cfg(test)]
+mod plain_tests {
+    #[test]
+    fn serde_jargon_becomes_words() {
+        let m = super::plain_types("invalid type: string \"five\", expected u32");
+        assert_eq!(
+            m,
+            "got string \"five\", expected a whole number (0 to 4294967295)"
+        );
+        assert!(!m.contains("u32"));
+    }
+
+    #[test]
+    fn keys_and_tables_are_found_in_the_text() {
+        let text = "[ban]\nduration = \"4h\"\n\n[scenarios.ssh-bruteforse]\nleak = \"1m\"\n";
+        let at = |k: &str| super::locate(text, k).map(|o| super::line_col(text, o).0);
+        assert_eq!(at("scenarios.ssh-bruteforse"), Some(4));
+        assert_eq!(at("scenarios.ssh-bruteforse.leak"), Some(5));
+        assert_eq!(at("ban.duration"), Some(2));
+        assert_eq!(
+            at("ban.max_duration"),
+            Some(1),
+            "the table when the key is a default"
+        );
+        assert_eq!(at("firewall.table"), None);
+    }
+
+    #[test]
+    fn closest_suggests_near_misses_only() {
+        let names = ["ssh-bruteforce", "ssh-slow-bruteforce", "ssh-probing"];
+        assert_eq!(
+            super::closest("ssh-bruteforse", names),
+            Some("ssh-bruteforce")
+        );
+        assert_eq!(super::closest("my-own-scenario", names), None);
+        assert_eq!(
+            super::closest("ssh-bruteforce", names),
+            None,
+            "an exact name is no typo"
+        );
+    }
 }
 
 #[cfg(test)]

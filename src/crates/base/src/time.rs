@@ -24,14 +24,25 @@ pub fn to_duration(m: Micros) -> Duration {
 pub enum DurationError {
     #[error("empty duration")]
     Empty,
-    #[error("bad unit '{unit}' in duration '{text}' (use s, m, h, d, w)")]
+    #[error("'{text}' is not a duration: {} {HOW}", unit_word(.unit))]
     Unit { unit: char, text: String },
-    #[error("missing number before '{unit}' in duration '{text}'")]
+    #[error("'{text}' is not a duration: no number before '{unit}' {HOW}")]
     MissingNumber { unit: char, text: String },
-    #[error("trailing number without unit in duration '{0}'")]
+    #[error("'{0}' is not a duration: the last number has no unit {HOW}")]
     TrailingNumber(String),
     #[error("duration too large")]
     TooLarge,
+}
+
+/// How to write one, said by every duration error.
+const HOW: &str =
+    "(write a number and a unit, s, m, h, d or w, without spaces: 90s, 10m, 4h, 1h30m)";
+
+fn unit_word(c: &char) -> String {
+    match c {
+        ' ' | '\t' => "spaces are not allowed".into(),
+        c => format!("'{c}' is not a unit"),
+    }
 }
 
 /// Parses durations such as `90s`, `10m`, `4h`, `7d`, `1h30m`, or a bare number of seconds.
@@ -180,8 +191,14 @@ mod tests {
         assert!(parse_duration("5m3").is_err());
         assert_eq!(
             parse_duration("4x").unwrap_err().to_string(),
-            "bad unit 'x' in duration '4x' (use s, m, h, d, w)"
+            "'4x' is not a duration: 'x' is not a unit (write a number and a unit, s, m, h, d or w, without spaces: 90s, 10m, 4h, 1h30m)"
         );
+        let e = parse_duration("4 hours").unwrap_err().to_string();
+        assert!(
+            e.starts_with("'4 hours' is not a duration: spaces are not allowed"),
+            "{e}"
+        );
+        assert!(!e.contains("' '"), "{e}");
     }
 
     #[test]

@@ -219,6 +219,21 @@ impl Config {
     }
 }
 
+/// The control socket a config file names, read leniently: the CLI must reach the daemon
+/// even when the file does not validate, or `crowdwall reload` of a broken file would fail
+/// in the CLI and the daemon (and its log) would never hear of it. The default socket when
+/// the file does not even parse as TOML.
+pub fn socket_of(path: &Path) -> PathBuf {
+    let default = DaemonSection::default().socket;
+    let Ok((text, _)) = read_config(path, DEFAULT_PATH, EMBEDDED) else {
+        return default;
+    };
+    toml::from_str::<toml::Table>(&text)
+        .ok()
+        .and_then(|t| Some(PathBuf::from(t.get("daemon")?.get("socket")?.as_str()?)))
+        .unwrap_or(default)
+}
+
 /// The `*.list` files of an allowlist drop-in directory, in name order: one address or CIDR
 /// range a line, `#` starts a comment. A missing directory is empty; a bad line names its
 /// file and line.
@@ -294,7 +309,7 @@ mod tests {
         let e = parse("\n[scenarios.ssh-bruteforce]\nleak = \"10x\"\n").unwrap_err();
         let msg = e.to_string();
         assert!(msg.starts_with("test.toml:3:"), "{msg}");
-        assert!(msg.contains("bad unit"), "{msg}");
+        assert!(msg.contains("'10x' is not a duration"), "{msg}");
     }
 
     #[test]

@@ -25,6 +25,16 @@ pub enum Request {
     Delete {
         value: String,
     },
+    /// Ends every active decision inside `range` (an address or a CIDR: a /24 ends its
+    /// addresses and its sub-ranges), or every decision at all when `range` is `None`.
+    DeleteCovered {
+        range: Option<String>,
+    },
+    /// Forgets the offence history of an address or range, so its next ban starts again at
+    /// `[ban] duration` instead of escalating.
+    Forget {
+        value: String,
+    },
     Status,
     /// Read the configuration file again and swap it in, or refuse it and keep the running
     /// one.
@@ -110,13 +120,13 @@ pub struct AllowlistStatus {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error(
-        "cannot reach the daemon at {path}: {source} (is it running? `systemctl status crowdwall`)"
-    )]
+    /// The cause is in the message and not a `#[source]`: anyhow's `{:#}` would print it a
+    /// second time.
+    #[error("cannot reach the daemon at {path}: {error} ({hint})")]
     Connect {
         path: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
+        hint: &'static str,
     },
     #[error("talking to the daemon: {0}")]
     Io(#[from] std::io::Error),
@@ -126,11 +136,25 @@ pub enum ControlError {
     NoAnswer,
 }
 
+/// What to do when the socket cannot be opened: the advice that applies on this host (no
+/// `systemctl` hint where systemd is not running).
+pub fn connect_hint(error: &std::io::Error, systemd: bool) -> &'static str {
+    use std::io::ErrorKind::*;
+    match (error.kind(), systemd) {
+        (PermissionDenied, _) => "the control socket is root only: run this as root",
+        (_, true) => "is it running? `systemctl status crowdwall`, `journalctl -u crowdwall`",
+        (_, false) => {
+            "is it running? systemd is not running here, so nothing started it: run `crowdwall run`"
+        }
+    }
+}
+
 /// Sends one request and waits for its answer.
 pub fn call(socket: &Path, req: &Request) -> Result<Response, ControlError> {
-    let mut stream = UnixStream::connect(socket).map_err(|source| ControlError::Connect {
+    let mut stream = UnixStream::connect(socket).map_err(|error| ControlError::Connect {
         path: socket.display().to_string(),
-        source,
+        hint: connect_hint(&error, Path::new("/run/systemd/system").is_dir()),
+        error,
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut line = serde_json::to_vec(req)?;
@@ -147,6 +171,26 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, ControlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_error_names_the_cause_once_and_the_hint_that_applies() {
+        let e = ControlError::Connect {
+            path: "/run/crowdwall/crowdwall.sock".into(),
+            error: std::io::Error::from(std::io::ErrorKind::NotFound),
+            hint: connect_hint(&std::io::Error::from(std::io::ErrorKind::NotFound), false),
+        };
+        assert!(std::error::Error::source(&e).is_none());
+        let msg = e.to_string();
+        assert!(msg.contains("crowdwall run"), "{msg}");
+        assert!(!msg.contains("systemctl"), "{msg}");
+        let with_systemd = connect_hint(&std::io::Error::from(std::io::ErrorKind::NotFound), true);
+        assert!(with_systemd.contains("systemctl status crowdwall"));
+        let denied = connect_hint(
+            &std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            true,
+        );
+        assert!(denied.contains("root"), "{denied}");
+    }
 
     #[test]
     fn wire_format_is_stable() {

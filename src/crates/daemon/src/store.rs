@@ -283,6 +283,14 @@ impl Store {
         Ok(n.unwrap_or(0).clamp(0, u32::MAX as i64) as u32)
     }
 
+    /// Forgets the offence history of exactly `value`; whether there was one.
+    pub fn forget_offences(&mut self, value: &IpNet) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM offences WHERE value = ?1", [value.to_string()])?;
+        Ok(n > 0)
+    }
+
     pub fn record_offence(&mut self, value: &IpNet, at: Micros) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO offences (value, count, last) VALUES (?1, 1, ?2)

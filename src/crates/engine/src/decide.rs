@@ -217,6 +217,15 @@ impl BanPolicy {
 
 /// The decision for a scenario overflow, `prior_offences` being how often this address was
 /// banned before (within the forget window).
+/// Whole seconds between two event times, each taken down to its second first: a syslog
+/// line carries whole seconds and the journal microseconds, and the same attack must read
+/// "in 89s" whichever of the two the times came from (truncating the difference gave 88s
+/// from the journal and 89s from a replay of the same log).
+pub fn span_seconds(first: Micros, last: Micros) -> i64 {
+    let s = |t: Micros| t.div_euclid(crate::time::SECOND);
+    (s(last) - s(first)).max(0)
+}
+
 pub fn from_overflow(
     ov: &Overflow,
     prior_offences: u32,
@@ -231,6 +240,13 @@ pub fn from_overflow(
             reason,
         });
     }
+    // The scenario's own allowlist: named by its rule, as the global one is.
+    if let Some(n) = ov.allowlist.iter().find(|n| n.contains(&ov.ip)) {
+        return Err(DecideError::Allowlisted {
+            value: value_text(&value),
+            reason: format!("[scenarios.{}] allowlist {n}", ov.scenario),
+        });
+    }
     let duration = policy.escalated(ov.ban.unwrap_or(policy.duration), prior_offences);
     Ok(Decision {
         id: 0,
@@ -241,7 +257,7 @@ pub fn from_overflow(
             "{} events from {} in {}s{}",
             ov.events,
             ov.ip,
-            (ov.last - ov.first) / crate::time::SECOND,
+            span_seconds(ov.first, ov.last),
             if prior_offences > 0 {
                 format!(", offence #{}", prior_offences + 1)
             } else {
@@ -292,6 +308,17 @@ mod tests {
 
     const H: Micros = 3600 * SECOND;
 
+    #[test]
+    fn attack_span_reads_the_same_from_the_journal_and_from_syslog() {
+        // The journal's times (10.9 s .. 99.1 s) and the same lines' syslog times (10 s ..
+        // 99 s): one answer, 89 s.
+        let journal = span_seconds(10 * SECOND + 900_000, 99 * SECOND + 100_000);
+        let syslog = span_seconds(10 * SECOND, 99 * SECOND);
+        assert_eq!((journal, syslog), (89, 89));
+        assert_eq!(span_seconds(5 * SECOND, 5 * SECOND + 999_999), 0);
+        assert_eq!(span_seconds(9 * SECOND, 3 * SECOND), 0, "never negative");
+    }
+
     fn policy() -> BanPolicy {
         BanPolicy {
             ipv6_prefix: 128,
@@ -309,7 +336,28 @@ mod tests {
             last: 5 * SECOND,
             events: 6,
             ban: None,
+            allowlist: vec![],
         }
+    }
+
+    #[test]
+    fn a_scenario_allowlist_spares_only_that_scenario() {
+        let allow = Allowlist::new(vec![]);
+        let mut o = ov("192.0.2.7");
+        o.allowlist = vec!["192.0.2.0/28".parse().unwrap()];
+        match from_overflow(&o, 0, &policy(), &allow, 5 * SECOND) {
+            Err(DecideError::Allowlisted { reason, .. }) => {
+                assert_eq!(reason, "[scenarios.ssh-bruteforce] allowlist 192.0.2.0/28")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Outside the range, and the same address for a scenario without the list: banned.
+        let mut outside = o.clone();
+        outside.ip = "192.0.2.77".parse().unwrap();
+        assert!(from_overflow(&outside, 0, &policy(), &allow, 5 * SECOND).is_ok());
+        let mut other = ov("192.0.2.7");
+        other.scenario = "http-probing".into();
+        assert!(from_overflow(&other, 0, &policy(), &allow, 5 * SECOND).is_ok());
     }
 
     #[test]

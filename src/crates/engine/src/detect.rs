@@ -99,6 +99,9 @@ pub struct ScenarioSpec {
     pub cancel_on: Vec<EventKind>,
     /// Ban duration for this scenario instead of the default.
     pub ban: Option<Micros>,
+    /// Addresses this scenario never bans, on top of `[allowlist]` (fail2ban's per-jail
+    /// `ignoreip`): a monitoring host that probes sshd may still be banned for web attacks.
+    pub allowlist: Vec<ipnet::IpNet>,
 }
 
 impl ScenarioSpec {
@@ -123,6 +126,9 @@ pub struct Overflow {
     pub events: u32,
     #[serde(skip)]
     pub ban: Option<Micros>,
+    /// The scenario's own allowlist, checked when the ban is decided.
+    #[serde(skip)]
+    pub allowlist: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug)]
@@ -262,6 +268,7 @@ impl Engine {
                     last: t,
                     events: bucket.poured,
                     ban: spec.ban,
+                    allowlist: spec.allowlist.clone(),
                 });
                 self.overflows_by_scenario[idx] += 1;
                 self.stats.overflows += 1;
@@ -308,6 +315,7 @@ mod tests {
             blackhole: 60 * SECOND,
             cancel_on: vec![EventKind::Success],
             ban: None,
+            allowlist: vec![],
         }
     }
 

@@ -81,7 +81,14 @@ pub(super) async fn index(
                          <tr><th>on the blocklist</th><td>{listed}</td></tr>\
                          <tr><th>never-list</th><td>{never}</td></tr></table>",
                         ip = esc(&text(&v["ip"])),
-                        rep = esc(&text(&v["reputation"])),
+                        // The API says `safe` for never-listed ranges, as CrowdSec's smoke
+                        // API does; on the page that read as "this address is harmless"
+                        // for addresses hosts had just banned. It says what it is.
+                        rep = if v["never_list"].is_null() {
+                            esc(&text(&v["reputation"]))
+                        } else {
+                            "never-list".to_string()
+                        },
                         score = esc(&text(&v["score"])),
                         reports = esc(&text(&v["reports"])),
                         who = esc(&text(&v["distinct_reporters"])),
@@ -147,7 +154,7 @@ pub(super) async fn index(
          <title>crowdwall community hub</title><style>\
          body{{font-family:sans-serif;max-width:48em;margin:2em auto;padding:0 1em}}\
          th{{text-align:left;padding-right:1em}} .bar{{display:inline-block;height:.8em;background:#c33}}\
-         .malicious td#reputation{{color:#b00;font-weight:bold}} .safe td#reputation{{color:#070}}\
+         .malicious td#reputation{{color:#b00;font-weight:bold}} .safe td#reputation{{color:#070}} .never-list td#reputation{{color:#555}}\
          </style></head><body>\
          <h1>crowdwall community hub</h1>\
          <form method=\"get\" action=\"/\"><label for=\"ip\">IP address</label> \

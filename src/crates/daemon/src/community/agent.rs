@@ -239,9 +239,12 @@ impl Task {
             let batch = ob.peek(PUSH_BATCH);
             match self.client.push(&batch).await {
                 Ok(r) => {
+                    // Delivered means taken (new or a re-send the hub already had); a
+                    // refused signal is counted as refused, not as delivered.
+                    let taken = batch.len().saturating_sub(r.refused.len());
                     self.stats
                         .signals_delivered
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        .fetch_add(taken as u64, Ordering::Relaxed);
                     if !r.refused.is_empty() {
                         self.stats
                             .signals_refused
@@ -443,6 +446,7 @@ mod tests {
             last: 20 * SECOND,
             events: 6,
             ban: None,
+            allowlist: vec![],
         };
         let s = signal_of(&ov);
         let json = serde_json::to_value(&s).unwrap();

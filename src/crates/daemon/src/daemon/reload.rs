@@ -22,7 +22,10 @@ impl<F: Firewall> Core<F> {
             || new.detect.max_buckets != self.cfg.detect.max_buckets
         {
             // Built first: a failure leaves everything as it was.
+            let old = self.detector.parsers.stats();
             self.detector = new.detector()?;
+            // Counters run since the start, not since the last reload.
+            self.detector.parsers.carry_stats(&old);
             changed.push("scenarios");
         }
         if new.allowlist.cidrs != self.cfg.allowlist.cidrs

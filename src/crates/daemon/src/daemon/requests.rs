@@ -67,7 +67,7 @@ impl<F: Firewall> Core<F> {
                 let n = gone.len();
                 if n == 0 {
                     return Err(format!(
-                        "no active decision on {} (see `crowdwall decisions list`; a range is deleted by its exact CIDR)",
+                        "no active decision on exactly {} (see `crowdwall decisions list`; `crowdwall decisions delete --range CIDR` ends everything inside a range)",
                         decide::value_text(&net)
                     ));
                 }
@@ -78,6 +78,58 @@ impl<F: Firewall> Core<F> {
                 self.sync()
                     .map_err(|e| format!("deleted, but the kernel refused it: {e}"))?;
                 Ok(json!({ "deleted": n, "value": decide::value_text(&net) }))
+            }
+            Request::DeleteCovered { range } => {
+                let cover = match &range {
+                    Some(r) => Some(crowdwall_base::parse_net(r).map_err(|e| e.to_string())?),
+                    None => None,
+                };
+                let active = self.store.active(now).map_err(|e| e.to_string())?;
+                // Every value inside the range, sub-ranges included, each once.
+                let values: std::collections::BTreeSet<ipnet::IpNet> = active
+                    .iter()
+                    .map(|d| d.value)
+                    .filter(|v| cover.is_none_or(|c| c.contains(v)))
+                    .collect();
+                let mut n = 0;
+                for v in &values {
+                    let gone = self.store.delete_value(v, now).map_err(|e| e.to_string())?;
+                    for (id, origin) in &gone {
+                        self.desired.remove(*id, *origin, v);
+                    }
+                    n += gone.len();
+                }
+                let what = match &cover {
+                    Some(c) => format!("inside {}", decide::value_text(c)),
+                    None => "all".to_string(),
+                };
+                if n > 0 {
+                    log::warn!(
+                        "unban {what}: {} value(s), {n} decision(s) deleted",
+                        values.len()
+                    );
+                    self.sync()
+                        .map_err(|e| format!("deleted, but the kernel refused it: {e}"))?;
+                }
+                Ok(json!({
+                    "deleted": n,
+                    "values": values.iter().map(decide::value_text).collect::<Vec<_>>(),
+                    "range": cover.map(|c| decide::value_text(&c)),
+                }))
+            }
+            Request::Forget { value } => {
+                let net = crowdwall_base::parse_net(&value).map_err(|e| e.to_string())?;
+                let had = self
+                    .store
+                    .forget_offences(&net)
+                    .map_err(|e| e.to_string())?;
+                if had {
+                    log::warn!(
+                        "offence history of {} forgotten (its next ban is a first offence)",
+                        decide::value_text(&net)
+                    );
+                }
+                Ok(json!({ "value": decide::value_text(&net), "forgotten": had }))
             }
             Request::Status => {
                 serde_json::to_value(self.status(extra, now)).map_err(|e| e.to_string())

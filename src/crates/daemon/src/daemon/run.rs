@@ -265,7 +265,14 @@ async fn serve<F: Firewall>(
             }
             Some((req, reply)) = ctl_rx.recv() => {
                 let resp = if req == Request::Reload {
-                    super::reload::reload(&mut core, &mut sources, &opts).await
+                    let mut r = super::reload::reload(&mut core, &mut sources, &opts).await;
+                    join_community(&core, &mut community, &state_dir, &mut r);
+                    // The admin who ran `crowdwall reload` saw the refusal; the log must too,
+                    // for whoever reads it later.
+                    if let Response::Error(e) = &r {
+                        log::error!("crowdwall reload: refused: {e}");
+                    }
+                    r
                 } else {
                     let extra = StatusExtra::of(&sources, &ingest_board, community.as_ref());
                     core.handle_request(req, &extra)
@@ -273,7 +280,9 @@ async fn serve<F: Firewall>(
                 let _ = reply.send(resp);
             }
             _ = sighup.recv() => {
-                match super::reload::reload(&mut core, &mut sources, &opts).await {
+                let mut r = super::reload::reload(&mut core, &mut sources, &opts).await;
+                join_community(&core, &mut community, &state_dir, &mut r);
+                match r {
                     Response::Ok(_) => {}
                     Response::Error(e) => log::error!("SIGHUP: reload refused: {e}"),
                 }
@@ -420,6 +429,32 @@ async fn serve_client(stream: tokio::net::UnixStream, tx: tokio::sync::mpsc::Sen
 }
 
 /// The sources' part of the configuration.
+/// After a successful reload: a host registered since the start (`crowdwall community
+/// register`) starts its community agent now, so registering needs no restart. The reload's
+/// answer then lists `community` among what changed.
+fn join_community<F: Firewall>(
+    core: &Core<F>,
+    community: &mut Option<crate::community::agent::Agent>,
+    state_dir: &std::path::Path,
+    resp: &mut Response,
+) {
+    let Response::Ok(v) = resp else { return };
+    if community.is_some() {
+        return;
+    }
+    match crate::community::agent::start(&core.cfg.community, state_dir) {
+        Ok(Some(agent)) => {
+            *community = Some(agent);
+            if let Some(changed) = v["changed"].as_array_mut() {
+                changed.push("community".into());
+            }
+            log::info!("community agent started by a reload");
+        }
+        Ok(None) => {}
+        Err(e) => log::error!("community sharing off: {e}"),
+    }
+}
+
 pub(super) fn sources_config(cfg: &Config) -> SourcesConfig {
     SourcesConfig {
         journal: cfg.journal.clone(),

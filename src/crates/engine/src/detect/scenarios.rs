@@ -32,6 +32,7 @@ fn spec(
         blackhole: s(blackhole_s),
         cancel_on: vec![],
         ban: None,
+        allowlist: vec![],
     }
 }
 
@@ -199,6 +200,8 @@ pub struct ScenarioOverride {
     pub blackhole: Option<Dur>,
     pub cancel_on: Option<Vec<KindName>>,
     pub ban: Option<Dur>,
+    /// Addresses and ranges this scenario never bans (fail2ban's per-jail `ignoreip`).
+    pub allowlist: Option<Vec<crowdwall_base::Net>>,
 }
 
 /// A distinct field as written in the config (`user`, `path`, `port`).
@@ -252,16 +255,23 @@ impl ScenariosSection {
                 Some(i) => i,
                 None => {
                     if o.kinds.is_none() || o.capacity.is_none() {
+                        let names: Vec<String> = builtin().into_iter().map(|s| s.name).collect();
+                        let near = crowdwall_base::section::closest(
+                            name,
+                            names.iter().map(|n| n.as_str()),
+                        );
                         return Err(SectionError::new(
                             name.as_str(),
-                            format!(
-                                "a new scenario needs `kinds` and `capacity` (built-ins: {})",
-                                builtin()
-                                    .iter()
-                                    .map(|s| s.name.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
+                            match near {
+                                // A typo of a built-in's name, most likely.
+                                Some(b) => format!(
+                                    "no built-in scenario is called '{name}': did you mean {b}? (a scenario of your own needs `kinds` and `capacity`)"
+                                ),
+                                None => format!(
+                                    "a new scenario needs `kinds` and `capacity` (built-ins: {})",
+                                    names.join(", ")
+                                ),
+                            },
                         ));
                     }
                     specs.push(ScenarioSpec {
@@ -274,6 +284,7 @@ impl ScenariosSection {
                         blackhole: from_duration(Duration::from_secs(60)),
                         cancel_on: vec![],
                         ban: None,
+                        allowlist: vec![],
                     });
                     specs.len() - 1
                 }
@@ -314,6 +325,9 @@ impl ScenariosSection {
                     return Err(SectionError::new(key("ban"), "must be more than 0s"));
                 }
                 s.ban = Some(v.micros());
+            }
+            if let Some(v) = &o.allowlist {
+                s.allowlist = v.iter().map(|n| n.0).collect();
             }
             if o.enabled == Some(false) {
                 s.name.clear(); // marked for removal below

@@ -367,6 +367,20 @@ impl Parsers {
         self.slots.iter().map(|s| (s.name, s.stats)).collect()
     }
 
+    /// Adds the counters of the parsers this set replaces (a reload rebuilds the parsers):
+    /// status and metrics keep counting since the daemon started instead of dropping to 0.
+    pub fn carry_stats(&mut self, old: &std::collections::BTreeMap<&'static str, ParserStats>) {
+        for s in &mut self.slots {
+            if let Some(o) = old.get(s.name) {
+                s.stats.lines += o.lines;
+                s.stats.matched += o.matched;
+                s.stats.unmatched += o.unmatched;
+                s.stats.rejected += o.rejected;
+                s.stats.events += o.events;
+            }
+        }
+    }
+
     /// Counters of one parser.
     pub fn stats_of(&self, name: &str) -> Option<ParserStats> {
         self.slots.iter().find(|s| s.name == name).map(|s| s.stats)
