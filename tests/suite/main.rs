@@ -14,6 +14,7 @@ mod common;
 mod cli;
 mod cli_parsers;
 mod conformance;
+mod f2b_filters;
 mod hub;
 mod hub_page;
 mod journal;

@@ -19,6 +19,10 @@
 //! (crowdwall doubles; other formulas are reported), `bantime.maxtime` `[ban] max_duration`,
 //! `ignoreip` `[allowlist] cidrs` (host names are reported), `ignoreself` `own_addresses`.
 
+pub mod date;
+pub mod filter;
+pub mod pyre;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
