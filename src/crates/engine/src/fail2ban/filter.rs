@@ -96,8 +96,8 @@ struct Rule {
     re: Regex,
     /// Group names that fail2ban maps (`alt_user` -> `user`).
     alts: Vec<(String, String)>,
-    /// Source position, for `explain`.
-    source: String,
+    /// Source position, for `explain` (interned: `Parsed::Matched` carries it).
+    source: &'static str,
 }
 
 /// A loaded filter and its running state (the `maxlines` buffer, the `<F-MLFID>` cache).
@@ -124,24 +124,25 @@ pub struct Filter {
 // INI reading
 
 #[derive(Debug, Clone)]
-struct Val {
-    text: String,
-    file: String,
-    line: usize,
+pub(crate) struct Val {
+    pub(crate) text: String,
+    pub(crate) file: String,
+    pub(crate) line: usize,
 }
 
 type Section = BTreeMap<String, Val>;
 
 #[derive(Debug, Default, Clone)]
-struct Ini {
-    defaults: Section,
-    sections: BTreeMap<String, Section>,
+/// Merged INI files (fail2ban's configparser), opaque outside the fail2ban module.
+pub struct Ini {
+    pub(crate) defaults: Section,
+    pub(crate) sections: BTreeMap<String, Section>,
 }
 
 /// Python's configparser as fail2ban sets it up: `key = value` or `key: value` (keys
 /// lower-cased), continuation lines indented (joined with a newline), `#`/`;` comment lines,
 /// `;` inline comments after white space.
-fn parse_ini(text: &str, file: &str) -> Ini {
+pub(crate) fn parse_ini(text: &str, file: &str) -> Ini {
     let mut ini = Ini::default();
     let mut section: Option<String> = None;
     let mut last: Option<(usize, String)> = None; // (indent, key)
@@ -204,7 +205,12 @@ fn parse_ini(text: &str, file: &str) -> Ini {
 }
 
 /// `filter.d/x.conf` -> [`x.conf`, `x.local`] with their includes, in fail2ban's order.
-fn expand(src: &dyn FilterSource, conf: &str, depth: usize, out: &mut Vec<(String, Ini)>) {
+pub(crate) fn expand(
+    src: &dyn FilterSource,
+    conf: &str,
+    depth: usize,
+    out: &mut Vec<(String, Ini)>,
+) {
     if depth > 10 {
         return;
     }
@@ -246,7 +252,7 @@ fn expand(src: &dyn FilterSource, conf: &str, depth: usize, out: &mut Vec<(Strin
 
 /// All files merged: later ones override earlier ones key by key; what they override is
 /// kept as `KNOWN/<section>` for `%(known/name)s`.
-fn merge(files: Vec<(String, Ini)>) -> Ini {
+pub(crate) fn merge(files: Vec<(String, Ini)>) -> Ini {
     let mut all = Ini::default();
     for (_, ini) in files {
         all.defaults.extend(ini.defaults);
@@ -287,7 +293,7 @@ impl Ini {
 
     /// `section`'s `key` with `%(...)s` interpolated (configparser's `BasicInterpolation`
     /// with fail2ban's `section/name` and `known/name`).
-    fn get(
+    pub(crate) fn get(
         &self,
         section: &str,
         key: &str,
@@ -577,7 +583,7 @@ fn rule_of(py: &str, use_dns: bool, multiline: bool) -> Result<Rule, (String, us
     Ok(Rule {
         re,
         alts,
-        source: String::new(),
+        source: "",
     })
 }
 
@@ -633,7 +639,7 @@ fn build(
             let mut r = rule_of(py, use_dns, multiline).map_err(|(c, off)| {
                 refuse("prefregex", v, &pyre::resolve_tags(py, use_dns), c, off)
             })?;
-            r.source = format!("{}:{}", v.file, v.line);
+            r.source = crate::parse::user::intern(&format!("{}:{}", v.file, v.line));
             filter.prefregex = Some(r);
         }
     }
@@ -642,7 +648,7 @@ fn build(
             let mut r = rule_of(py, use_dns, multiline).map_err(|(c, off)| {
                 refuse("ignoreregex", v, &pyre::resolve_tags(py, use_dns), c, off)
             })?;
-            r.source = format!("{}:{}", v.file, v.line);
+            r.source = crate::parse::user::intern(&format!("{}:{}", v.file, v.line));
             filter.ignoreregex.push(r);
         }
     }
@@ -672,7 +678,7 @@ fn build(
         match rule_of(py, use_dns, multiline) {
             Ok(mut r) => {
                 let (file, line) = locate(files, py, 0, v);
-                r.source = format!("{file}:{line}");
+                r.source = crate::parse::user::intern(&format!("{file}:{line}"));
                 filter.failregex.push(r);
             }
             Err((construct, off)) => {
@@ -729,8 +735,8 @@ impl Filter {
     }
 
     /// Where the `i`-th loaded failregex line is defined (`filter.d/x.conf:12`).
-    pub fn source_of(&self, i: usize) -> Option<&str> {
-        self.failregex.get(i).map(|r| r.source.as_str())
+    pub fn source_of(&self, i: usize) -> Option<&'static str> {
+        self.failregex.get(i).map(|r| r.source)
     }
 
     /// One log line as a file source has it (the date still in it). `dated`: the caller
