@@ -76,6 +76,10 @@ pub fn import_fail2ban(dir: &Path) -> Result<()> {
         v.sort();
         v
     };
+    // jail.conf's [INCLUDES]: the distribution's log paths (`%(sshd_log)s`).
+    for p in ["paths-common.conf", "paths-debian.conf"] {
+        paths.push(dir.join(p));
+    }
     paths.push(dir.join("jail.conf"));
     paths.extend(sorted("conf"));
     paths.push(dir.join("jail.local"));
@@ -94,7 +98,45 @@ pub fn import_fail2ban(dir: &Path) -> Result<()> {
             dir.display()
         );
     }
-    let c = crowdwall_engine::fail2ban::convert(&files);
+    let mut c = crowdwall_engine::fail2ban::convert(&files);
+    // Jails crowdwall has no parser for run as they are, if their filters load here.
+    if !c.fail2ban_jails.is_empty() {
+        use crowdwall_engine::fail2ban::jail;
+        let src = |p: &str| std::fs::read_to_string(dir.join(p)).ok();
+        let jail_d: Vec<String> = std::fs::read_dir(dir.join("jail.d"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ini = jail::read_jails(&src, &jail_d);
+        let mut ok = Vec::new();
+        for name in &c.fail2ban_jails {
+            match jail::load_jail(&src, &ini, name) {
+                Ok(j) => {
+                    for n in &j.notes {
+                        c.notes.push(format!("jail [{name}]: {n}"));
+                    }
+                    c.converted_jails.push((
+                        name.clone(),
+                        format!("fail2ban filter {} as f2b:{name}", j.filter_name),
+                    ));
+                    ok.push(format!("\"{name}\""));
+                }
+                Err(e) => c
+                    .notes
+                    .push(format!("jail [{name}]: could not convert: {e}")),
+            }
+        }
+        if !ok.is_empty() {
+            c.toml.push_str(&format!(
+                "# Jails crowdwall has no parser of its own for, run as they are: their filters are\n# read from filter.d (.conf, .local), logpath and backend from the jail files.\n[fail2ban]\ndir = \"{}\"\njails = [{}]\n",
+                dir.display(),
+                ok.join(", ")
+            ));
+        }
+    }
     // The output must be a configuration crowdwall accepts.
     Config::parse(&c.toml, Path::new("<converted>")).context(
         "the converted configuration does not validate (a crowdwall bug: please report it)",
@@ -110,6 +152,9 @@ pub fn import_fail2ban(dir: &Path) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    for n in &c.info {
+        eprintln!("note: {n}");
+    }
     for n in &c.notes {
         eprintln!("not converted: {n}");
     }

@@ -155,7 +155,7 @@ pub fn replay(
 
 pub fn explain(config: &Path, line: &str, parser: Option<&str>, json: bool) -> Result<()> {
     let cfg = load_config(config)?;
-    let mut parsers = Parsers::with_user(cfg.user_parsers()?);
+    let mut parsers = cfg.parsers()?;
     let names = parsers.names();
     let raw = |p: &str| LogEntry {
         time: crowdwall_engine::parse::time::line_time(line).unwrap_or_else(clock::now),

@@ -21,6 +21,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod f2b_samples;
 pub mod hub;
 pub mod journald;
 pub mod netns;

@@ -14,6 +14,8 @@ mod common;
 mod cli;
 mod cli_parsers;
 mod conformance;
+mod f2b_filters;
+mod f2b_jails;
 mod hub;
 mod hub_page;
 mod journal;

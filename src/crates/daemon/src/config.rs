@@ -13,7 +13,10 @@ use crowdwall_base::{Net, Section, SectionError};
 use crowdwall_engine::decide::{AllowlistSection, BanSection};
 use crowdwall_engine::detect::scenarios::ScenariosSection;
 use crowdwall_engine::detect::{DetectSection, ScenarioSpec};
+use crowdwall_engine::fail2ban::filter::FilterSource;
+use crowdwall_engine::fail2ban::jail::{self, Fail2banSection, Jail};
 use crowdwall_engine::parse::user::{ParsersSection, UserParser};
+use crowdwall_engine::parse::Parsers;
 use crowdwall_engine::replay::{Detector, Replay, Settings, SettingsError};
 use crowdwall_nft::FirewallSection;
 use serde::Deserialize;
@@ -24,7 +27,7 @@ use crate::ingest::crowdsec::CrowdsecSection;
 use crate::ingest::feeds::FeedsSection;
 use crate::lockout::LockoutSection;
 use crate::metrics::MetricsSection;
-use crate::source::file::FilesSection;
+use crate::source::file::{FileSpec, FilesSection};
 use crate::source::nflog::NflogSection;
 use crate::source::syslog::SyslogSection;
 use crate::source::JournalSection;
@@ -94,6 +97,11 @@ pub struct Config {
     pub feeds: FeedsSection,
     pub metrics: MetricsSection,
     pub lockout: LockoutSection,
+    /// `[fail2ban]`: fail2ban jails run as they are.
+    pub fail2ban: Fail2banSection,
+    /// Those jails, read and their filters loaded (by [`Config::parse`]).
+    #[serde(skip)]
+    pub fail2ban_jails: Vec<Jail>,
     /// Where this config came from, for messages.
     #[serde(skip)]
     pub origin: PathBuf,
@@ -119,7 +127,74 @@ impl Config {
             Some(d) => read_allowlist_dir(d)?,
             None => Vec::new(),
         };
+        cfg.load_fail2ban()?;
         Ok(cfg)
+    }
+
+    /// `[fail2ban] jails`: each read from the jail files, its filter loaded; a jail's
+    /// `logpath` becomes a `[[files]]` source for its parser `f2b:JAIL` (systemd-backend jails
+    /// read the journal, which every parser already gets). A jail or filter that does not
+    /// load refuses the whole configuration.
+    fn load_fail2ban(&mut self) -> Result<(), ConfigError> {
+        let Some(dir) = self.fail2ban.dir.clone() else {
+            return Ok(());
+        };
+        let src = DirSource(PathBuf::from(&dir));
+        let jail_d: Vec<String> = std::fs::read_dir(Path::new(&dir).join("jail.d"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if src.read("jail.conf").is_none() && src.read("jail.local").is_none() {
+            return Err(self.invalid(
+                "fail2ban.dir",
+                format!("{dir}: no jail.conf or jail.local there"),
+            ));
+        }
+        let ini = jail::read_jails(&src, &jail_d);
+        let mut jails = Vec::new();
+        for (i, name) in self.fail2ban.jails.iter().enumerate() {
+            let j = jail::load_jail(&src, &ini, name)
+                .map_err(|e| self.invalid(format!("fail2ban.jails[{i}]"), e.to_string()))?;
+            let systemd = j.backend.trim().starts_with("systemd");
+            if !systemd && j.logpath.is_empty() {
+                return Err(self.invalid(
+                    format!("fail2ban.jails[{i}]"),
+                    format!("jail {name}: no logpath and backend '{}'", j.backend),
+                ));
+            }
+            if !systemd {
+                let spec = FileSpec {
+                    paths: j.logpath.iter().map(PathBuf::from).collect(),
+                    parser: Some(j.parser_name()),
+                };
+                let one = FilesSection(vec![spec.clone()]);
+                one.check().map_err(|e| {
+                    self.invalid(
+                        format!("fail2ban.jails[{i}]"),
+                        format!("jail {name}: logpath: {}", e.message),
+                    )
+                })?;
+                self.files.0.push(spec);
+            }
+            jails.push(j);
+        }
+        self.fail2ban_jails = jails;
+        Ok(())
+    }
+
+    /// Every parser: built-ins, `[parsers.*]`, fail2ban jails.
+    pub fn parsers(&self) -> Result<Parsers, ConfigError> {
+        let mut p = Parsers::with_user(self.user_parsers()?);
+        for j in &self.fail2ban_jails {
+            p.add(
+                crowdwall_engine::parse::user::intern(&j.parser_name()),
+                Box::new(j.parser()),
+            );
+        }
+        Ok(p)
     }
 
     /// Every section's own check, in file order; the first complaint wins.
@@ -151,6 +226,7 @@ impl Config {
             run(&self.community),
             run(&self.metrics),
             run(&self.lockout),
+            run(&self.fail2ban),
         ]
         .into_iter()
         .try_for_each(|r| r.map_err(|e| self.section_error(e, text)))
@@ -183,6 +259,7 @@ impl Config {
             detect: &self.detect,
             ban: &self.ban,
             allowlist: &self.allowlist,
+            fail2ban: &self.fail2ban_jails,
         }
     }
 
@@ -232,6 +309,16 @@ pub fn socket_of(path: &Path) -> PathBuf {
         .ok()
         .and_then(|t| Some(PathBuf::from(t.get("daemon")?.get("socket")?.as_str()?)))
         .unwrap_or(default)
+}
+
+/// fail2ban's files under its directory, for the engine's loader (`.conf` then `.local` is
+/// the loader's business; this only reads).
+struct DirSource(PathBuf);
+
+impl FilterSource for DirSource {
+    fn read(&self, path: &str) -> Option<String> {
+        std::fs::read_to_string(self.0.join(path)).ok()
+    }
 }
 
 /// The `*.list` files of an allowlist drop-in directory, in name order: one address or CIDR

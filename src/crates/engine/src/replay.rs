@@ -27,6 +27,8 @@ pub struct Settings<'a> {
     pub detect: &'a DetectSection,
     pub ban: &'a BanSection,
     pub allowlist: &'a AllowlistSection,
+    /// fail2ban jails run as they are (`[fail2ban]`), loaded by the caller.
+    pub fail2ban: &'a [crate::fail2ban::jail::Jail],
 }
 
 /// Which section a [`SectionError`] of the pipeline's settings came from.
@@ -58,8 +60,15 @@ impl Detector {
             section: "scenarios",
             error,
         })?;
+        let mut specs = specs;
+        let mut parsers = Parsers::with_user(user);
+        for j in cfg.fail2ban {
+            let p = j.parser();
+            parsers.add(crate::parse::user::intern(&j.parser_name()), Box::new(p));
+            specs.push(j.scenario());
+        }
         Ok(Detector {
-            parsers: Parsers::with_user(user),
+            parsers,
             engine: Engine::new(specs, cfg.detect.max_buckets),
             events: Vec::new(),
             last_sweep: Micros::MIN,
@@ -177,6 +186,7 @@ mod tests {
             detect: &detect,
             ban: &ban,
             allowlist: &allowlist,
+            fail2ban: &[],
         })
         .unwrap();
         let mut decisions = vec![];

@@ -352,6 +352,17 @@ impl Parsers {
         p
     }
 
+    /// Adds a parser taking entries whose identifier is `name` (fail2ban jails: `f2b:JAIL`).
+    pub fn add(&mut self, name: &'static str, parser: Box<dyn ServiceParser>) {
+        let idx = self.slots.len();
+        self.user.insert(name.to_string(), idx);
+        self.slots.push(Slot {
+            name,
+            parser,
+            stats: ParserStats::default(),
+        });
+    }
+
     /// The identifiers some built-in parser takes (journal matches can default to these).
     pub fn identifiers() -> Vec<&'static str> {
         BUILTIN.iter().flat_map(|b| b.2.iter().copied()).collect()

@@ -126,10 +126,10 @@ impl FileSpec {
             if parser.is_empty()
                 || !parser
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_/.".contains(&b))
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_/.:".contains(&b))
             {
                 return Err(format!(
-                    "parser '{parser}' must be letters, digits, '-', '_', '/' or '.'"
+                    "parser '{parser}' must be letters, digits, '-', '_', '/', '.' or ':'"
                 ));
             }
         }

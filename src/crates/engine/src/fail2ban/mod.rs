@@ -11,13 +11,19 @@
 //! crowdwall scenario that makes it (sshd -> ssh-bruteforce, nginx-http-auth ->
 //! http-bruteforce, postfix -> mail-probing, dovecot -> mail-bruteforce, ...). fail2ban bans
 //! on the `maxretry`-th failure within `findtime`; a leaky bucket with capacity
-//! `maxretry - 1` and leak `findtime / (maxretry - 1)` bans a burst of `maxretry` failures at
-//! once, like fail2ban, and bans a steady rate of `maxretry` per `findtime` or more after a
-//! while, never a slower one. `bantime` becomes the scenario's `ban`.
+//! `maxretry - 1` and leak `2 x findtime` bans `maxretry` failures within `findtime` at any
+//! spacing, like fail2ban (it leaks at most half a failure meanwhile; a leak of
+//! `findtime / (maxretry - 1)` would let `maxretry` evenly spread failures go), and never a
+//! source slower than one failure per `2 x findtime`. `bantime` becomes the scenario's `ban`.
 //!
 //! [DEFAULT] `bantime` becomes `[ban] duration`, `bantime.increment` `[ban] escalate`
 //! (crowdwall doubles; other formulas are reported), `bantime.maxtime` `[ban] max_duration`,
 //! `ignoreip` `[allowlist] cidrs` (host names are reported), `ignoreself` `own_addresses`.
+
+pub mod date;
+pub mod filter;
+pub mod jail;
+pub mod pyre;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -67,7 +73,7 @@ pub fn parse_ini(text: &str, into: &mut Ini) {
 }
 
 /// fail2ban time: seconds, or `10m`, `1h 30m`, `1d`, `1w`, `1mo`, `1y`; `-1` = forever.
-fn parse_f2b_time(s: &str) -> Result<Option<Duration>, String> {
+pub(crate) fn parse_f2b_time(s: &str) -> Result<Option<Duration>, String> {
     let s = s.trim();
     if let Ok(n) = s.parse::<i64>() {
         return Ok(if n < 0 {
@@ -114,6 +120,15 @@ fn interpolate(
     section: &BTreeMap<String, String>,
     default: &BTreeMap<String, String>,
 ) -> String {
+    interpolate_at(v, section, default, 0)
+}
+
+fn interpolate_at(
+    v: &str,
+    section: &BTreeMap<String, String>,
+    default: &BTreeMap<String, String>,
+    depth: usize,
+) -> String {
     let mut out = String::new();
     let mut rest = v;
     while let Some(i) = rest.find("%(") {
@@ -125,6 +140,10 @@ fn interpolate(
                 let val = section.get(name).or_else(|| default.get(name));
                 match val {
                     Some(x) if !x.contains("%(") => out.push_str(x),
+                    // paths-debian.conf: `sshd_log = %(syslog_authpriv)s`, a few levels deep.
+                    Some(x) if depth < 10 => {
+                        out.push_str(&interpolate_at(x, section, default, depth + 1))
+                    }
                     _ => {
                         out.push_str("%(");
                         out.push_str(name);
@@ -181,11 +200,30 @@ pub fn scenario_for(filter: &str) -> Option<&'static str> {
     })
 }
 
+/// Why a fail2ban key has no crowdwall counterpart.
+fn drop_why(k: &str) -> &'static str {
+    match k {
+        "action" | "banaction" | "banaction_allports" => {
+            " (crowdwall bans in its own nftables table and runs no commands)"
+        }
+        "port" | "protocol" => " (crowdwall's bans cover every port)",
+        "destemail" | "sender" | "mta" => " (crowdwall sends no mail; see `crowdwall status` and the metrics)",
+        "ignoreip" => " (per-jail allowlists are not supported; add the ranges to [allowlist] cidrs if meant for every service)",
+        _ => "",
+    }
+}
+
 /// The converted configuration and what was left out.
 #[derive(Debug, Clone, Default)]
 pub struct Conversion {
     pub toml: String,
     pub converted_jails: Vec<(String, String)>,
+    /// Enabled jails crowdwall has no parser of its own for: to run as they are
+    /// (`[fail2ban] jails`), once the caller has checked that their filters load.
+    pub fail2ban_jails: Vec<String>,
+    /// What was taken over with a change worth saying (not a loss).
+    pub info: Vec<String>,
+    /// What was not taken over.
     pub notes: Vec<String>,
 }
 
@@ -300,8 +338,8 @@ pub fn convert(files: &[(String, String)]) -> Conversion {
                 Ok(n) => cidrs.push(n.to_string()),
                 Err(_) => match tok.parse::<ipnet::IpNet>() {
                     Ok(n) => {
-                        c.notes.push(format!(
-                            "ignoreip {tok}: host bits set, converted to {}",
+                        c.info.push(format!(
+                            "ignoreip {tok}: host bits set, taken as {}",
                             n.trunc()
                         ));
                         cidrs.push(n.trunc().to_string());
@@ -332,7 +370,22 @@ pub fn convert(files: &[(String, String)]) -> Conversion {
             .join(", ")
     );
 
+    for k in [
+        "action",
+        "banaction",
+        "banaction_allports",
+        "destemail",
+        "sender",
+        "mta",
+    ] {
+        if let Some(v) = default.get(k) {
+            c.notes
+                .push(format!("[DEFAULT] {k} = {v}: not converted{}", drop_why(k)));
+        }
+    }
+
     // Jails
+    let mut files: Vec<String> = Vec::new();
     let mut by_scenario: BTreeMap<&'static str, String> = BTreeMap::new();
     for (name, sec) in &ini {
         if name == "DEFAULT" || name == "INCLUDES" || name == "Definition" || name == "Init" {
@@ -352,16 +405,26 @@ pub fn convert(files: &[(String, String)]) -> Conversion {
         let filter = get(sec, "filter")
             .map(|f| f.replace("%(__name__)s", name))
             .unwrap_or_else(|| name.clone());
-        let Some(scenario) = scenario_for(&filter) else {
-            c.notes.push(format!(
-                "jail [{name}] (filter {filter}): no crowdwall scenario for this filter; define a [parsers.*] and [scenarios.*] for it"
+        if name == "recidive" || filter.starts_with("recidive") {
+            c.info.push(format!(
+                "jail [{name}] (recidive) maps to [ban] escalate = true: crowdwall doubles the ban of an address banned again within [ban] forget_after, so no log-reading jail is needed{}",
+                if increment { "" } else { " (set escalate = true to get it)" }
             ));
             continue;
-        };
-        if name == "recidive" {
-            c.notes.push("jail [recidive]: not needed, crowdwall escalates repeat offenders itself ([ban] escalate)".into());
-            continue;
         }
+        let Some(scenario) = scenario_for(&filter) else {
+            // Run it as it is: the filter is read from filter.d, logpath from the jail.
+            for k in ["action", "banaction", "port", "ignoreip", "destemail"] {
+                if let Some(v) = sec.get(k) {
+                    c.notes.push(format!(
+                        "jail [{name}] {k} = {v}: not converted{}",
+                        drop_why(k)
+                    ));
+                }
+            }
+            c.fail2ban_jails.push(name.clone());
+            continue;
+        };
         let maxretry = get(sec, "maxretry")
             .and_then(|v| v.trim().parse::<u32>().ok())
             .unwrap_or(5);
@@ -377,7 +440,7 @@ pub fn convert(files: &[(String, String)]) -> Conversion {
         let _ = writeln!(s, "[scenarios.{scenario}]");
         let cap = maxretry.saturating_sub(1);
         let _ = writeln!(s, "capacity = {cap}");
-        let leak = if cap == 0 { findtime } else { findtime / cap };
+        let leak = if cap == 0 { findtime } else { findtime * 2 };
         let leak = leak.max(Duration::from_secs(1));
         let _ = writeln!(s, "leak = \"{}\"", dur(Duration::from_secs(leak.as_secs())));
         if let Some(v) = sec.get("bantime") {
@@ -392,22 +455,54 @@ pub fn convert(files: &[(String, String)]) -> Conversion {
         }
         if let Some(v) = sec.get("ignoreip") {
             c.notes.push(format!(
-                "jail [{name}] ignoreip = {v}: per-jail allowlists are not supported; add them to [allowlist] cidrs if meant globally"
+                "jail [{name}] ignoreip = {v}: not converted{}",
+                drop_why("ignoreip")
             ));
         }
-        if let Some(v) = sec.get("logpath") {
-            c.notes.push(format!(
-                "jail [{name}] logpath = {v}: add a file source for it naming the parser of this service (or read the journal)"
-            ));
+        let systemd = get(sec, "backend").is_some_and(|b| b.trim().starts_with("systemd"));
+        if let Some(v) = get(sec, "logpath") {
+            let paths: Vec<String> = v
+                .split_whitespace()
+                .filter(|p| p.starts_with('/'))
+                .map(|p| format!("\"{p}\""))
+                .collect();
+            if systemd {
+                c.info.push(format!(
+                    "jail [{name}] backend = systemd: read from the journal ([journal]), logpath not needed"
+                ));
+            } else if !paths.is_empty() {
+                let parser = if filter.starts_with("nginx") {
+                    "\nparser = \"nginx\""
+                } else if filter.starts_with("apache") {
+                    "\nparser = \"apache\""
+                } else {
+                    "" // syslog lines: dispatched by their tag
+                };
+                files.push(format!(
+                    "# from jail [{name}] logpath\n[[files]]\npaths = [{}]{parser}\n",
+                    paths.join(", ")
+                ));
+            }
         }
-        if let Some(v) = sec.get("action").or_else(|| sec.get("banaction")) {
-            c.notes.push(format!(
-                "jail [{name}] action = {v}: not converted (crowdwall bans in its own nftables table; no commands are run)"
-            ));
+        for k in ["action", "banaction", "port", "destemail"] {
+            if let Some(v) = sec.get(k) {
+                c.notes.push(format!(
+                    "jail [{name}] {k} = {v}: not converted{}",
+                    drop_why(k)
+                ));
+            }
         }
         for k in sec.keys() {
             if !HANDLED_KEYS.contains(&k.as_str())
-                && !["logpath", "action", "banaction", "ignoreip"].contains(&k.as_str())
+                && ![
+                    "logpath",
+                    "action",
+                    "banaction",
+                    "ignoreip",
+                    "port",
+                    "destemail",
+                ]
+                .contains(&k.as_str())
             {
                 c.notes.push(format!("jail [{name}] {k}: not converted"));
             }
@@ -422,6 +517,10 @@ pub fn convert(files: &[(String, String)]) -> Conversion {
     }
     for s in by_scenario.values() {
         toml.push_str(s);
+        toml.push('\n');
+    }
+    for f in &files {
+        toml.push_str(f);
         toml.push('\n');
     }
     c.toml = toml;
@@ -458,16 +557,25 @@ mod tests {
         let specs = cfg.scenarios.specs().unwrap();
         let ssh = specs.iter().find(|s| s.name == "ssh-bruteforce").unwrap();
         assert_eq!(ssh.capacity, 4);
-        assert_eq!(ssh.leak, 150 * 1_000_000);
+        assert_eq!(ssh.leak, 1200 * 1_000_000);
         let web = specs.iter().find(|s| s.name == "http-bruteforce").unwrap();
         assert_eq!(web.capacity, 2);
-        assert_eq!(web.leak, 30 * 1_000_000);
+        assert_eq!(web.leak, 120 * 1_000_000);
         assert_eq!(web.ban, Some(7200 * 1_000_000));
         let notes = c.notes.join("\n");
         assert!(notes.contains("gateway.lan"), "{notes}");
-        assert!(notes.contains("[custom]"), "{notes}");
+        assert_eq!(c.fail2ban_jails, vec!["custom".to_string()]);
         assert!(notes.contains("bantime.factor"), "{notes}");
-        assert!(notes.contains("logpath"), "{notes}");
+        let info = c.info.join("\n");
+        assert!(info.contains("[sshd] backend = systemd"), "{info}");
+        assert!(
+            info.contains("127.0.0.1/8: host bits set, taken as 127.0.0.0/8"),
+            "{info}"
+        );
+        assert!(
+            !notes.contains("127.0.0.1/8"),
+            "said once, as taken over: {notes}"
+        );
         assert!(
             !notes.contains("postfix"),
             "disabled jails are ignored: {notes}"
