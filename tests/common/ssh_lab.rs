@@ -69,6 +69,38 @@ pub fn sshd(ns: &Netns, dir: &Path, listen: &[&str], facility: &str) -> Proc {
     )
 }
 
+/// `sshpass -p PASS ssh ... DEST` in `ns`, from the source address `bind` when given: one
+/// password prompt, password authentication only, no host key checks (the lab's keys are
+/// throwaway), output discarded; the caller adds the remote command.
+pub fn sshpass(ns: &Netns, pass: &str, bind: Option<&str>, dest: &str) -> std::process::Command {
+    let mut c = ns.command("sshpass");
+    c.args(["-p", pass, "ssh"]);
+    if let Some(b) = bind {
+        c.args(["-b", b]);
+    }
+    c.args([
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "PreferredAuthentications=password",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        "BatchMode=no",
+    ])
+    .arg(dest)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    c
+}
+
 /// Failed password logins from the attacker: `conns` parallel connections. sshpass answers
 /// one password prompt per connection and gives up at the second, so each connection is one
 /// failed attempt (and several log lines: the parser must count it once).
@@ -77,31 +109,8 @@ pub fn attack(atk: &Netns, conns: usize, target: &str) {
     for i in 0..conns {
         let user = format!("nosuchuser{i}");
         kids.push(
-            atk.command("sshpass")
-                .args([
-                    "-p",
-                    "wrong",
-                    "ssh",
-                    "-o",
-                    "StrictHostKeyChecking=no",
-                    "-o",
-                    "UserKnownHostsFile=/dev/null",
-                    "-o",
-                    "PreferredAuthentications=password",
-                    "-o",
-                    "PubkeyAuthentication=no",
-                    "-o",
-                    "NumberOfPasswordPrompts=1",
-                    "-o",
-                    "ConnectTimeout=5",
-                    "-o",
-                    "BatchMode=no",
-                ])
-                .arg(format!("{user}@{target}"))
+            sshpass(atk, "wrong", None, &format!("{user}@{target}"))
                 .arg("true")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
                 .spawn()
                 .expect("sshpass"),
         );

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::netns::{addr, Netns, DOC};
 use crate::common::nft::crowdwall_table;
-use crate::common::ssh_lab::{lab, PORT};
+use crate::common::ssh_lab::{lab, sshpass, PORT};
 use crate::common::Daemon;
 use crate::common::{must, wait_until};
 
@@ -24,27 +24,8 @@ const TYPO_PASS: &str = "Correct-Horse-7";
 
 /// One ssh connection from `src` with one password; true when it logged in.
 fn ssh_once(ns: &Netns, src: &str, user: &str, pass: &str, target: &str) -> bool {
-    ns.command("sshpass")
-        .args(["-p", pass, "ssh", "-b", src])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "PreferredAuthentications=password",
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "NumberOfPasswordPrompts=1",
-            "-o",
-            "ConnectTimeout=5",
-        ])
-        .arg(format!("{user}@{target}"))
+    sshpass(ns, pass, Some(src), &format!("{user}@{target}"))
         .arg("true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
 }

@@ -279,6 +279,7 @@ impl Jail {
             blackhole: from_duration(Duration::from_secs(60)),
             cancel_on: vec![],
             ban: self.bantime.map(from_duration),
+            allowlist: vec![],
         }
     }
 
