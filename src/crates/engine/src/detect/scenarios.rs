@@ -48,6 +48,7 @@ fn spec(
 ///   spacing (fail2ban's default jail: maxretry 5, findtime 10m), a guess every 5 minutes by
 ///   the 6th, every 15 minutes within about 3 hours; a source that never fails more than
 ///   three times an hour leaks as fast as it fills and is never banned.
+///
 /// A success on the connection's own account empties both (cancel on `Success`).
 fn sshd() -> Vec<ScenarioSpec> {
     let ssh = |name: &str, kinds, capacity, leak_s, distinct, cancel_on| ScenarioSpec {
