@@ -522,7 +522,8 @@ fn a_scenario_allowlist_spares_the_address_from_that_scenario_only() {
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
-        "[scenarios.ssh-bruteforce]\nallowlist = [\"203.0.113.48/29\"]\n",
+        "[scenarios.ssh-bruteforce]\nallowlist = [\"203.0.113.48/29\"]\n\
+         [scenarios.ssh-slow-bruteforce]\nallowlist = [\"203.0.113.48/29\"]\n",
     )
     .unwrap();
     let o = crowdwall(&[
@@ -533,7 +534,24 @@ fn a_scenario_allowlist_spares_the_address_from_that_scenario_only() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(decided_values(&o).is_empty(), "{}", text(&o));
-    assert!(text(&o).contains("1 refused (allowlisted)"), "{}", text(&o));
+    assert!(text(&o).contains("2 refused (allowlisted)"), "{}", text(&o));
+    // One brute-force scenario's list leaves the other free to ban.
+    std::fs::write(
+        &cfg,
+        "[scenarios.ssh-bruteforce]\nallowlist = [\"203.0.113.48/29\"]\n",
+    )
+    .unwrap();
+    let o = crowdwall(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "replay",
+        &fixture("sshd-burst.log"),
+    ]);
+    assert!(
+        text(&o).contains("\"scenario\":\"ssh-slow-bruteforce\""),
+        "{}",
+        text(&o)
+    );
     // Another scenario's list does not cover it.
     std::fs::write(
         &cfg,

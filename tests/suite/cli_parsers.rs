@@ -140,7 +140,7 @@ fn import_fail2ban_converts_and_reports() {
     assert!(o.status.success(), "{t}");
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
-        out.contains("[scenarios.ssh-bruteforce]\ncapacity = 2\nleak = \"5m\""),
+        out.contains("[scenarios.ssh-bruteforce]\ncapacity = 2\nleak = \"20m\""),
         "{out}"
     );
     assert!(out.contains("escalate = true"), "{out}");

@@ -418,7 +418,7 @@ mod tests {
         let bf = specs.iter().find(|s| s.name == "ssh-bruteforce").unwrap();
         assert_eq!(bf.capacity, 3);
         assert_eq!(
-            bf.leak, 10_000_000,
+            bf.leak, 300_000_000,
             "untouched keys keep the built-in value"
         );
         assert!(!specs.iter().any(|s| s.name == "ssh-probing"));
