@@ -75,6 +75,9 @@ impl Drop for Account {
     }
 }
 
+/// (source address, pause between guesses in s, (attempts, seconds) when it was banned).
+type PaceResult = (String, u64, Option<(u32, f64)>);
+
 #[test]
 fn real_sshd_guessers_are_dropped_by_their_fifth_attempt_at_any_pace() {
     let Some(lab) = lab("cwp", &DOC) else {
@@ -103,8 +106,9 @@ fn real_sshd_guessers_are_dropped_by_their_fifth_attempt_at_any_pace() {
         );
     }
 
-    // Each pace in a thread of its own; each returns (attempts made, seconds since its first).
-    let results: Vec<(String, u64, Option<(u32, f64)>)> = std::thread::scope(|s| {
+    // Each pace in a thread of its own; each returns its source, its pause and, once banned,
+    // the attempts made and the seconds since its first.
+    let results: Vec<PaceResult> = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for &(src, pause) in PACES {
             handles.push(s.spawn(move || {
