@@ -93,7 +93,9 @@ impl ConfigError {
     /// A section's complaint about `path`: at its line when the section kept the value's
     /// position in `text`, else by key.
     pub fn from_section(path: &std::path::Path, text: &str, e: SectionError) -> ConfigError {
-        match e.offset {
+        // When the section did not keep the value's span, the key may still name a table
+        // (`[scenarios.ssh-bruteforse]`) or a key in one that the text has.
+        match e.offset.or_else(|| locate(text, &e.key)) {
             Some(offset) => {
                 let (line, column) = line_col(text, offset);
                 ConfigError::Parse {
@@ -103,23 +105,10 @@ impl ConfigError {
                     message: format!("{}: {}", e.key, e.message),
                 }
             }
-            None => match locate(text, &e.key) {
-                // The section did not keep the value's span, but the key names a table
-                // (`[scenarios.ssh-bruteforse]`) or a key in one that the text has.
-                Some(offset) => {
-                    let (line, column) = line_col(text, offset);
-                    ConfigError::Parse {
-                        path: path.to_path_buf(),
-                        line,
-                        column,
-                        message: format!("{}: {}", e.key, e.message),
-                    }
-                }
-                None => ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    key: e.key,
-                    message: e.message,
-                },
+            None => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: e.key,
+                message: e.message,
             },
         }
     }
