@@ -119,6 +119,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     value,
                     duration,
                     reason,
+                    ports,
                 } => {
                     let v = call(
                         &socket,
@@ -126,12 +127,17 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                             value,
                             duration,
                             reason,
+                            ports,
                         },
                     )?;
                     println!(
-                        "banned {} until {}",
+                        "banned {} until {} ({})",
                         v["value"].as_str().unwrap_or("?"),
-                        v["until"].as_str().unwrap_or("?")
+                        v["until"].as_str().unwrap_or("?"),
+                        match v["ports"].as_str() {
+                            Some("all") | None => "all ports".to_string(),
+                            Some(p) => format!("port {p} only"),
+                        }
                     );
                 }
                 DecisionsCmd::Delete {
@@ -223,6 +229,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Explain { line, parser, json } => {
             cli::replay::explain(&cli.config, &line, parser.as_deref(), json)?
         }
+        Cmd::Log { follow, lines } => {
+            let socket = socket_of(&cli.socket, &cli.config)?;
+            cli::log::show(&socket, lines, follow)?;
+        }
         Cmd::Metrics { json } => {
             let socket = socket_of(&cli.socket, &cli.config)?;
             let v = call(&socket, Request::Metrics)?;
@@ -262,7 +272,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         )?,
         Cmd::Firewall(FirewallCmd::Remove) => {
             let cfg = load_config(&cli.config)?;
-            let mut fw = crowdwall_nft::NftFirewall::open(cfg.firewall.spec())?;
+            let mut fw = crowdwall_nft::NftFirewall::open(cfg.firewall_spec())?;
             fw.remove()?;
             match cfg.firewall.mode {
                 crowdwall_nft::Mode::Table => println!(

@@ -13,7 +13,7 @@ use crowdwall_base::clock as time;
 use crowdwall_base::time::SECOND;
 use crowdwall_engine::decide::Origin;
 use crowdwall_engine::enforce::{
-    Element, EnforceError, Family, Firewall, Interval, KernelElement, SetChange,
+    Element, EnforceError, Family, Firewall, Interval, KernelElement, Ports, SetChange,
 };
 use crowdwall_nft::NftFirewall;
 use crowdwall_nft::{FirewallSpec, Mode, TableFamily, Verdict};
@@ -659,6 +659,75 @@ fn banned_client_is_dropped_and_counted_per_origin() {
     assert!(
         (0..3).any(|_| ping_ok(&client, "192.0.2.1")),
         "ping still blocked after unban"
+    );
+}
+
+#[test]
+fn port_lists_get_sets_and_a_chain_and_leave_other_traffic_alone() {
+    if !can_run(true) {
+        return;
+    }
+    let server = netns();
+    let client = netns();
+    link(&server, "cw0", &client, "cw1");
+    addr(&server, "cw0", "192.0.2.1/24");
+    addr(&client, "cw1", "192.0.2.2/24");
+    assert!(
+        (0..5).any(|_| ping_ok(&client, "192.0.2.1")),
+        "no connectivity before the ban"
+    );
+    let ssh = Ports::new(vec![22]).unwrap();
+    let web = Ports::new(vec![443, 80]).unwrap();
+    let mut s = spec(-10);
+    s.port_groups = vec![ssh.clone(), web.clone()];
+    let banned = single("192.0.2.2");
+    server.with_fw(s.clone(), |fw| {
+        let l = fw.layout().clone();
+        assert_eq!(l.sets.len(), 60, "20 sets per list and for every port");
+        let mut sets = vec![Vec::new(); l.sets.len()];
+        let ix = l.route_ports(Origin::Local, &ssh, &banned).unwrap();
+        assert_eq!(l.set(ix).unwrap().name, "local_p1_v4");
+        sets[ix as usize].push(elem(banned, 600));
+        fw.load(&sets).expect("load with port lists");
+        assert!(fw.is_intact().unwrap());
+        assert_eq!(ranges(&listed(fw, "local_p1_v4")), vec![banned]);
+    });
+    let p1 = chain_text(&server, "ports_p1");
+    assert!(p1.contains("ip saddr @local_p1_v4 jump ban_local"), "{p1}");
+    assert!(!p1.contains("@local_v4 "), "{p1}");
+    let input = chain_text(&server, "input");
+    for want in ["tcp dport 22 jump ports_p1", "udp dport 22 jump ports_p1"] {
+        assert!(input.contains(want), "{want}: {input}");
+    }
+    for port in [80, 443] {
+        assert!(
+            input.contains(&format!("tcp dport {port} jump ports_p2")),
+            "{input}"
+        );
+    }
+    // ICMP is no port's: a source banned on port 22 still pings.
+    assert!(
+        (0..3).any(|_| ping_ok(&client, "192.0.2.1")),
+        "a ban limited to port 22 dropped ICMP"
+    );
+    // A flushed table is found and rebuilt with its port chains.
+    assert!(nft::run(&server, &["flush", "table", "inet", TABLE])
+        .status
+        .success());
+    server.with_fw(s.clone(), |fw| {
+        assert!(!fw.is_intact().unwrap(), "intact after flush table");
+        let l = fw.layout().clone();
+        let mut sets = vec![Vec::new(); l.sets.len()];
+        let ix = l.route(Origin::Local, &banned).unwrap();
+        sets[ix as usize].push(elem(banned, 600));
+        fw.load(&sets).expect("reload");
+        assert!(fw.is_intact().unwrap());
+    });
+    assert!(chain_text(&server, "ports_p2").contains("@local_p2_v4"));
+    // The same source in the every-port set: now ICMP is dropped too.
+    assert!(
+        !ping_ok(&client, "192.0.2.1"),
+        "ping passed a ban on every port"
     );
 }
 

@@ -105,6 +105,16 @@ pub enum Cmd {
     /// Manage crowdwall's nftables table.
     #[command(subcommand)]
     Firewall(FirewallCmd),
+    /// The daemon's recent log lines (it keeps the last 2000, whether it logs to the journal
+    /// or to stderr); with --follow, new lines as they come, like `tail -f`.
+    Log {
+        /// Keep printing new lines until interrupted (a daemon restart is waited for).
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the newest lines to print first.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
     /// Counters as tables: sources, parsers, scenarios, decisions, netlink (the same numbers
     /// as the Prometheus endpoint).
     Metrics {
@@ -208,6 +218,11 @@ pub enum DecisionsCmd {
         /// Why, shown by `decisions list`.
         #[arg(long)]
         reason: Option<String>,
+        /// Drop only TCP and UDP to these ports (22 or 22,2222) instead of every port. The
+        /// list must be one the config names (a scenario's `ports`, or `[ban.ports]`): each
+        /// has its own sets in the table.
+        #[arg(long, value_name = "PORTS")]
+        ports: Option<String>,
     },
     /// Lift decisions: every one on exactly VALUE, everything inside --range, or --all.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["value", "range", "all"])))]

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod bouncers;
 pub mod community;
+pub mod log;
 pub mod replay;
 pub mod status;
 pub mod ui;

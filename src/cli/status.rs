@@ -36,7 +36,15 @@ pub fn decisions_table(rows: &[serde_json::Value]) -> String {
     if rows.is_empty() {
         return "no active decisions\n".into();
     }
-    let cols = ["id", "value", "origin", "scenario", "remaining", "reason"];
+    let cols = [
+        "id",
+        "value",
+        "origin",
+        "scenario",
+        "ports",
+        "remaining",
+        "reason",
+    ];
     let cell = |r: &serde_json::Value, k: &str| match &r[k] {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => String::new(),
@@ -173,9 +181,23 @@ pub fn print_status(v: &Status) {
             continue;
         }
         let caught_up = s.details.get("caught_up").and_then(|c| c.as_bool()) == Some(true);
-        let catching_up = match s.details.get("newest_entry").and_then(|c| c.as_str()) {
-            Some(t) if !caught_up => format!(", catching up (at {t})"),
-            _ => String::new(),
+        // While a resume drains its backlog: how far it is (entries read of those the
+        // cursor left behind) and the time of the entry it is at.
+        let backlog = s
+            .details
+            .get("backlog")
+            .and_then(|c| c.as_u64())
+            .unwrap_or(0);
+        let at = s.details.get("newest_entry").and_then(|c| c.as_str());
+        let catching_up = match (caught_up, backlog, at) {
+            (true, _, _) => String::new(),
+            (false, 0, Some(t)) => format!(", catching up (at {t})"),
+            (false, 0, None) => String::new(),
+            (false, n, t) => format!(
+                ", catching up: {} of {n} entries read{}",
+                (s.entries_read + s.skipped).min(n),
+                t.map(|t| format!(" (at {t})")).unwrap_or_default()
+            ),
         };
         println!(
             "source {}: {} entries read, {} skipped, lag {}s{}{}",

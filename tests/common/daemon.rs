@@ -125,15 +125,19 @@ impl Daemon {
 
     /// Runs the CLI against this daemon: success and stdout+stderr.
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
-        let o = Command::new(BIN)
-            .arg("--config")
+        let o = self.cli_command(args).output().expect("run cli");
+        (o.status.success(), text(&o))
+    }
+
+    /// The CLI command `cli` runs, to spawn one that keeps running (`log -f`).
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--config")
             .arg(self.config())
             .arg("--socket")
             .arg(self.socket())
-            .args(args)
-            .output()
-            .expect("run cli");
-        (o.status.success(), text(&o))
+            .args(args);
+        c
     }
 
     pub fn log(&self) -> String {

@@ -61,23 +61,39 @@ impl Netns {
     }
 
     /// A plain TCP listener (`nc -lk PORT`) in the namespace, on every address.
+    /// Returns once the socket listens: a connection tried right after must not race the
+    /// listener's start (it did, once in CI).
     pub fn listen(&self, port: u16) -> Proc {
-        spawn(
+        let p = spawn(
             self.command("nc")
                 .args(["-lk", &port.to_string()])
                 .stdout(Stdio::null()),
             "nc listener",
-        )
+        );
+        self.wait_listening(port);
+        p
     }
 
     /// A plain TCP listener on one address of the namespace.
     pub fn listen_at(&self, addr: &str, port: u16) -> Proc {
-        spawn(
+        let p = spawn(
             self.command("nc")
                 .args(["-lk", addr, &port.to_string()])
                 .stdout(Stdio::null()),
             "nc listener",
-        )
+        );
+        self.wait_listening(port);
+        p
+    }
+
+    /// Waits (10 s at most) until a TCP socket in the namespace listens on `port`, as `ss`
+    /// sees it; panics otherwise, since every test after would fail for the wrong reason.
+    pub fn wait_listening(&self, port: u16) {
+        let filter = format!("sport = :{port}");
+        let up = super::proc::wait_until(std::time::Duration::from_secs(10), || {
+            !self.exec(&["ss", "-Hltn", &filter]).stdout.is_empty()
+        });
+        assert!(up, "nothing listens on port {port} in {}", self.name);
     }
 
     /// Whether a TCP connection to addr:port succeeds within 2 s.

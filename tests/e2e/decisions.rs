@@ -92,6 +92,47 @@ fn delete_range_and_all_lift_what_they_cover_in_the_kernel() {
     // Neither a value nor a flag: a usage error, not "unban everything".
     let (ok, out) = d.cli(&["decisions", "delete"]);
     assert!(!ok, "{out}");
+
+    // The daemon's own log, through the CLI: what it did, as it said it (daemon.log is the
+    // same lines on stderr, which a sysadmin without systemd may never see).
+    let (ok, out) = d.cli(&["log", "-n", "200"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("manual ban {}", DOC.atk)) && out.contains("unban all"),
+        "{out}"
+    );
+    let (ok, out) = d.cli(&["log", "-n", "1"]);
+    assert!(ok && out.lines().count() == 1, "{out}");
+    // --follow prints what happens after it started.
+    let mut follow = d
+        .cli_command(&["log", "-f", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("log -f");
+    let stdout = follow.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, out) = d.cli(&["decisions", "add", "192.0.2.200", "--reason", "follow me"]);
+    assert!(ok, "{out}");
+    let seen = (0..50).find_map(|_| {
+        rx.recv_timeout(Duration::from_millis(200))
+            .ok()
+            .filter(|l| l.contains("manual ban 192.0.2.200"))
+    });
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(seen.is_some(), "log -f did not show the new ban");
 }
 
 static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(20_000);

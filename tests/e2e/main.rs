@@ -22,6 +22,7 @@ mod crowdsec_lapi;
 mod decisions;
 mod feeds;
 mod nflog_portscan;
+mod ports;
 mod portscan;
 mod sandbox;
 mod sources;

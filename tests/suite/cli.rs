@@ -376,6 +376,38 @@ fn config_errors_name_the_line_suggest_and_speak_plainly() {
     );
 }
 
+#[test]
+fn port_lists_are_checked_where_they_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    let check = |body: &str| {
+        std::fs::write(&f, body).unwrap();
+        let o = crowdwall(&["check-config", f.to_str().unwrap()]);
+        (o.status.success(), text(&o))
+    };
+    let (ok, msg) = check("[scenarios.ssh-bruteforce]\nports = [22, 0]\n");
+    assert!(
+        !ok && msg.contains(":2:") && msg.contains("port 0"),
+        "{msg}"
+    );
+    let (ok, msg) = check("[ban.ports]\ncomunity = [22]\n");
+    assert!(
+        !ok && msg.contains("ban.ports.comunity") && msg.contains("not an origin"),
+        "{msg}"
+    );
+    // The admin's sets hold addresses only: ports there would be a promise not kept.
+    let (ok, msg) = check(
+        "[firewall]\nmode = \"sets\"\ntable = \"filter\"\nset_v4 = \"bl\"\n\n[scenarios.ssh-bruteforce]\nports = [22]\n",
+    );
+    assert!(
+        !ok && msg.contains("scenarios.ssh-bruteforce.ports") && msg.contains("own table"),
+        "{msg}"
+    );
+    let (ok, msg) =
+        check("[scenarios.ssh-bruteforce]\nports = [2222, 22]\n[ban.ports]\ncommunity = [22]\n");
+    assert!(ok, "{msg}");
+}
+
 /// Root only: a broken config leaves the kernel untouched; a stopped daemon leaves its table
 /// (bans keep being enforced); `firewall remove` takes it out.
 #[test]

@@ -381,6 +381,13 @@ fn resume_from_every_batch_cursor_is_exact() {
         );
         assert!(rest.iter().all(|b| !b.gap));
         assert_eq!(stats.gaps.load(Ordering::Relaxed), 0);
+        // The backlog counted at the start is what the resume then moved over: every
+        // entry it read and every one it skipped.
+        assert_eq!(
+            stats.backlog.load(Ordering::Relaxed),
+            (want.len() - done) as u64 + stats.skipped.load(Ordering::Relaxed),
+            "backlog after {done} entries"
+        );
     }
     assert_eq!(done, want.len());
 }

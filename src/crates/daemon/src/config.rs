@@ -13,6 +13,7 @@ use crowdwall_base::{Net, Section, SectionError};
 use crowdwall_engine::decide::{AllowlistSection, BanSection};
 use crowdwall_engine::detect::scenarios::ScenariosSection;
 use crowdwall_engine::detect::{DetectSection, ScenarioSpec};
+use crowdwall_engine::enforce::Ports;
 use crowdwall_engine::fail2ban::filter::FilterSource;
 use crowdwall_engine::fail2ban::jail::{self, Fail2banSection, Jail};
 use crowdwall_engine::parse::user::{ParsersSection, UserParser};
@@ -229,7 +230,31 @@ impl Config {
             run(&self.fail2ban),
         ]
         .into_iter()
-        .try_for_each(|r| r.map_err(|e| self.section_error(e, text)))
+        .try_for_each(|r| r.map_err(|e| self.section_error(e, text)))?;
+        self.check_ports(text)
+    }
+
+    /// Port-limited bans need rules of crowdwall's own: the admin's sets (mode = "sets")
+    /// take addresses only, and their rules decide which ports are filtered.
+    fn check_ports(&self, text: &str) -> Result<(), ConfigError> {
+        if self.firewall.mode != crowdwall_nft::Mode::Sets {
+            return Ok(());
+        }
+        let scenario = self.scenarios.0.iter().find(|(_, o)| o.ports.is_some());
+        let key = match (scenario, self.ban.ports.keys().next()) {
+            (Some((name, _)), _) => format!("scenarios.{name}.ports"),
+            (None, Some(origin)) => format!("ban.ports.{origin}"),
+            (None, None) => return Ok(()),
+        };
+        let (section, rest) = key.split_once('.').unwrap_or(("", key.as_str()));
+        Err(self.section_error(
+            SectionError::new(
+                rest,
+                "bans limited to ports need crowdwall's own table; with firewall.mode = \"sets\" the rules around your sets decide the ports (leave `ports` out)",
+            )
+            .under(section),
+            text,
+        ))
     }
 
     /// A section's complaint as a config error: at its line when the section knows where the
@@ -288,6 +313,24 @@ impl Config {
     /// parse + detect + decide, for `replay`, `explain` and the benchmarks.
     pub fn replay(&self) -> Result<Replay, ConfigError> {
         Replay::new(self.settings()).map_err(|e| self.settings_error(e))
+    }
+
+    /// What the firewall is opened with: `[firewall]`, plus the port lists bans are limited
+    /// to (`[scenarios.*] ports`, `[ban.ports]`), which get sets and a chain each.
+    pub fn firewall_spec(&self) -> crowdwall_nft::FirewallSpec {
+        let mut spec = self.firewall.spec();
+        // Checked at parse: the specs build.
+        let scenarios = self.scenario_specs().unwrap_or_default();
+        let mut groups: Vec<Ports> = scenarios
+            .into_iter()
+            .map(|s| s.ports)
+            .chain(self.ban.ports.values().cloned())
+            .filter(|p| !p.is_all())
+            .collect();
+        groups.sort();
+        groups.dedup();
+        spec.port_groups = groups;
+        spec
     }
 
     /// Configured and drop-in allowlist ranges.

@@ -21,6 +21,10 @@ pub enum Request {
         value: String,
         duration: Option<String>,
         reason: Option<String>,
+        /// `22,2222`: the ban covers only these ports (one of the configured lists). Left
+        /// out when absent, so an older daemon reads a plain add as before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ports: Option<String>,
     },
     Delete {
         value: String,
@@ -50,6 +54,11 @@ pub enum Request {
     },
     /// The counters snapshot (`crowdwall metrics`).
     Metrics,
+    /// Kept log lines numbered after `after` (0: the newest `max`), for `crowdwall log`.
+    Log {
+        after: u64,
+        max: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +207,7 @@ mod tests {
             value: "192.0.2.1".into(),
             duration: Some("1h".into()),
             reason: None,
+            ports: None,
         };
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(

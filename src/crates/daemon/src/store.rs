@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::time::Micros;
 use crowdwall_engine::decide::{Decision, Origin};
+use crowdwall_engine::enforce::Ports;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -31,7 +32,7 @@ pub struct Store {
     conn: Connection,
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -86,21 +87,25 @@ impl Store {
         if version < 2 {
             conn.execute_batch(MIGRATION_2)?;
         }
+        if version < 3 {
+            conn.execute_batch(MIGRATION_3)?;
+        }
         Ok(Store { conn })
     }
 
     /// Stores a decision and sets its id.
     pub fn insert(&mut self, d: &mut Decision) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO decisions (value, origin, scenario, reason, created, until)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO decisions (value, origin, scenario, reason, created, until, ports)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 d.value.to_string(),
                 d.origin.as_str(),
                 d.scenario,
                 d.reason,
                 d.created,
-                d.until
+                d.until,
+                d.ports.to_list()
             ],
         )?;
         d.id = self.conn.last_insert_rowid();
@@ -110,7 +115,7 @@ impl Store {
     /// Decisions still in force at `now`, oldest first.
     pub fn active(&self, now: Micros) -> Result<Vec<Decision>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT id, value, origin, scenario, reason, created, until
+            "SELECT id, value, origin, scenario, reason, created, until, ports
              FROM decisions WHERE until > ?1 ORDER BY id",
         )?;
         let rows = st.query_map([now], |r| {
@@ -122,13 +127,15 @@ impl Store {
                 r.get::<_, String>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, i64>(6)?,
+                r.get::<_, String>(7)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, value, origin, scenario, reason, created, until) = row?;
+            let (id, value, origin, scenario, reason, created, until, ports) = row?;
             let value = value_of(id, &value)?;
             let origin = origin_of(id, &origin)?;
+            let ports = ports_of(id, &ports)?;
             out.push(Decision {
                 id,
                 value,
@@ -137,6 +144,7 @@ impl Store {
                 reason,
                 created,
                 until,
+                ports,
             });
         }
         Ok(out)
@@ -170,18 +178,21 @@ impl Store {
         &mut self,
         value: &IpNet,
         now: Micros,
-    ) -> Result<Vec<(i64, Origin)>, StoreError> {
+    ) -> Result<Vec<(i64, Origin, Ports)>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "DELETE FROM decisions WHERE value = ?1 AND until > ?2 RETURNING id, origin",
+            "DELETE FROM decisions WHERE value = ?1 AND until > ?2 RETURNING id, origin, ports",
         )?;
         let rows = st.query_map(params![value.to_string(), now], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, origin) = row?;
-            let origin = origin_of(id, &origin)?;
-            out.push((id, origin));
+            let (id, origin, ports) = row?;
+            out.push((id, origin_of(id, &origin)?, ports_of(id, &ports)?));
         }
         Ok(out)
     }
@@ -213,8 +224,8 @@ impl Store {
         };
         {
             let mut st = tx.prepare_cached(
-                "INSERT INTO decisions (value, origin, scenario, reason, created, until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO decisions (value, origin, scenario, reason, created, until, ports)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for d in decisions.iter_mut() {
                 st.execute(params![
@@ -223,7 +234,8 @@ impl Store {
                     d.scenario,
                     d.reason,
                     d.created,
-                    d.until
+                    d.until,
+                    d.ports.to_list()
                 ])?;
                 d.id = tx.last_insert_rowid();
             }
@@ -339,6 +351,13 @@ const MIGRATION_2: &str = "BEGIN;
          user_agent TEXT NOT NULL DEFAULT ''
      );
      PRAGMA user_version = 2;
+     COMMIT;";
+
+/// Schema 3, additive: the destination ports a ban is limited to (`22,2222`; empty for
+/// every port, which is what every older row means).
+const MIGRATION_3: &str = "BEGIN;
+     ALTER TABLE decisions ADD COLUMN ports TEXT NOT NULL DEFAULT '';
+     PRAGMA user_version = 3;
      COMMIT;";
 
 /// Change-log rows of decisions that ended longer ago than this are dropped even if some
@@ -557,6 +576,14 @@ fn value_of(id: i64, text: &str) -> Result<IpNet, StoreError> {
     })
 }
 
+/// A stored port list back as [`Ports`].
+fn ports_of(id: i64, text: &str) -> Result<Ports, StoreError> {
+    Ports::parse(text).map_err(|e| StoreError::BadRow {
+        id,
+        message: format!("ports '{text}': {e}"),
+    })
+}
+
 /// A stored origin back as an [`Origin`].
 fn origin_of(id: i64, text: &str) -> Result<Origin, StoreError> {
     text.parse().map_err(
@@ -580,6 +607,7 @@ mod tests {
             reason: "r".into(),
             created: 0,
             until,
+            ports: Default::default(),
         }
     }
 

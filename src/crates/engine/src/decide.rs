@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::Overflow;
+use crate::enforce::Ports;
 use crate::time::Micros;
 
 /// Where a decision came from. The allowlist wins over every one of them.
@@ -86,6 +87,9 @@ pub struct Decision {
     pub reason: String,
     pub created: Micros,
     pub until: Micros,
+    /// The destination ports the ban is limited to; every port when empty.
+    #[serde(default, skip_serializing_if = "Ports::is_all")]
+    pub ports: Ports,
 }
 
 impl Decision {
@@ -266,6 +270,7 @@ pub fn from_overflow(
         ),
         created: now,
         until: now.saturating_add(duration),
+        ports: ov.ports.clone(),
     })
 }
 
@@ -298,6 +303,7 @@ pub fn manual(
         },
         created: now,
         until: now.saturating_add(duration),
+        ports: Ports::all(),
     })
 }
 
@@ -337,6 +343,7 @@ mod tests {
             events: 6,
             ban: None,
             allowlist: vec![],
+            ports: Ports::all(),
         }
     }
 
@@ -437,6 +444,9 @@ pub struct BanSection {
     pub max_duration: crowdwall_base::Dur,
     pub escalate: bool,
     pub forget_after: crowdwall_base::Dur,
+    /// `[ban.ports]`: per origin (`community = [22]`), the ports its bans are limited to
+    /// when a decision names none; origins left out are banned on every port.
+    pub ports: std::collections::BTreeMap<String, Ports>,
 }
 
 impl Default for BanSection {
@@ -448,6 +458,7 @@ impl Default for BanSection {
             max_duration: Dur::secs(7 * 86400),
             escalate: true,
             forget_after: Dur::secs(30 * 86400),
+            ports: Default::default(),
         }
     }
 }
@@ -471,11 +482,28 @@ impl crowdwall_base::Section for BanSection {
                 "must be at least ban.duration",
             ));
         }
+        for name in self.ports.keys() {
+            if name.parse::<Origin>().is_err() {
+                let names: Vec<&str> = Origin::ALL.iter().map(|o| o.as_str()).collect();
+                return Err(SectionError::new(
+                    format!("ports.{name}"),
+                    format!("'{name}' is not an origin (origins: {})", names.join(", ")),
+                ));
+            }
+        }
         Ok(())
     }
 }
 
 impl BanSection {
+    /// The ports `[ban.ports]` limits each origin's bans to (checked: every key an origin).
+    pub fn origin_ports(&self) -> Vec<(Origin, Ports)> {
+        self.ports
+            .iter()
+            .filter_map(|(k, v)| k.parse::<Origin>().ok().map(|o| (o, v.clone())))
+            .collect()
+    }
+
     pub fn policy(&self) -> BanPolicy {
         BanPolicy {
             duration: self.duration.micros(),

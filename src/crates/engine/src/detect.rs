@@ -102,6 +102,8 @@ pub struct ScenarioSpec {
     /// Addresses this scenario never bans, on top of `[allowlist]` (fail2ban's per-jail
     /// `ignoreip`): a monitoring host that probes sshd may still be banned for web attacks.
     pub allowlist: Vec<ipnet::IpNet>,
+    /// The ports its bans are limited to (every port when empty).
+    pub ports: crate::enforce::Ports,
 }
 
 impl ScenarioSpec {
@@ -129,6 +131,9 @@ pub struct Overflow {
     /// The scenario's own allowlist, checked when the ban is decided.
     #[serde(skip)]
     pub allowlist: Vec<ipnet::IpNet>,
+    /// The scenario's ports, which its ban is limited to.
+    #[serde(skip)]
+    pub ports: crate::enforce::Ports,
 }
 
 #[derive(Debug)]
@@ -269,6 +274,7 @@ impl Engine {
                     events: bucket.poured,
                     ban: spec.ban,
                     allowlist: spec.allowlist.clone(),
+                    ports: spec.ports.clone(),
                 });
                 self.overflows_by_scenario[idx] += 1;
                 self.stats.overflows += 1;
@@ -316,6 +322,7 @@ mod tests {
             cancel_on: vec![EventKind::Success],
             ban: None,
             allowlist: vec![],
+            ports: Default::default(),
         }
     }
 

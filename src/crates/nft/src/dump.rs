@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crowdwall_engine::decide::Origin;
-use crowdwall_engine::enforce::{DropCounter, EnforceError, Family, SetIx};
+use crowdwall_engine::enforce::{DropCounter, EnforceError, SetIx};
 
 use crate::consts::*;
 use crate::elem::{parse_elems, RawElem};
 use crate::objects::Target;
 use crate::sock::{all_messages, kernel_error, nft_request, parse_ack, Ack, Sock};
-use crate::spec::Verdict;
 use crate::wire::{self, Attrs, Message};
 
 /// A dump is produced as we read it; each part comes at once, this bounds a stuck kernel.
@@ -117,27 +116,7 @@ pub(crate) fn rules_present(sock: &mut Sock, t: &Target) -> Result<bool, Enforce
         Err(EnforceError::Kernel { errno, .. }) if errno == libc::ENOENT => return Ok(false),
         r => r?,
     };
-    let v4_sets = t
-        .layout
-        .sets
-        .iter()
-        .filter(|d| d.family == Family::V4)
-        .count();
-    let base_rules = t.layout.sets.len() + v4_sets;
-    let verdict_rules = match t.spec.verdict {
-        Verdict::Drop => 2,
-        Verdict::Reject => 3,
-    };
-    let mut want: Vec<(String, usize)> = Origin::ALL
-        .iter()
-        .map(|o| (format!("ban_{o}"), verdict_rules))
-        .collect();
-    if t.spec.input {
-        want.push(("input".into(), base_rules));
-    }
-    if t.spec.forward {
-        want.push(("forward".into(), base_rules));
-    }
+    let want = crate::objects::chains(t);
     Ok(want
         .iter()
         .all(|(c, n)| per_chain.get(c.as_bytes()).copied().unwrap_or(0) == *n))

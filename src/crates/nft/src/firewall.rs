@@ -6,7 +6,6 @@ use std::os::fd::RawFd;
 use std::time::Instant;
 
 use crowdwall_base::clock;
-use crowdwall_engine::decide::Origin;
 use crowdwall_engine::enforce::{
     Drift, DropCounter, Element, EnforceError, Family, Firewall, Interval, KernelElement, Layout,
     SetChange, SetDef, SetIx,
@@ -54,11 +53,12 @@ impl NftFirewall {
                 None
             }
         };
+        let layout = Layout::own_with_ports(&spec.port_groups);
         let mut fw = NftFirewall {
             t: Target {
                 spec,
                 table,
-                layout: Layout::own(),
+                layout,
                 set_names: Vec::new(),
             },
             sock,
@@ -118,6 +118,8 @@ impl NftFirewall {
                     name: name.clone(),
                     family,
                     interval: flags & NFT_SET_INTERVAL != 0,
+                    origin: None,
+                    ports: Default::default(),
                 }))
             };
         let v4 = get(&spec.set_v4, Family::V4)?;
@@ -293,14 +295,7 @@ impl Firewall for NftFirewall {
                 "GETTABLE".into(),
                 vec![(NFTA_TABLE_NAME, t.clone())],
             ));
-            let mut chains: Vec<String> = Origin::ALL.iter().map(|o| format!("ban_{o}")).collect();
-            if self.t.spec.input {
-                chains.push("input".into());
-            }
-            if self.t.spec.forward {
-                chains.push("forward".into());
-            }
-            for c in chains {
+            for (c, _) in crate::objects::chains(&self.t) {
                 let mut n = c.clone().into_bytes();
                 n.push(0);
                 queries.push((

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ptr::NonNull;
 
 use crowdwall_engine::decide::Origin;
-use crowdwall_engine::enforce::{EnforceError, Family, Layout, SetDef, SetIx};
+use crowdwall_engine::enforce::{EnforceError, Family, Layout, Ports, SetDef, SetIx};
 use nftnl::expr::{
     Cmp, CmpOp, Expression, IcmpCode, Ipv4HeaderField, Ipv6HeaderField, Lookup, NetworkHeaderField,
     Payload, RejectionType, Verdict as NftVerdict,
@@ -54,7 +54,10 @@ impl Target {
 ///   chain input { type filter hook input priority P;
 ///     ip saddr @local_v4 jump ban_local
 ///     ip6 saddr ::ffff:0:0/96 @nh,160,32 @local_v4 jump ban_local   (v4-mapped sources)
-///     ... }
+///     ...
+///     tcp dport 22 jump ports_p1   (and udp: one pair per port of each port list)
+///   }
+///   chain ports_p1 { ip saddr @local_p1_v4 jump ban_local ... }  the port list's own sets
 ///   chain forward { likewise, when enabled }
 /// }
 /// ```
@@ -172,6 +175,17 @@ pub(crate) fn push_skeleton(b: &mut Batch, seq: &mut Seq, t: &Target) -> Result<
             }
         }
     }
+    // Port-limited bans: a chain per port list holding that list's lookups, which the base
+    // chains jump to for TCP and UDP to those ports only.
+    let mut groups = Vec::with_capacity(t.layout.port_groups.len());
+    for (gi, ports) in t.layout.port_groups.iter().enumerate() {
+        let name = group_chain(gi);
+        let cname = CString::new(name.clone()).map_err(|_| invalid("chain name"))?;
+        let chain = Chain::new(&cname, &table);
+        b.push_obj(seq.next(), format!("NEWCHAIN {name}"), &chain, MsgType::Add)?;
+        push_lookups(b, seq, &chain, &name, defs, &lookups, ports)?;
+        groups.push((cname, ports));
+    }
     let mut hooks = Vec::new();
     if spec.input {
         hooks.push((c"input", Hook::In));
@@ -179,9 +193,7 @@ pub(crate) fn push_skeleton(b: &mut Batch, seq: &mut Seq, t: &Target) -> Result<
     if spec.forward {
         hooks.push((c"forward", Hook::Forward));
     }
-    let v4_saddr = Payload::Network(NetworkHeaderField::Ipv4(Ipv4HeaderField::Saddr));
-    let v6_saddr = Payload::Network(NetworkHeaderField::Ipv6(Ipv6HeaderField::Saddr));
-    let mapped_prefix: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    let all = Ports::all();
     for (hname, hook) in hooks {
         let hn = hname.to_string_lossy();
         let mut chain = Chain::new(hname, &table);
@@ -189,53 +201,142 @@ pub(crate) fn push_skeleton(b: &mut Batch, seq: &mut Seq, t: &Target) -> Result<
         chain.set_type(ChainType::Filter);
         chain.set_policy(Policy::Accept);
         b.push_obj(seq.next(), format!("NEWCHAIN {hn}"), &chain, MsgType::Add)?;
-        for (i, (d, lookup)) in defs.iter().zip(&lookups).enumerate() {
-            // The own layout holds four sets per origin, in the order of Origin::ALL.
-            let origin = Origin::ALL
-                .get(i / 4)
-                .ok_or_else(|| EnforceError::Protocol(format!("set #{i} has no origin")))?;
-            let jump = NftVerdict::Jump {
-                chain: CString::new(format!("ban_{origin}")).map_err(|_| invalid("chain"))?,
-            };
-            let mut r = Rule::new(&chain);
-            match d.family {
-                Family::V4 => {
-                    r.add_expr(&nft_expr!(meta nfproto));
-                    r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
-                    r.add_expr(&v4_saddr);
-                }
-                Family::V6 => {
-                    r.add_expr(&nft_expr!(meta nfproto));
-                    r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
-                    r.add_expr(&v6_saddr);
+        push_lookups(b, seq, &chain, &hn, defs, &lookups, &all)?;
+        for (cname, ports) in &groups {
+            for port in ports.as_slice() {
+                for (proto, pname) in [(libc::IPPROTO_TCP, "tcp"), (libc::IPPROTO_UDP, "udp")] {
+                    // `meta l4proto P th dport N jump ports_pG`: the transport header's
+                    // destination port sits at offset 2 in TCP and UDP alike.
+                    let mut r = Rule::new(&chain);
+                    r.add_expr(&nft_expr!(meta l4proto));
+                    r.add_expr(&nft_expr!(cmp == proto as u8));
+                    r.add_expr(&RawTransportPayload { offset: 2, len: 2 });
+                    r.add_expr(&Cmp::new(CmpOp::Eq, &port.to_be_bytes()[..]));
+                    r.add_expr(&NftVerdict::Jump {
+                        chain: cname.clone(),
+                    });
+                    b.push_obj(
+                        seq.next(),
+                        format!(
+                            "NEWRULE {hn} {pname} dport {port} jump {}",
+                            cname.to_string_lossy()
+                        ),
+                        &r,
+                        MsgType::Add,
+                    )?;
                 }
             }
-            r.add_expr(lookup);
-            r.add_expr(&jump);
+        }
+    }
+    Ok(())
+}
+
+/// The chain of the `gi`-th port list (`ports_p1` for the first).
+fn group_chain(gi: usize) -> String {
+    format!("ports_p{}", gi + 1)
+}
+
+/// Every chain of the own table and how many rules it holds when intact: the read-back
+/// that finds a flushed chain and the check that finds a deleted one both go by this list.
+pub(crate) fn chains(t: &Target) -> Vec<(String, usize)> {
+    // A set's lookups: one rule, and one more for v4-mapped IPv6 sources on IPv4 sets.
+    let lookup_rules = |ports: &Ports| -> usize {
+        t.layout
+            .sets
+            .iter()
+            .filter(|d| d.ports == *ports)
+            .map(|d| if d.family == Family::V4 { 2 } else { 1 })
+            .sum()
+    };
+    let verdict_rules = match t.spec.verdict {
+        Verdict::Drop => 2,
+        Verdict::Reject => 3,
+    };
+    let mut out: Vec<(String, usize)> = Origin::ALL
+        .iter()
+        .map(|o| (format!("ban_{o}"), verdict_rules))
+        .collect();
+    let jumps: usize = t
+        .layout
+        .port_groups
+        .iter()
+        .map(|g| 2 * g.as_slice().len())
+        .sum();
+    let base = lookup_rules(&Ports::all()) + jumps;
+    for (gi, g) in t.layout.port_groups.iter().enumerate() {
+        out.push((group_chain(gi), lookup_rules(g)));
+    }
+    if t.spec.input {
+        out.push(("input".into(), base));
+    }
+    if t.spec.forward {
+        out.push(("forward".into(), base));
+    }
+    out
+}
+
+/// The source-address lookups of the sets limited to `ports` into `chain`: each jumps to
+/// its origin's verdict chain.
+fn push_lookups(
+    b: &mut Batch,
+    seq: &mut Seq,
+    chain: &Chain,
+    cn: &str,
+    defs: &[SetDef],
+    lookups: &[Lookup],
+    ports: &Ports,
+) -> Result<(), EnforceError> {
+    let v4_saddr = Payload::Network(NetworkHeaderField::Ipv4(Ipv4HeaderField::Saddr));
+    let v6_saddr = Payload::Network(NetworkHeaderField::Ipv6(Ipv6HeaderField::Saddr));
+    let mapped_prefix: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    for (d, lookup) in defs.iter().zip(lookups) {
+        if d.ports != *ports {
+            continue;
+        }
+        let origin = d
+            .origin
+            .ok_or_else(|| EnforceError::Protocol(format!("set {} has no origin", d.name)))?;
+        let jump = NftVerdict::Jump {
+            chain: CString::new(format!("ban_{origin}")).map_err(|_| invalid("chain"))?,
+        };
+        let mut r = Rule::new(chain);
+        match d.family {
+            Family::V4 => {
+                r.add_expr(&nft_expr!(meta nfproto));
+                r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
+                r.add_expr(&v4_saddr);
+            }
+            Family::V6 => {
+                r.add_expr(&nft_expr!(meta nfproto));
+                r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
+                r.add_expr(&v6_saddr);
+            }
+        }
+        r.add_expr(lookup);
+        r.add_expr(&jump);
+        b.push_obj(
+            seq.next(),
+            format!("NEWRULE {cn} saddr @{}", d.name),
+            &r,
+            MsgType::Add,
+        )?;
+        if d.family == Family::V4 {
+            // An IPv6 packet whose source is ::ffff:a.b.c.d is that IPv4 address: look
+            // its low 32 bits up in the IPv4 set, so mapped sources never slip past.
+            let mut m = Rule::new(chain);
+            m.add_expr(&nft_expr!(meta nfproto));
+            m.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
+            m.add_expr(&RawNetPayload { offset: 8, len: 12 });
+            m.add_expr(&Cmp::new(CmpOp::Eq, &mapped_prefix[..]));
+            m.add_expr(&RawNetPayload { offset: 20, len: 4 });
+            m.add_expr(lookup);
+            m.add_expr(&jump);
             b.push_obj(
                 seq.next(),
-                format!("NEWRULE {hn} saddr @{}", d.name),
-                &r,
+                format!("NEWRULE {cn} mapped @{}", d.name),
+                &m,
                 MsgType::Add,
             )?;
-            if d.family == Family::V4 {
-                // An IPv6 packet whose source is ::ffff:a.b.c.d is that IPv4 address: look
-                // its low 32 bits up in the IPv4 set, so mapped sources never slip past.
-                let mut m = Rule::new(&chain);
-                m.add_expr(&nft_expr!(meta nfproto));
-                m.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
-                m.add_expr(&RawNetPayload { offset: 8, len: 12 });
-                m.add_expr(&Cmp::new(CmpOp::Eq, &mapped_prefix[..]));
-                m.add_expr(&RawNetPayload { offset: 20, len: 4 });
-                m.add_expr(lookup);
-                m.add_expr(&jump);
-                b.push_obj(
-                    seq.next(),
-                    format!("NEWRULE {hn} mapped @{}", d.name),
-                    &m,
-                    MsgType::Add,
-                )?;
-            }
         }
     }
     Ok(())
@@ -312,26 +413,46 @@ struct RawNetPayload {
     len: u32,
 }
 
+/// `@th,OFFSET*8,LEN*8`: raw bytes of the transport header into register 1 (`th dport`).
+struct RawTransportPayload {
+    offset: u32,
+    len: u32,
+}
+
 impl Expression for RawNetPayload {
     fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
-        // SAFETY: allocation checked; plain integer attributes.
-        unsafe {
-            let e = alloc_expr(c"payload");
-            let p = e.as_ptr();
-            sys::nftnl_expr_set_u32(
-                p,
-                sys::NFTNL_EXPR_PAYLOAD_DREG as u16,
-                libc::NFT_REG_1 as u32,
-            );
-            sys::nftnl_expr_set_u32(
-                p,
-                sys::NFTNL_EXPR_PAYLOAD_BASE as u16,
-                libc::NFT_PAYLOAD_NETWORK_HEADER as u32,
-            );
-            sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_PAYLOAD_OFFSET as u16, self.offset);
-            sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_PAYLOAD_LEN as u16, self.len);
-            e
-        }
+        raw_payload(
+            libc::NFT_PAYLOAD_NETWORK_HEADER as u32,
+            self.offset,
+            self.len,
+        )
+    }
+}
+
+impl Expression for RawTransportPayload {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        raw_payload(
+            libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32,
+            self.offset,
+            self.len,
+        )
+    }
+}
+
+fn raw_payload(base: u32, offset: u32, len: u32) -> NonNull<sys::nftnl_expr> {
+    // SAFETY: allocation checked; plain integer attributes.
+    unsafe {
+        let e = alloc_expr(c"payload");
+        let p = e.as_ptr();
+        sys::nftnl_expr_set_u32(
+            p,
+            sys::NFTNL_EXPR_PAYLOAD_DREG as u16,
+            libc::NFT_REG_1 as u32,
+        );
+        sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_PAYLOAD_BASE as u16, base);
+        sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_PAYLOAD_OFFSET as u16, offset);
+        sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_PAYLOAD_LEN as u16, len);
+        e
     }
 }
 

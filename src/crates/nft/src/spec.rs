@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crowdwall_base::{Dur, Section, SectionError};
+use crowdwall_engine::enforce::Ports;
 
 /// How the tables and chains are laid out. Validated by config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -63,6 +64,10 @@ pub struct FirewallSpec {
     pub set_v6: Option<String>,
     pub set_v4_net: Option<String>,
     pub set_v6_net: Option<String>,
+    /// The port lists bans are limited to (`[scenarios.*] ports`, `[ban] ports`): the own
+    /// table gets sets and a chain for each. Not a `[firewall]` key: the daemon's config
+    /// fills it from the sections that name ports.
+    pub port_groups: Vec<Ports>,
 }
 
 impl Default for FirewallSpec {
@@ -79,6 +84,7 @@ impl Default for FirewallSpec {
             set_v6: None,
             set_v4_net: None,
             set_v6_net: None,
+            port_groups: Vec::new(),
         }
     }
 }
@@ -143,6 +149,7 @@ impl FirewallSection {
             set_v6: self.set_v6.clone(),
             set_v4_net: self.set_v4_net.clone(),
             set_v6_net: self.set_v6_net.clone(),
+            port_groups: Vec::new(),
         }
     }
 }

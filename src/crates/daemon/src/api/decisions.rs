@@ -452,6 +452,7 @@ mod tests {
             reason: String::new(),
             created: 0,
             until,
+            ports: Default::default(),
         }
     }
 

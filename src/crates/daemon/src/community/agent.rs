@@ -376,6 +376,7 @@ fn decision(e: &BlockEntry, now: Micros) -> Option<Decision> {
         reason: format!("community blocklist, score {}", e.score),
         created: now,
         until: now.saturating_add(e.duration_s.saturating_mul(SECOND)),
+        ports: Default::default(),
     })
 }
 
@@ -447,6 +448,7 @@ mod tests {
             events: 6,
             ban: None,
             allowlist: vec![],
+            ports: Default::default(),
         };
         let s = signal_of(&ov);
         let json = serde_json::to_value(&s).unwrap();

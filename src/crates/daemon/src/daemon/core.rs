@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use crowdwall_engine::decide::{self, Allowlist, BanPolicy, DecideError, Decision};
 use crowdwall_engine::detect::Overflow;
 use crowdwall_engine::enforce::plan::Desired;
-use crowdwall_engine::enforce::{Drift, Firewall};
+use crowdwall_engine::enforce::{Drift, Firewall, Ports};
 use crowdwall_engine::replay::Detector;
 use crowdwall_engine::LogEntry;
 
@@ -62,7 +62,10 @@ pub struct Core<F: Firewall> {
 impl<F: Firewall> Core<F> {
     pub fn new(cfg: Config, store: Store, fw: F) -> Result<Self, DaemonError> {
         let lockout = crate::lockout::Guard::new(&cfg.lockout);
-        let desired = Desired::new(fw.layout().clone());
+        let mut desired = Desired::new(fw.layout().clone());
+        for (origin, ports) in cfg.ban.origin_ports() {
+            desired.set_origin_ports(origin, ports);
+        }
         let mut core = Core {
             detector: cfg.detector()?,
             policy: cfg.ban.policy(),
@@ -85,7 +88,10 @@ impl<F: Firewall> Core<F> {
         };
         // The one full read of the store: from here on the in-memory plan follows each change.
         for d in core.store.active(time::now())? {
-            if !core.desired.insert(d.id, d.origin, &d.value, d.until) {
+            if !core
+                .desired
+                .insert(d.id, d.origin, &d.ports, &d.value, d.until)
+            {
                 log::warn!(
                     "{} ({}) cannot be enforced: no set takes ranges (set-only mode without an interval set)",
                     d.value_text(),
@@ -115,7 +121,10 @@ impl<F: Firewall> Core<F> {
 
     /// Records a stored decision in the plan (the next sync sends it).
     pub(super) fn track(&mut self, d: &Decision) {
-        if !self.desired.insert(d.id, d.origin, &d.value, d.until) {
+        if !self
+            .desired
+            .insert(d.id, d.origin, &d.ports, &d.value, d.until)
+        {
             log::warn!(
                 "{} ({}) cannot be enforced: no set takes ranges (set-only mode without an interval set)",
                 d.value_text(),
@@ -371,8 +380,10 @@ impl<F: Firewall> Core<F> {
                 let deleted = self
                     .store
                     .replace_origin(origin, list.as_deref(), &mut kept)?;
+                // Feeds, the hub and CrowdSec name no ports: their decisions were placed
+                // with every port (and the origin's `[ban.ports]`, which `remove` applies).
                 for (id, v) in &deleted {
-                    self.desired.remove(*id, origin, v);
+                    self.desired.remove(*id, origin, &Ports::all(), v);
                 }
                 for d in &kept {
                     self.track(d);
@@ -387,7 +398,7 @@ impl<F: Firewall> Core<F> {
             } => {
                 let deleted = self.store.delete_origin_values(origin, &remove)?;
                 for (id, v) in &deleted {
-                    self.desired.remove(*id, origin, v);
+                    self.desired.remove(*id, origin, &Ports::all(), v);
                 }
                 report.deleted = deleted.len();
                 for mut d in add {

@@ -132,6 +132,7 @@ fn apply_feed<F: Firewall>(
             reason: format!("listed in {name}"),
             created: now,
             until,
+            ports: Default::default(),
         })
         .collect();
     core.apply_external(ExternalUpdate::Replace {

@@ -90,6 +90,11 @@ pub(super) async fn reload<F: Firewall>(
     if new.firewall.spec() != old.firewall.spec() {
         restart.push("firewall");
     }
+    // A new port list means new sets and chains, and the read-back thread's handle knows
+    // the table's layout from the start: both are built once, at start.
+    if new.firewall_spec().port_groups != old.firewall_spec().port_groups {
+        restart.push("the port lists of bans (scenarios.*.ports, ban.ports)");
+    }
     if !restart.is_empty() {
         return Response::Error(format!(
             "{}: {} changed, which needs a restart (systemctl restart crowdwall); {stays}",

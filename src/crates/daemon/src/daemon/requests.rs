@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crowdwall_engine::decide::{self, Decision};
-use crowdwall_engine::enforce::Firewall;
+use crowdwall_engine::enforce::{Firewall, Ports};
 
 use super::{Core, StatusExtra};
 use crate::control::{Request, Response};
@@ -24,15 +24,42 @@ impl<F: Firewall> Core<F> {
             Request::List => {
                 let active = self.store.active(now).map_err(|e| e.to_string())?;
                 Ok(serde_json::Value::Array(
-                    active.iter().map(|d| decision_json(d, now)).collect(),
+                    active
+                        .iter()
+                        .map(|d| {
+                            decision_json(d, self.desired.effective_ports(d.origin, &d.ports), now)
+                        })
+                        .collect(),
                 ))
             }
             Request::Add {
                 value,
                 duration,
                 reason,
+                ports,
             } => {
                 let net = crowdwall_base::parse_net(&value).map_err(|e| e.to_string())?;
+                let ports = match ports.as_deref() {
+                    None => Ports::all(),
+                    Some(p) => {
+                        let p = Ports::parse(p).map_err(|e| format!("--ports: {e}"))?;
+                        let layout = self.desired.layout();
+                        if !layout.has_ports(&p) {
+                            let known: Vec<String> =
+                                layout.port_groups.iter().map(|g| g.to_list()).collect();
+                            return Err(format!(
+                                "--ports {}: the table has no sets for that list; it takes the lists the config names (scenarios.*.ports, [ban.ports]){}",
+                                p.to_list(),
+                                if known.is_empty() {
+                                    ", and it names none".to_string()
+                                } else {
+                                    format!(": {}", known.join(" or "))
+                                }
+                            ));
+                        }
+                        p
+                    }
+                };
                 let dur = match duration {
                     Some(s) => time::parse_duration(&s)
                         .map(time::from_duration)
@@ -42,6 +69,7 @@ impl<F: Firewall> Core<F> {
                 let mut d =
                     decide::manual(net, dur, reason.as_deref().unwrap_or(""), &self.allow, now)
                         .map_err(|e| e.to_string())?;
+                d.ports = ports;
                 self.store.insert(&mut d).map_err(|e| e.to_string())?;
                 self.track(&d);
                 log::warn!(
@@ -53,7 +81,11 @@ impl<F: Firewall> Core<F> {
                 self.sync().map_err(|e| {
                     format!("stored, but the kernel refused it: {e} (it will be retried)")
                 })?;
-                Ok(decision_json(&d, now))
+                Ok(decision_json(
+                    &d,
+                    self.desired.effective_ports(d.origin, &d.ports),
+                    now,
+                ))
             }
             Request::Delete { value } => {
                 let net = crowdwall_base::parse_net(&value).map_err(|e| e.to_string())?;
@@ -61,8 +93,8 @@ impl<F: Firewall> Core<F> {
                     .store
                     .delete_value(&net, now)
                     .map_err(|e| e.to_string())?;
-                for (id, origin) in &gone {
-                    self.desired.remove(*id, *origin, &net);
+                for (id, origin, ports) in &gone {
+                    self.desired.remove(*id, *origin, ports, &net);
                 }
                 let n = gone.len();
                 if n == 0 {
@@ -94,8 +126,8 @@ impl<F: Firewall> Core<F> {
                 let mut n = 0;
                 for v in &values {
                     let gone = self.store.delete_value(v, now).map_err(|e| e.to_string())?;
-                    for (id, origin) in &gone {
-                        self.desired.remove(*id, *origin, v);
+                    for (id, origin, ports) in &gone {
+                        self.desired.remove(*id, *origin, ports, v);
                     }
                     n += gone.len();
                 }
@@ -137,6 +169,10 @@ impl<F: Firewall> Core<F> {
             Request::Metrics => {
                 serde_json::to_value(self.metrics(extra, now)).map_err(|e| e.to_string())
             }
+            Request::Log { after, max } => {
+                let (lines, next) = crowdwall_base::logging::recent(after, max.min(10_000));
+                Ok(json!({ "lines": lines, "next": next, "pid": std::process::id() }))
+            }
             // Handled by the serve loop, which owns the sources.
             Request::Reload => Err("reload is handled by the daemon loop".into()),
             r @ (Request::BouncerAdd { .. }
@@ -148,12 +184,15 @@ impl<F: Firewall> Core<F> {
     }
 }
 
-pub fn decision_json(d: &Decision, now: Micros) -> serde_json::Value {
+/// A decision as `decisions list` gets it; `ports` is what its ban covers (its own list or
+/// its origin's, `all` for every port).
+pub fn decision_json(d: &Decision, ports: &Ports, now: Micros) -> serde_json::Value {
     json!({
         "id": d.id,
         "value": d.value_text(),
         "origin": d.origin,
         "scenario": d.scenario,
+        "ports": if ports.is_all() { "all".to_string() } else { ports.to_list() },
         "reason": d.reason,
         "created": format_rfc3339(d.created),
         "until": format_rfc3339(d.until),

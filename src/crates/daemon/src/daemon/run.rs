@@ -64,7 +64,7 @@ pub fn run(mut cfg: Config, opts: RunOptions) -> Result<(), DaemonError> {
         cfg.daemon.state_dir.display()
     )))?;
     let store = Store::open(&cfg.daemon.state_dir.join("crowdwall.db"))?;
-    let spec = cfg.firewall.spec();
+    let spec = cfg.firewall_spec();
     let fw = crowdwall_nft::NftFirewall::open(spec.clone())?;
     // Read-backs run on a thread with a socket of their own: dumping a big set takes the
     // kernel long (it re-walks the set for every 32 KiB part), and the loop must not wait.

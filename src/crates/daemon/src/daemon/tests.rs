@@ -28,6 +28,7 @@ fn add(c: &mut Core<MemoryFirewall>, v: &str, dur: &str) -> Response {
             value: v.into(),
             duration: Some(dur.into()),
             reason: None,
+            ports: None,
         },
         &StatusExtra::default(),
     )
@@ -184,6 +185,7 @@ fn ext(v: &str, origin: Origin, list: &str, until: Micros) -> Decision {
         reason: String::new(),
         created: time::now(),
         until,
+        ports: Default::default(),
     }
 }
 

@@ -140,6 +140,7 @@ pub fn convert(d: &LapiDecision, now: Micros) -> Result<Decision, Skip> {
         },
         created: now,
         until: now.saturating_add(dur),
+        ports: Default::default(),
     })
 }
 

@@ -98,7 +98,14 @@ pub struct JournalStats {
     pub caught_up: AtomicBool,
     /// Times the resume cursor was not found (possible loss).
     pub gaps: AtomicU64,
+    /// Entries written after the saved cursor when the thread started (what a resume has to
+    /// catch up on; 0 on a first start), counted once, up to [`BACKLOG_COUNT_MAX`].
+    pub backlog: AtomicU64,
 }
+
+/// Counting the backlog walks it once more; past this many entries the count stops (the
+/// message then says "more than").
+pub const BACKLOG_COUNT_MAX: u64 = 10_000_000;
 
 impl JournalStats {
     pub fn new() -> Arc<Self> {
@@ -139,6 +146,9 @@ pub fn spawn(
             };
             let _ = ready_tx.send(Ok(()));
             drop(ready_tx);
+            if let Some(cursor) = &cfg.cursor {
+                reader.announce_backlog(cursor)?;
+            }
             reader.run(&tx, &stop)
         })
         .map_err(|e| SourceError::Thread(format!("cannot start: {e}")))?;
@@ -242,6 +252,46 @@ impl Reader {
                 self.j.previous().map_err(jerr("read the last entry"))?;
             }
         }
+        Ok(())
+    }
+
+    /// Counts the entries a resume has to read and says so: a first start after a long stop
+    /// bans hundreds of addresses from history in its first second, which looks like a
+    /// malfunction unless the log said it would. Then returns to the resume position.
+    fn announce_backlog(&mut self, cursor: &str) -> Result<(), SourceError> {
+        // ON the saved entry (found) or on the oldest unread one (vacuumed): its time is
+        // about when the cursor was saved.
+        let saved_at = self.j.timestamp_usec().ok().map(|t| t as i64);
+        let mut n: u64 = u64::from(self.pending_current);
+        while n < BACKLOG_COUNT_MAX && self.j.next().map_err(jerr("count the backlog"))? > 0 {
+            n += 1;
+        }
+        // Back to where reading resumes: seek_cursor + next() lands as `position` left it.
+        self.j
+            .seek_cursor(cursor)
+            .map_err(jerr("seek to the saved cursor"))?;
+        self.j.next().map_err(jerr("read after seek"))?;
+        self.stats.backlog.store(n, Ordering::Relaxed);
+        if n == 0 {
+            log::info!("journal: resuming from the saved cursor, nothing written since");
+            return Ok(());
+        }
+        let count = if n >= BACKLOG_COUNT_MAX {
+            format!("more than {n}")
+        } else {
+            n.to_string()
+        };
+        let since = match saved_at {
+            Some(at) if at > 0 => format!(
+                " saved at {} ({} ago)",
+                time::format_rfc3339(at),
+                time::format_duration(time::to_duration((time::now() - at).max(0)))
+            ),
+            _ => String::new(),
+        };
+        log::warn!(
+            "journal: catching up {count} entries from the cursor{since}: their attacks are banned as they are read; `crowdwall status` shows the progress"
+        );
         Ok(())
     }
 

@@ -224,13 +224,6 @@ impl SourceStatus {
     }
 }
 
-/// The wall-clock time of the entry a journal cursor points at: its `t=` field, hexadecimal
-/// microseconds since the epoch (`s=…;i=…;b=…;m=…;t=5e1c…;x=…`).
-pub fn cursor_time(cursor: &str) -> Option<Micros> {
-    let t = cursor.split(';').find_map(|f| f.strip_prefix("t="))?;
-    i64::from_str_radix(t, 16).ok().filter(|&t| t > 0)
-}
-
 /// The sections the sources start from; a reload restarts only the sources whose part
 /// changed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -420,6 +413,7 @@ impl Sources {
             let mut details = serde_json::Map::new();
             details.insert("directory".into(), serde_json::json!(j.directory));
             details.insert("caught_up".into(), caught_up.into());
+            details.insert("backlog".into(), j.stats.backlog.load(Relaxed).into());
             details.insert(
                 "newest_entry".into(),
                 match newest > 0 {
@@ -536,15 +530,11 @@ fn start_journal(
     match &cursor {
         // A first start after an earlier run may have hours of history to read: say so, or
         // a burst of bans from old entries in the first second looks like a malfunction.
-        Some(c) => match cursor_time(c) {
-            Some(at) => log::warn!(
-                "journal: catching up from the cursor saved in {}: entries written since {} ({} ago) are read now, and their attacks banned as they are read; `crowdwall status` shows the progress",
-                cursor_file.path().display(),
-                time::format_rfc3339(at),
-                time::format_duration(time::to_duration(time::now() - at))
-            ),
-            None => log::info!("journal: resuming from the saved cursor"),
-        },
+        // The journal thread counts what is to catch up on and says so.
+        Some(_) => log::info!(
+            "journal: resuming from the cursor saved in {}",
+            cursor_file.path().display()
+        ),
         None => log::info!("journal: first start, reading from the tail"),
     }
     let (tx, rx) = mpsc::channel(16);
@@ -645,16 +635,5 @@ impl Live {
         for t in self.threads.drain(..) {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod cursor_time_tests {
-    #[test]
-    fn the_time_of_a_cursor_is_its_t_field() {
-        let c = "s=8e1c0d3f0b7d4c0c9a7b1d4f5e6a7b8c;i=1a2b;b=0f1e2d3c4b5a69788796a5b4c3d2e1f0;m=4d2;t=5f1b2c3d4e5f6;x=9a8b7c6d5e4f3a2b";
-        assert_eq!(super::cursor_time(c), Some(0x5f1b2c3d4e5f6));
-        assert_eq!(super::cursor_time("s=1;i=2"), None);
-        assert_eq!(super::cursor_time("t=zz"), None);
     }
 }

@@ -33,6 +33,7 @@ fn spec(
         cancel_on: vec![],
         ban: None,
         allowlist: vec![],
+        ports: Default::default(),
     }
 }
 
@@ -203,6 +204,9 @@ pub struct ScenarioOverride {
     pub ban: Option<Dur>,
     /// Addresses and ranges this scenario never bans (fail2ban's per-jail `ignoreip`).
     pub allowlist: Option<Vec<crowdwall_base::Net>>,
+    /// Ban only these destination ports (TCP and UDP) instead of every port: fail2ban's
+    /// `nftables-multiport`. A monitoring service on another port stays reachable.
+    pub ports: Option<crate::enforce::Ports>,
 }
 
 /// A distinct field as written in the config (`user`, `path`, `port`).
@@ -286,6 +290,7 @@ impl ScenariosSection {
                         cancel_on: vec![],
                         ban: None,
                         allowlist: vec![],
+                        ports: Default::default(),
                     });
                     specs.len() - 1
                 }
@@ -329,6 +334,9 @@ impl ScenariosSection {
             }
             if let Some(v) = &o.allowlist {
                 s.allowlist = v.iter().map(|n| n.0).collect();
+            }
+            if let Some(v) = &o.ports {
+                s.ports = v.clone();
             }
             if o.enabled == Some(false) {
                 s.name.clear(); // marked for removal below

@@ -127,6 +127,87 @@ pub struct SetSizes {
 /// Index of a kernel set in a [`Layout`].
 pub type SetIx = u16;
 
+/// The destination ports a ban is limited to, sorted and without repeats; empty means every
+/// port, the default (fail2ban's `nftables-allports`; a list is its `nftables-multiport`).
+/// A port-limited ban drops TCP and UDP to those ports and lets the source reach the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Ports(Vec<u16>);
+
+/// More ports than this in one list is a configuration mistake (each port is a rule in the
+/// kernel's hook chain); a service has a handful.
+pub const MAX_PORTS: usize = 32;
+
+impl Ports {
+    /// Every port.
+    pub fn all() -> Ports {
+        Ports(Vec::new())
+    }
+
+    /// A list as written in the config or the store; refuses port 0 and overlong lists.
+    pub fn new(mut v: Vec<u16>) -> Result<Ports, String> {
+        if v.contains(&0) {
+            return Err("port 0 is not a port (ports are 1..=65535)".into());
+        }
+        v.sort_unstable();
+        v.dedup();
+        if v.len() > MAX_PORTS {
+            return Err(format!(
+                "{} ports: at most {MAX_PORTS} in one list (leave `ports` out to ban every port)",
+                v.len()
+            ));
+        }
+        Ok(Ports(v))
+    }
+
+    /// The store's form, `22,2222` (empty for every port).
+    pub fn parse(text: &str) -> Result<Ports, String> {
+        if text.trim().is_empty() {
+            return Ok(Ports::all());
+        }
+        let v = text
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<u16>()
+                    .map_err(|_| format!("'{p}' is not a port number"))
+            })
+            .collect::<Result<Vec<u16>, String>>()?;
+        Ports::new(v)
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[u16] {
+        &self.0
+    }
+
+    /// `22,2222`, or the empty string for every port (the store's form).
+    pub fn to_list(&self) -> String {
+        let v: Vec<String> = self.0.iter().map(|p| p.to_string()).collect();
+        v.join(",")
+    }
+}
+
+impl fmt::Display for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("all ports")
+        } else {
+            write!(f, "port {}", self.to_list())
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Ports {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Vec::<u16>::deserialize(d)?;
+        Ports::new(v).map_err(serde::de::Error::custom)
+    }
+}
+
 /// One kernel set the backend fills.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SetDef {
@@ -134,17 +215,26 @@ pub struct SetDef {
     pub family: Family,
     /// Interval sets hold ranges (and may hold single addresses); hash sets only addresses.
     pub interval: bool,
+    /// The origin whose decisions it holds (own-table mode; None for the admin's sets).
+    pub origin: Option<Origin>,
+    /// The ports its bans are limited to (every port for most sets).
+    pub ports: Ports,
 }
 
 /// Which kernel set each decision goes to. Own-table mode has one hash set (addresses) and one
 /// interval set (ranges) per origin and family, so each origin has its own drop counter and a
 /// single-address change never touches an interval set (whose kernel cost grows with its
-/// size). Set-only mode routes every origin to the admin's one or two sets per family.
+/// size); and the same four again per origin for every port list bans are limited to.
+/// Set-only mode routes every origin to the admin's one or two sets per family, which hold
+/// no ports: a port-limited ban there covers every port (stricter, never looser).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub sets: Vec<SetDef>,
-    /// `[origin][family][single]` -> set.
-    routes: [[[Option<SetIx>; 2]; 2]; 5],
+    /// The port lists with sets of their own; a decision's list is looked up here, index + 1
+    /// being its group (group 0: every port).
+    pub port_groups: Vec<Ports>,
+    /// `[group][origin][family][single]` -> set.
+    routes: Vec<[[[Option<SetIx>; 2]; 2]; 5]>,
 }
 
 fn origin_ix(o: Origin) -> usize {
@@ -162,30 +252,56 @@ impl Layout {
     /// Own table: `<origin>_v4`, `<origin>_v6` (hash) and `<origin>_v4_net`, `<origin>_v6_net`
     /// (interval) for every origin.
     pub fn own() -> Layout {
+        Layout::own_with_ports(&[])
+    }
+
+    /// Own table, plus `<origin>_p<N>_v4` (and the other three) for the N-th port list, for
+    /// bans limited to those ports. Empty lists and repeats are ignored.
+    pub fn own_with_ports(groups: &[Ports]) -> Layout {
+        let mut port_groups: Vec<Ports> = Vec::new();
+        for g in groups {
+            if !g.is_all() && !port_groups.contains(g) {
+                port_groups.push(g.clone());
+            }
+        }
+        port_groups.sort();
         let mut sets = Vec::new();
-        let mut routes = [[[None; 2]; 2]; 5];
-        for o in Origin::ALL {
-            for f in [Family::V4, Family::V6] {
-                for single in [true, false] {
-                    let fam = match f {
-                        Family::V4 => "v4",
-                        Family::V6 => "v6",
-                    };
-                    let name = if single {
-                        format!("{o}_{fam}")
-                    } else {
-                        format!("{o}_{fam}_net")
-                    };
-                    routes[origin_ix(o)][family_ix(f)][single as usize] = Some(sets.len() as SetIx);
-                    sets.push(SetDef {
-                        name,
-                        family: f,
-                        interval: !single,
-                    });
+        let mut routes = vec![[[[None; 2]; 2]; 5]; port_groups.len() + 1];
+        for (gi, ports) in std::iter::once(Ports::all())
+            .chain(port_groups.iter().cloned())
+            .enumerate()
+        {
+            for o in Origin::ALL {
+                for f in [Family::V4, Family::V6] {
+                    for single in [true, false] {
+                        let fam = match f {
+                            Family::V4 => "v4",
+                            Family::V6 => "v6",
+                        };
+                        let group = if gi == 0 {
+                            String::new()
+                        } else {
+                            format!("_p{gi}")
+                        };
+                        let net = if single { "" } else { "_net" };
+                        routes[gi][origin_ix(o)][family_ix(f)][single as usize] =
+                            Some(sets.len() as SetIx);
+                        sets.push(SetDef {
+                            name: format!("{o}{group}_{fam}{net}"),
+                            family: f,
+                            interval: !single,
+                            origin: Some(o),
+                            ports: ports.clone(),
+                        });
+                    }
                 }
             }
         }
-        Layout { sets, routes }
+        Layout {
+            sets,
+            port_groups,
+            routes,
+        }
     }
 
     /// Set-only mode: every origin into the admin's sets. `v4`/`v6` take addresses (and
@@ -216,14 +332,38 @@ impl Layout {
         put(v6, Family::V6, true, !n6);
         put(v4_net, Family::V4, false, true);
         put(v6_net, Family::V6, false, true);
-        Layout { sets, routes }
+        Layout {
+            sets,
+            port_groups: Vec::new(),
+            routes: vec![routes],
+        }
     }
 
     /// The set a decision of `origin` on `range` goes to; None when no set can hold it (a
     /// range in set-only mode without an interval set).
     pub fn route(&self, origin: Origin, range: &Interval) -> Option<SetIx> {
+        self.route_ports(origin, &Ports::all(), range)
+    }
+
+    /// Like [`Layout::route`] for a ban limited to `ports`. A list without sets of its own
+    /// (set-only mode; a list configured after the table was built) goes to the every-port
+    /// sets: a ban may reach further than asked, never less far.
+    pub fn route_ports(&self, origin: Origin, ports: &Ports, range: &Interval) -> Option<SetIx> {
         let single = range.first == range.last;
-        self.routes[origin_ix(origin)][family_ix(range.family)][single as usize]
+        let group = if ports.is_all() {
+            0
+        } else {
+            self.port_groups
+                .iter()
+                .position(|g| g == ports)
+                .map_or(0, |i| i + 1)
+        };
+        self.routes.get(group)?[origin_ix(origin)][family_ix(range.family)][single as usize]
+    }
+
+    /// Whether a ban limited to `ports` gets exactly those ports here.
+    pub fn has_ports(&self, ports: &Ports) -> bool {
+        ports.is_all() || self.port_groups.contains(ports)
     }
 
     pub fn set(&self, ix: SetIx) -> Option<&SetDef> {

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use ipnet::IpNet;
 
-use super::{Element, Family, Interval, KernelElement, Layout, SetChange, SetIx};
+use super::{Element, Family, Interval, KernelElement, Layout, Ports, SetChange, SetIx};
 use crate::decide::Origin;
 use crate::time::Micros;
 
@@ -175,6 +175,9 @@ pub struct Desired {
     strays: Vec<(SetIx, Interval)>,
     /// Decisions no set can hold (a range with no interval set in set-only mode).
     pub unroutable: u64,
+    /// Ports each origin's bans are limited to when a decision names none (`[ban] ports`),
+    /// indexed like `Origin::ALL`.
+    origin_ports: [Ports; 5],
     /// Bumped whenever what the kernel holds changes through us: a read-back taken at
     /// another generation is stale.
     generation: u64,
@@ -212,24 +215,59 @@ impl Desired {
             dirty_ranges: BTreeSet::new(),
             strays: Vec::new(),
             unroutable: 0,
+            origin_ports: Default::default(),
             generation: 0,
         }
+    }
+
+    /// Limits the bans of `origin` that name no ports of their own to `ports`. Set before
+    /// the first insert: decisions already placed stay where they are.
+    pub fn set_origin_ports(&mut self, origin: Origin, ports: Ports) {
+        if let Some(i) = Origin::ALL.iter().position(|o| *o == origin) {
+            self.origin_ports[i] = ports;
+        }
+    }
+
+    /// The ports a decision's ban covers: its own, else its origin's, else every port.
+    pub fn effective_ports<'a>(&'a self, origin: Origin, ports: &'a Ports) -> &'a Ports {
+        if !ports.is_all() {
+            return ports;
+        }
+        Origin::ALL
+            .iter()
+            .position(|o| *o == origin)
+            .map_or(ports, |i| &self.origin_ports[i])
     }
 
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
 
-    fn target(&self, origin: Origin, net: &IpNet) -> Option<(SetIx, Interval, bool)> {
+    fn target(
+        &self,
+        origin: Origin,
+        ports: &Ports,
+        net: &IpNet,
+    ) -> Option<(SetIx, Interval, bool)> {
         let iv = Interval::from_net(net);
-        let ix = self.layout.route(origin, &iv)?;
+        let ix = self
+            .layout
+            .route_ports(origin, self.effective_ports(origin, ports), &iv)?;
         let interval = self.layout.set(ix)?.interval;
         Some((ix, iv, interval))
     }
 
-    /// Adds a decision. False when no set can hold it.
-    pub fn insert(&mut self, id: i64, origin: Origin, net: &IpNet, until: Micros) -> bool {
-        let Some((ix, iv, interval)) = self.target(origin, net) else {
+    /// Adds a decision, its ban limited to `ports` (every port when empty). False when no
+    /// set can hold it.
+    pub fn insert(
+        &mut self,
+        id: i64,
+        origin: Origin,
+        ports: &Ports,
+        net: &IpNet,
+        until: Micros,
+    ) -> bool {
+        let Some((ix, iv, interval)) = self.target(origin, ports, net) else {
             self.unroutable += 1;
             return false;
         };
@@ -252,9 +290,10 @@ impl Desired {
         true
     }
 
-    /// Removes a decision (deleted, replaced).
-    pub fn remove(&mut self, id: i64, origin: Origin, net: &IpNet) {
-        let Some((ix, iv, interval)) = self.target(origin, net) else {
+    /// Removes a decision (deleted, replaced): the same origin, ports and value it was
+    /// inserted with find its set again.
+    pub fn remove(&mut self, id: i64, origin: Origin, ports: &Ports, net: &IpNet) {
+        let Some((ix, iv, interval)) = self.target(origin, ports, net) else {
             return;
         };
         if interval {
@@ -760,24 +799,24 @@ mod tests {
     #[test]
     fn reban_with_a_longer_expiry_is_a_delete_and_add() {
         let mut d = Desired::new(layout());
-        assert!(d.insert(1, Origin::Local, &net("192.0.2.1/32"), 100));
+        assert!(d.insert(1, Origin::Local, &Ports::all(), &net("192.0.2.1/32"), 100));
         let p = d.changes(0, 2);
         assert_eq!(p.changes.len(), 1);
         assert!(p.changes[0].remove.is_empty());
         assert_eq!(p.changes[0].add[0].expires, 100);
         d.commit(p);
         assert!(!d.is_dirty());
-        d.insert(2, Origin::Local, &net("192.0.2.1/32"), 500);
+        d.insert(2, Origin::Local, &Ports::all(), &net("192.0.2.1/32"), 500);
         let p = d.changes(10, 2);
         assert_eq!(p.changes[0].remove, vec![iv("192.0.2.1")]);
         assert_eq!(p.changes[0].add[0].expires, 500);
         d.commit(p);
         // Removing the longer decision shrinks back to the remaining one.
-        d.remove(2, Origin::Local, &net("192.0.2.1/32"));
+        d.remove(2, Origin::Local, &Ports::all(), &net("192.0.2.1/32"));
         let p = d.changes(20, 2);
         assert_eq!(p.changes[0].add[0].expires, 100);
         d.commit(p);
-        d.remove(1, Origin::Local, &net("192.0.2.1/32"));
+        d.remove(1, Origin::Local, &Ports::all(), &net("192.0.2.1/32"));
         let p = d.changes(30, 2);
         assert_eq!(p.changes[0].remove, vec![iv("192.0.2.1")]);
         assert!(p.changes[0].add.is_empty());
@@ -789,10 +828,22 @@ mod tests {
     fn origins_and_kinds_go_to_their_own_sets() {
         let l = layout();
         let mut d = Desired::new(l.clone());
-        d.insert(1, Origin::Local, &net("192.0.2.1/32"), 100);
-        d.insert(2, Origin::Community, &net("192.0.2.1/32"), 100);
-        d.insert(3, Origin::Lists, &net("198.51.100.0/24"), 100);
-        d.insert(4, Origin::Manual, &net("2001:db8::/64"), 100);
+        d.insert(1, Origin::Local, &Ports::all(), &net("192.0.2.1/32"), 100);
+        d.insert(
+            2,
+            Origin::Community,
+            &Ports::all(),
+            &net("192.0.2.1/32"),
+            100,
+        );
+        d.insert(
+            3,
+            Origin::Lists,
+            &Ports::all(),
+            &net("198.51.100.0/24"),
+            100,
+        );
+        d.insert(4, Origin::Manual, &Ports::all(), &net("2001:db8::/64"), 100);
         let p = d.changes(0, 2);
         let names: Vec<&str> = p
             .changes
@@ -812,10 +863,10 @@ mod tests {
     #[test]
     fn a_refresh_of_a_lapsing_element_waits_for_it() {
         let mut d = Desired::new(layout());
-        d.insert(1, Origin::Local, &net("192.0.2.1/32"), 100);
+        d.insert(1, Origin::Local, &Ports::all(), &net("192.0.2.1/32"), 100);
         let p = d.changes(0, 2);
         d.commit(p);
-        d.insert(2, Origin::Local, &net("192.0.2.1/32"), 500);
+        d.insert(2, Origin::Local, &Ports::all(), &net("192.0.2.1/32"), 500);
         // At 99 the kernel may expire the element any moment: no delete is risked.
         let p = d.changes(99, 2);
         assert!(p.is_empty());
@@ -830,9 +881,27 @@ mod tests {
     fn forget_and_audit_bring_back_what_the_kernel_lost() {
         let l = layout();
         let mut d = Desired::new(l.clone());
-        d.insert(1, Origin::Local, &net("192.0.2.1/32"), 1_000_000_000);
-        d.insert(2, Origin::Local, &net("192.0.2.2/32"), 1_000_000_000);
-        d.insert(3, Origin::Lists, &net("198.51.100.0/24"), 1_000_000_000);
+        d.insert(
+            1,
+            Origin::Local,
+            &Ports::all(),
+            &net("192.0.2.1/32"),
+            1_000_000_000,
+        );
+        d.insert(
+            2,
+            Origin::Local,
+            &Ports::all(),
+            &net("192.0.2.2/32"),
+            1_000_000_000,
+        );
+        d.insert(
+            3,
+            Origin::Lists,
+            &Ports::all(),
+            &net("198.51.100.0/24"),
+            1_000_000_000,
+        );
         let full = d.full(0);
         d.commit_full(0);
         let v4 = l.index_of("local_v4").unwrap();
@@ -871,13 +940,33 @@ mod tests {
             name: n.into(),
             family: f,
             interval,
+            origin: None,
+            ports: Ports::all(),
         };
         let l = Layout::shared(Some(def("bl4", Family::V4, false)), None, None, None);
         let mut d = Desired::new(l);
-        assert!(d.insert(1, Origin::Local, &net("192.0.2.1/32"), 100));
-        assert!(d.insert(2, Origin::Community, &net("192.0.2.1/32"), 200));
-        assert!(!d.insert(3, Origin::Lists, &net("198.51.100.0/24"), 100));
-        assert!(!d.insert(4, Origin::Local, &net("2001:db8::1/128"), 100));
+        assert!(d.insert(1, Origin::Local, &Ports::all(), &net("192.0.2.1/32"), 100));
+        assert!(d.insert(
+            2,
+            Origin::Community,
+            &Ports::all(),
+            &net("192.0.2.1/32"),
+            200
+        ));
+        assert!(!d.insert(
+            3,
+            Origin::Lists,
+            &Ports::all(),
+            &net("198.51.100.0/24"),
+            100
+        ));
+        assert!(!d.insert(
+            4,
+            Origin::Local,
+            &Ports::all(),
+            &net("2001:db8::1/128"),
+            100
+        ));
         assert_eq!(d.unroutable, 2);
         let p = d.changes(0, 2);
         assert_eq!(p.changes.len(), 1);
@@ -885,9 +974,90 @@ mod tests {
         // An interval set takes both and partitions them.
         let l = Layout::shared(Some(def("bl4", Family::V4, true)), None, None, None);
         let mut d = Desired::new(l);
-        d.insert(1, Origin::Local, &net("198.51.100.9/32"), 500);
-        d.insert(2, Origin::Lists, &net("198.51.100.0/24"), 100);
+        d.insert(
+            1,
+            Origin::Local,
+            &Ports::all(),
+            &net("198.51.100.9/32"),
+            500,
+        );
+        d.insert(
+            2,
+            Origin::Lists,
+            &Ports::all(),
+            &net("198.51.100.0/24"),
+            100,
+        );
         let full = d.full(0);
         assert_eq!(full[0].len(), 3);
+    }
+
+    #[test]
+    fn port_limited_bans_have_sets_of_their_own_and_unknown_lists_cover_every_port() {
+        let ssh = Ports::new(vec![22]).unwrap();
+        let web = Ports::new(vec![443, 80, 80]).unwrap();
+        assert_eq!(web.to_list(), "80,443");
+        let l = Layout::own_with_ports(&[web.clone(), ssh.clone(), Ports::all(), ssh.clone()]);
+        assert_eq!(l.port_groups, vec![ssh.clone(), web.clone()]);
+        assert_eq!(l.sets.len(), 3 * 20);
+        let mut d = Desired::new(l.clone());
+        assert!(d.insert(1, Origin::Local, &ssh, &net("192.0.2.1/32"), 100));
+        assert!(d.insert(2, Origin::Local, &Ports::all(), &net("192.0.2.2/32"), 100));
+        // A list the table has no sets for: banned on every port, not on none.
+        let odd = Ports::new(vec![2222]).unwrap();
+        assert!(!l.has_ports(&odd));
+        assert!(d.insert(3, Origin::Local, &odd, &net("192.0.2.3/32"), 100));
+        // An origin's default list applies to its decisions that name none.
+        d.set_origin_ports(Origin::Community, web.clone());
+        assert!(d.insert(
+            4,
+            Origin::Community,
+            &Ports::all(),
+            &net("192.0.2.4/32"),
+            100
+        ));
+        let p = d.changes(0, 2);
+        let name = |ix: SetIx| l.set(ix).unwrap().name.clone();
+        let mut got: Vec<(String, String)> = p
+            .changes
+            .iter()
+            .flat_map(|c| {
+                c.add
+                    .iter()
+                    .map(move |e| (name(c.set), e.range.to_string()))
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("community_p2_v4".to_string(), "192.0.2.4".to_string()),
+                ("local_p1_v4".to_string(), "192.0.2.1".to_string()),
+                ("local_v4".to_string(), "192.0.2.2".to_string()),
+                ("local_v4".to_string(), "192.0.2.3".to_string()),
+            ]
+        );
+        assert_eq!(
+            l.set(l.index_of("local_p1_v4").unwrap()).unwrap().ports,
+            ssh
+        );
+        d.commit(p);
+        // Removal finds the port-limited set again.
+        d.remove(1, Origin::Local, &ssh, &net("192.0.2.1/32"));
+        d.remove(4, Origin::Community, &Ports::all(), &net("192.0.2.4/32"));
+        let p = d.changes(0, 2);
+        let removed: Vec<String> = p.changes.iter().map(|c| name(c.set)).collect();
+        assert_eq!(removed, vec!["local_p1_v4", "community_p2_v4"]);
+    }
+
+    #[test]
+    fn port_lists_are_checked_and_read_back() {
+        assert!(Ports::new(vec![0]).is_err());
+        assert!(Ports::new((1..=40).collect()).is_err());
+        assert_eq!(Ports::parse("").unwrap(), Ports::all());
+        assert_eq!(Ports::parse("2222, 22").unwrap().to_list(), "22,2222");
+        assert!(Ports::parse("22,ssh").is_err());
+        assert_eq!(Ports::all().to_string(), "all ports");
+        assert_eq!(Ports::new(vec![22]).unwrap().to_string(), "port 22");
     }
 }

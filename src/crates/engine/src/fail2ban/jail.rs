@@ -280,6 +280,7 @@ impl Jail {
             cancel_on: vec![],
             ban: self.bantime.map(from_duration),
             allowlist: vec![],
+            ports: Default::default(),
         }
     }
 
