@@ -85,8 +85,6 @@ struct Template {
 #[derive(Debug, Clone, Default)]
 pub struct Dates {
     templates: Vec<Template>,
-    /// All templates as one set: those that cannot match a line are not tried.
-    set: Option<regex::RegexSet>,
 }
 
 /// A date pattern the linear-time engine cannot run, or that does not compile.
@@ -173,7 +171,7 @@ impl Dates {
             }
         }
         d.templates.extend(anywhere);
-        d.with_set()
+        d
     }
 
     /// A filter's `datepattern` (one template a line; `{^LN-BEG}` alone: the defaults at the
@@ -211,27 +209,12 @@ impl Dates {
             }
             d.templates.extend(compile(p).map_err(bad)?);
         }
-        Ok(d.with_set())
-    }
-
-    fn with_set(mut self) -> Dates {
-        self.set = regex::RegexSetBuilder::new(self.templates.iter().map(|t| t.re.as_str()))
-            .size_limit(64 << 20)
-            .dfa_size_limit(16 << 20)
-            .build()
-            .ok();
-        self
+        Ok(d)
     }
 
     /// The byte span of the date in `line`, if one of the templates finds it.
     pub fn find(&self, line: &str) -> Option<(usize, usize)> {
-        // A template the set says cannot match anywhere in the line is skipped; the others
-        // are tried in order, as before.
-        let hits = self.set.as_ref().map(|s| s.matches(line));
-        for (i, t) in self.templates.iter().enumerate() {
-            if hits.as_ref().is_some_and(|h| !h.matched(i)) {
-                continue;
-            }
+        for t in &self.templates {
             let mut from = 0;
             while from <= line.len() {
                 let Some(c) = t.re.captures_at(line, from) else {

@@ -886,16 +886,12 @@ impl Filter {
                 }
             }
         }
-        // Which failregex lines can match, in one pass over the buffer: the others are not
-        // tried (the first that matches still wins, as in fail2ban).
-        let hits = self.set.as_ref().map(|s| s.matches(&buf));
-        if hits.as_ref().is_some_and(|h| !h.matched_any()) {
+        // A line no failregex can match (most of a real log) costs one pass over it; the
+        // lines are then tried in order, the first that matches wins, as in fail2ban.
+        if self.set.as_ref().is_some_and(|s| !s.is_match(&buf)) {
             return Vec::new();
         }
         for (idx, rule) in self.failregex.iter().enumerate() {
-            if hits.as_ref().is_some_and(|h| !h.matched(idx)) {
-                continue;
-            }
             let Some(c) = rule.captures(&buf) else {
                 continue;
             };
