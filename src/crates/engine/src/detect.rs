@@ -102,6 +102,11 @@ pub struct ScenarioSpec {
     /// Addresses this scenario never bans, on top of `[allowlist]` (fail2ban's per-jail
     /// `ignoreip`): a monitoring host that probes sshd may still be banned for web attacks.
     pub allowlist: Vec<ipnet::IpNet>,
+    /// Whether this scenario's bans grow with earlier offences, instead of `[ban] escalate`
+    /// (fail2ban's per-jail `bantime.increment`), and their cap instead of
+    /// `[ban] max_duration` (`bantime.maxtime`).
+    pub escalate: Option<bool>,
+    pub max_ban: Option<Micros>,
 }
 
 impl ScenarioSpec {
@@ -129,6 +134,11 @@ pub struct Overflow {
     /// The scenario's own allowlist, checked when the ban is decided.
     #[serde(skip)]
     pub allowlist: Vec<ipnet::IpNet>,
+    /// The scenario's own escalation and cap ([`ScenarioSpec::escalate`]).
+    #[serde(skip)]
+    pub escalate: Option<bool>,
+    #[serde(skip)]
+    pub max_ban: Option<Micros>,
 }
 
 #[derive(Debug)]
@@ -269,6 +279,8 @@ impl Engine {
                     events: bucket.poured,
                     ban: spec.ban,
                     allowlist: spec.allowlist.clone(),
+                    escalate: spec.escalate,
+                    max_ban: spec.max_ban,
                 });
                 self.overflows_by_scenario[idx] += 1;
                 self.stats.overflows += 1;
@@ -316,6 +328,8 @@ mod tests {
             cancel_on: vec![EventKind::Success],
             ban: None,
             allowlist: vec![],
+            escalate: None,
+            max_ban: None,
         }
     }
 

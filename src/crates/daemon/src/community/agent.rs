@@ -447,6 +447,8 @@ mod tests {
             events: 6,
             ban: None,
             allowlist: vec![],
+            escalate: None,
+            max_ban: None,
         };
         let s = signal_of(&ov);
         let json = serde_json::to_value(&s).unwrap();

@@ -33,6 +33,8 @@ fn spec(
         cancel_on: vec![],
         ban: None,
         allowlist: vec![],
+        escalate: None,
+        max_ban: None,
     }
 }
 
@@ -286,6 +288,8 @@ impl ScenariosSection {
                         cancel_on: vec![],
                         ban: None,
                         allowlist: vec![],
+                        escalate: None,
+                        max_ban: None,
                     });
                     specs.len() - 1
                 }
