@@ -279,10 +279,10 @@ fn every_debian_filter_scored_on_its_sample_log() {
     println!("{details}");
     let _ = std::fs::create_dir_all("target");
     let _ = std::fs::write("target/f2b-filters.md", &table);
-    // The targets are 85 filters and 95% of samples; this tree reaches 79 and 93%
-    // (the misses are all on lines refused for look-around or back-references, see the
-    // table). These floors keep what is reached; no false match is the hard rule.
+    // The targets: at least 85 filters load, at least 95% of samples right on them,
+    // and no false match (the hard rule: a rewrite that is not provably Python's semantics
+    // is refused, so it can cost a miss, never a wrong ban).
     assert_eq!(fm, 0, "false matches");
-    assert!(full + partly >= 79, "only {} filters load", full + partly);
-    assert!(right * 100 >= scored * 93, "{right}/{scored} samples right");
+    assert!(full + partly >= 85, "only {} filters load", full + partly);
+    assert!(right * 100 >= scored * 95, "{right}/{scored} samples right");
 }

@@ -173,29 +173,108 @@ fn fail2ban_jails_run_unconverted_and_ban_from_their_sample_logs() {
         "{out}"
     );
 
-    // A jail whose filter needs a back-reference: refused, naming file, line and construct.
+    // A jail whose filter needs a back-reference at a place the regex does not fix:
+    // refused, naming file, line and construct.
     let bad = tmp.path().join("bad.toml");
     std::fs::write(
         &bad,
         format!(
-            "{base}\n[fail2ban]\ndir = \"{}\"\njails = [\"stunnel\"]\n",
+            "{base}\n[fail2ban]\ndir = \"{}\"\njails = [\"selinux-ssh\"]\n",
             f2b.display()
         ),
     )
     .unwrap();
     std::fs::create_dir_all(f2b.join("jail.d")).unwrap();
     std::fs::write(
-        f2b.join("jail.d/stunnel.local"),
-        format!("[stunnel]\nlogpath = {logs}/stunnel\n"),
+        f2b.join("jail.d/selinux-ssh.local"),
+        format!("[selinux-ssh]\nlogpath = {logs}/selinux-ssh\n"),
     )
     .unwrap();
     let o = crowdwall(&["--config", bad.to_str().unwrap(), "check-config"]);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(
-        out.contains("stunnel.conf:5") && out.contains("back-reference"),
+        out.contains("selinux-ssh.conf:18") && out.contains("back-reference"),
         "{out}"
     );
+}
+
+/// A jail with `backend = systemd`: its `journalmatch` is added to what the journal source
+/// reads, and entries of the identifier it names go to `f2b:JAIL` (a syslog line of that
+/// identifier is explained by the jail's filter); `bantime.increment` is the jail's own
+/// escalation. Without a journalmatch, or with the journal off, the config is refused.
+#[test]
+fn a_systemd_backend_jail_reads_its_service_from_the_journal() {
+    if !Path::new("/etc/fail2ban/jail.conf").exists() {
+        skip("/etc/fail2ban not found (apt-get install fail2ban)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let f2b = tmp.path().join("fail2ban");
+    copy_dir(Path::new("/etc/fail2ban"), &f2b);
+    copy_dir(Path::new("/etc/fail2ban/filter.d"), &f2b.join("filter.d"));
+    std::fs::write(
+        f2b.join("filter.d/myapp.local"),
+        "[INCLUDES]\nbefore = common.conf\n\n[Definition]\n_daemon = myapp\nfailregex = ^%(__prefix_line)slogin failed for <F-USER>\\S+</F-USER> from <HOST>$\nignoreregex =\n",
+    )
+    .unwrap();
+    let base = std::fs::read_to_string(crate::common::cli::CONFIG).unwrap();
+    assert!(base.contains("[journal]\nenabled = true\n"));
+    let write = |jail: &str, journal_off: bool| {
+        std::fs::write(f2b.join("jail.local"), jail).unwrap();
+        let cfg = tmp.path().join("crowdwall.toml");
+        let base = if journal_off {
+            base.replace(
+                "[journal]\nenabled = true\n",
+                "[journal]\nenabled = false\n",
+            )
+        } else {
+            base.clone()
+        };
+        std::fs::write(
+            &cfg,
+            format!(
+                "{base}\n[fail2ban]\ndir = \"{}\"\njails = [\"myapp\"]\n",
+                f2b.display()
+            ),
+        )
+        .unwrap();
+        cfg.to_str().unwrap().to_string()
+    };
+    let jail = "[myapp]\nenabled = true\nfilter = myapp\nbackend = systemd\njournalmatch = _SYSTEMD_UNIT=myapp.service\nbantime.increment = true\n";
+    let cfg = write(jail, false);
+    let o = crowdwall(&["--config", &cfg, "check-config"]);
+    assert!(o.status.success(), "check-config: {}", text(&o));
+    let o = crowdwall(&[
+        "--config",
+        &cfg,
+        "explain",
+        "May  1 10:00:00 web myapp[42]: login failed for root from 192.0.2.77",
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("f2b:myapp") && out.contains("192.0.2.77") && out.contains("myapp.local"),
+        "{out}"
+    );
+    // No journalmatch: nothing says which entries are the jail's.
+    let cfg = write(
+        "[myapp]\nenabled = true\nfilter = myapp\nbackend = systemd\n",
+        false,
+    );
+    let o = crowdwall(&["--config", &cfg, "check-config"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("jail myapp") && out.contains("journalmatch"),
+        "{out}"
+    );
+    // The journal switched off.
+    let cfg = write(jail, true);
+    let o = crowdwall(&["--config", &cfg, "check-config"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("enabled = false"), "{out}");
 }
 
 /// `import-fail2ban` on a jail.local that enables the five non-native jails and the custom

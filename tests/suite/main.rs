@@ -15,6 +15,7 @@ mod cli;
 mod cli_parsers;
 mod conformance;
 mod f2b_filters;
+mod f2b_hostile;
 mod f2b_jails;
 mod hub;
 mod hub_page;

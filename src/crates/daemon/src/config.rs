@@ -103,6 +103,9 @@ pub struct Config {
     /// Those jails, read and their filters loaded (by [`Config::parse`]).
     #[serde(skip)]
     pub fail2ban_jails: Vec<Jail>,
+    /// Journal identifiers whose entries go to a systemd-backend jail's parser.
+    #[serde(skip)]
+    pub fail2ban_routes: Vec<(String, String)>,
     /// Where this config came from, for messages.
     #[serde(skip)]
     pub origin: PathBuf,
@@ -166,7 +169,31 @@ impl Config {
                     format!("jail {name}: no logpath and backend '{}'", j.backend),
                 ));
             }
-            if !systemd {
+            if systemd {
+                // The journal source reads the jail's entries (its journalmatch, ORed with
+                // the other matches) and hands those of its identifiers to f2b:JAIL.
+                let at = format!("fail2ban.jails[{i}]");
+                if !self.journal.enabled {
+                    return Err(self.invalid(
+                        at,
+                        format!("jail {name}: backend '{}' reads the journal, but [journal] enabled = false", j.backend),
+                    ));
+                }
+                let (terms, idents) = jail::journal_terms(&j.journalmatch)
+                    .map_err(|e| self.invalid(at.clone(), format!("jail {name}: {e}")))?;
+                if terms.is_empty() || idents.is_empty() {
+                    return Err(self.invalid(
+                        at,
+                        format!("jail {name}: backend '{}' needs a journalmatch naming its service (SYSLOG_IDENTIFIER=, _COMM= or _SYSTEMD_UNIT=NAME.service), in the jail or its filter", j.backend),
+                    ));
+                }
+                if !self.journal.matches.is_empty() {
+                    self.journal.matches.push("+".into());
+                }
+                self.journal.matches.extend(terms);
+                self.fail2ban_routes
+                    .extend(idents.into_iter().map(|id| (id, j.parser_name())));
+            } else {
                 let spec = FileSpec {
                     paths: j.logpath.iter().map(PathBuf::from).collect(),
                     parser: Some(j.parser_name()),
@@ -194,6 +221,9 @@ impl Config {
                 crowdwall_engine::parse::user::intern(&j.parser_name()),
                 Box::new(j.parser()),
             );
+        }
+        for (ident, parser) in &self.fail2ban_routes {
+            p.route(ident, parser);
         }
         Ok(p)
     }

@@ -251,7 +251,13 @@ pub fn from_overflow(
             reason: format!("[scenarios.{}] allowlist {n}", ov.scenario),
         });
     }
-    let duration = policy.escalated(ov.ban.unwrap_or(policy.duration), prior_offences);
+    // A scenario may carry its own escalation (a fail2ban jail's `bantime.increment`).
+    let own = BanPolicy {
+        escalate: ov.escalate.unwrap_or(policy.escalate),
+        max_duration: ov.max_ban.unwrap_or(policy.max_duration),
+        ..*policy
+    };
+    let duration = own.escalated(ov.ban.unwrap_or(policy.duration), prior_offences);
     Ok(Decision {
         id: 0,
         value,
@@ -344,6 +350,8 @@ mod tests {
             ban: None,
             allowlist: vec![],
             ports: Ports::all(),
+            escalate: None,
+            max_ban: None,
         }
     }
 
@@ -365,6 +373,31 @@ mod tests {
         let mut other = ov("192.0.2.7");
         other.scenario = "http-probing".into();
         assert!(from_overflow(&other, 0, &policy(), &allow, 5 * SECOND).is_ok());
+    }
+
+    #[test]
+    fn a_scenario_escalation_overrides_the_ban_section() {
+        let allow = Allowlist::new(vec![]);
+        let len = |o: &Overflow, p: &BanPolicy, prior| {
+            let d = from_overflow(o, prior, p, &allow, 5 * SECOND).unwrap();
+            d.until - d.created
+        };
+        let flat = BanPolicy {
+            escalate: false,
+            ..policy()
+        };
+        let mut o = ov("192.0.2.8");
+        o.ban = Some(H);
+        assert_eq!(len(&o, &flat, 2), H);
+        // A jail with bantime.increment = true escalates though [ban] does not, capped at
+        // its own bantime.maxtime.
+        o.escalate = Some(true);
+        o.max_ban = Some(3 * H);
+        assert_eq!(len(&o, &flat, 1), 2 * H);
+        assert_eq!(len(&o, &flat, 2), 3 * H);
+        // And one with it off stays flat though [ban] escalates.
+        o.escalate = Some(false);
+        assert_eq!(len(&o, &policy(), 2), H);
     }
 
     #[test]

@@ -104,6 +104,11 @@ pub struct ScenarioSpec {
     pub allowlist: Vec<ipnet::IpNet>,
     /// The ports its bans are limited to (every port when empty).
     pub ports: crate::enforce::Ports,
+    /// Whether this scenario's bans grow with earlier offences, instead of `[ban] escalate`
+    /// (fail2ban's per-jail `bantime.increment`), and their cap instead of
+    /// `[ban] max_duration` (`bantime.maxtime`).
+    pub escalate: Option<bool>,
+    pub max_ban: Option<Micros>,
 }
 
 impl ScenarioSpec {
@@ -134,6 +139,11 @@ pub struct Overflow {
     /// The scenario's ports, which its ban is limited to.
     #[serde(skip)]
     pub ports: crate::enforce::Ports,
+    /// The scenario's own escalation and cap ([`ScenarioSpec::escalate`]).
+    #[serde(skip)]
+    pub escalate: Option<bool>,
+    #[serde(skip)]
+    pub max_ban: Option<Micros>,
 }
 
 #[derive(Debug)]
@@ -275,6 +285,8 @@ impl Engine {
                     ban: spec.ban,
                     allowlist: spec.allowlist.clone(),
                     ports: spec.ports.clone(),
+                    escalate: spec.escalate,
+                    max_ban: spec.max_ban,
                 });
                 self.overflows_by_scenario[idx] += 1;
                 self.stats.overflows += 1;
@@ -323,6 +335,8 @@ mod tests {
             ban: None,
             allowlist: vec![],
             ports: Default::default(),
+            escalate: None,
+            max_ban: None,
         }
     }
 

@@ -449,6 +449,8 @@ mod tests {
             ban: None,
             allowlist: vec![],
             ports: Default::default(),
+            escalate: None,
+            max_ban: None,
         };
         let s = signal_of(&ov);
         let json = serde_json::to_value(&s).unwrap();

@@ -34,6 +34,8 @@ fn spec(
         ban: None,
         allowlist: vec![],
         ports: Default::default(),
+        escalate: None,
+        max_ban: None,
     }
 }
 
@@ -291,6 +293,8 @@ impl ScenariosSection {
                         ban: None,
                         allowlist: vec![],
                         ports: Default::default(),
+                        escalate: None,
+                        max_ban: None,
                     });
                     specs.len() - 1
                 }

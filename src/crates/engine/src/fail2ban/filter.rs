@@ -20,10 +20,11 @@
 //! (`<F-NOFAIL>`, `<F-MLFFORGET>`, `<F-MLFGAINED>`), `<F-ALT_*>` fill empty fields. `<HOST>`
 //! matching a host name gives [`Host::Name`]: no DNS look-up, the caller counts it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use regex::{Regex, RegexBuilder};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use super::date::Dates;
 use super::pyre;
@@ -98,6 +99,46 @@ struct Rule {
     alts: Vec<(String, String)>,
     /// Source position, for `explain` (interned: `Parsed::Matched` carries it).
     source: &'static str,
+    /// A look-ahead or back-reference checked after the match, at positions [`pyre::pinned`]
+    /// proved fixed, and the regex without the paths through it (what Python matches when
+    /// the check fails on them: since the positions are the same on all those paths, it
+    /// fails on all of them).
+    check: Option<(pyre::Check, Regex)>,
+}
+
+impl Rule {
+    fn captures<'h>(&self, text: &'h str) -> Option<regex::Captures<'h>> {
+        let c = self.re.captures(text)?;
+        let Some((check, without)) = &self.check else {
+            return Some(c);
+        };
+        let holds = match check {
+            pyre::Check::NotStartingWith { marker, words, .. } => match c.name(marker) {
+                Some(m) => !words
+                    .iter()
+                    .any(|w| text[m.start()..].starts_with(w.as_str())),
+                None => true,
+            },
+            pyre::Check::BackRef { group, copy, .. } => match c.name(copy) {
+                Some(m) => c.name(group).is_some_and(|g| g.as_str() == m.as_str()),
+                None => true,
+            },
+        };
+        if holds {
+            // The first path of the regex passes the check, so it is Python's first too.
+            Some(c)
+        } else {
+            without.captures(text)
+        }
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        if self.check.is_none() {
+            self.re.is_match(text)
+        } else {
+            self.captures(text).is_some()
+        }
+    }
 }
 
 /// A loaded filter and its running state (the `maxlines` buffer, the `<F-MLFID>` cache).
@@ -107,6 +148,8 @@ pub struct Filter {
     failregex: Vec<Rule>,
     ignoreregex: Vec<Rule>,
     prefregex: Option<Rule>,
+    /// All failregex lines as one set, to skip a line none of them matches in one pass.
+    set: Option<RegexSet>,
     pub maxlines: usize,
     dates: Option<Dates>,
     /// `journalmatch` lines (systemd backend), as written.
@@ -561,8 +604,21 @@ fn compile_rule(rust: &str, multiline: bool) -> Result<Regex, String> {
 
 fn rule_of(py: &str, use_dns: bool, multiline: bool) -> Result<Rule, (String, usize)> {
     let resolved = pyre::resolve_tags(py, use_dns);
-    let rust = pyre::translate(&resolved).map_err(|u| (u.construct, u.offset))?;
+    let t = pyre::translate_checked(&resolved, true).map_err(|u| (u.construct, u.offset))?;
+    let rust = t.regex;
     let re = compile_rule(&rust, multiline).map_err(|e| (format!("regex error: {e}"), 0))?;
+    let check = match (t.check, t.without) {
+        (Some(check), Some(without)) => {
+            let (construct, offset) = check.construct();
+            let (construct, offset) = (construct.to_string(), offset);
+            pyre::pinned(&rust, multiline, &check.groups())
+                .map_err(|why| (format!("{construct} ({why})"), offset))?;
+            let without =
+                compile_rule(&without, multiline).map_err(|e| (format!("regex error: {e}"), 0))?;
+            Some((check, without))
+        }
+        _ => None,
+    };
     let alts = re
         .capture_names()
         .flatten()
@@ -584,6 +640,7 @@ fn rule_of(py: &str, use_dns: bool, multiline: bool) -> Result<Rule, (String, us
         re,
         alts,
         source: "",
+        check,
     })
 }
 
@@ -624,6 +681,7 @@ fn build(
         failregex: Vec::new(),
         ignoreregex: Vec::new(),
         prefregex: None,
+        set: None,
         maxlines,
         dates: None,
         journalmatch: Vec::new(),
@@ -709,6 +767,14 @@ fn build(
             }
         }
     }
+    if !filter.failregex.is_empty() {
+        filter.set = RegexSetBuilder::new(filter.failregex.iter().map(|r| r.re.as_str()))
+            .multi_line(multiline)
+            .size_limit(64 << 20)
+            .dfa_size_limit(16 << 20)
+            .build()
+            .ok();
+    }
     if filter.failregex.is_empty() {
         if let Some(r) = filter.refused.first() {
             return Err(FilterError::Refused {
@@ -743,23 +809,39 @@ impl Filter {
     /// already cut the time off (the journal gives it separately), as fail2ban's systemd
     /// backend does.
     pub fn process(&mut self, line: &str, dated: bool) -> Vec<Failure> {
-        let tuple = if dated {
-            (String::new(), String::new(), line.to_string())
+        let span = if dated {
+            None
         } else {
-            let span = match &self.dates {
+            match &self.dates {
                 Some(d) => d.find(line),
                 None => default_dates().find(line),
-            };
-            match span {
+            }
+        };
+        if self.maxlines > 1 {
+            let tuple = match span {
                 Some((s, e)) => (
                     line[..s].to_string(),
                     line[s..e].to_string(),
                     line[e..].to_string(),
                 ),
                 None => (String::new(), String::new(), line.to_string()),
+            };
+            self.buffer.push(tuple);
+            let n = self.buffer.len();
+            if n > self.maxlines {
+                self.buffer.drain(..n - self.maxlines);
             }
+            let buf = Self::buf_of(&self.buffer, true);
+            return self.find(Cow::Owned(buf));
+        }
+        // One line at a time: fail2ban's buffer is the line less its date, and nothing is
+        // kept between lines, so the line is not copied unless the date sits inside it.
+        let buf = match span {
+            Some((0, e)) => Cow::Borrowed(&line[e..]),
+            Some((s, e)) => Cow::Owned([&line[..s], &line[e..]].concat()),
+            None => Cow::Borrowed(line),
         };
-        self.find(tuple)
+        self.find(buf)
     }
 
     fn buf_of(lines: &[(String, String, String)], multiline: bool) -> String {
@@ -779,52 +861,54 @@ impl Filter {
         s
     }
 
-    fn find(&mut self, tuple: (String, String, String)) -> Vec<Failure> {
+    fn find(&mut self, mut buf: Cow<'_, str>) -> Vec<Failure> {
         let multiline = self.maxlines > 1;
-        if multiline {
-            self.buffer.push(tuple);
-            let n = self.buffer.len();
-            if n > self.maxlines {
-                self.buffer.drain(..n - self.maxlines);
-            }
-        } else {
-            self.buffer = vec![tuple];
-        }
-        let org = self.buffer.clone();
-        let mut buf = Self::buf_of(&org, multiline);
         if !self.ignoreregex.is_empty()
             && self.ignoreregex.len() + 2 < self.failregex.len()
-            && self.ignoreregex.iter().any(|r| r.re.is_match(&buf))
+            && self.ignoreregex.iter().any(|r| r.is_match(&buf))
         {
             return Vec::new();
         }
         let mut pre: BTreeMap<String, String> = BTreeMap::new();
         if let Some(p) = &self.prefregex {
-            let Some(c) = p.re.captures(&buf) else {
+            let Some(c) = p.captures(&buf) else {
                 return Vec::new();
             };
             pre = groups(&p.re, &c, &p.alts);
             if let Some(content) = pre.remove("content") {
                 if !content.is_empty() {
-                    self.buffer = vec![(String::new(), String::new(), content)];
-                    buf = Self::buf_of(&self.buffer, multiline);
+                    if multiline {
+                        self.buffer = vec![(String::new(), String::new(), content)];
+                        buf = Cow::Owned(Self::buf_of(&self.buffer, true));
+                    } else {
+                        buf = Cow::Owned(content);
+                    }
                 }
             }
         }
+        // A line no failregex can match (most of a real log) costs one pass over it; the
+        // lines are then tried in order, the first that matches wins, as in fail2ban.
+        if self.set.as_ref().is_some_and(|s| !s.is_match(&buf)) {
+            return Vec::new();
+        }
         for (idx, rule) in self.failregex.iter().enumerate() {
-            let Some(c) = rule.re.captures(&buf) else {
+            let Some(c) = rule.captures(&buf) else {
                 continue;
             };
             let whole = c.get(0).map(|m| (m.start(), m.end())).unwrap_or((0, 0));
-            let (matched, unmatched) = split_lines(&buf, whole, &self.buffer, &rule.re, &c);
+            let (matched, unmatched) = if multiline {
+                split_lines(&buf, whole, &self.buffer, &rule.re, &c)
+            } else {
+                (Vec::new(), Vec::new())
+            };
             let mut fail = groups(&rule.re, &c, &rule.alts);
             // ignoreregex on the matched lines.
             let ibuf = if multiline {
-                Self::buf_of(&matched, true)
+                Cow::Owned(Self::buf_of(&matched, true))
             } else {
-                buf.clone()
+                Cow::Borrowed(&*buf)
             };
-            if self.ignoreregex.iter().any(|r| r.re.is_match(&ibuf)) {
+            if self.ignoreregex.iter().any(|r| r.is_match(&ibuf)) {
                 if multiline {
                     self.buffer = unmatched;
                 }
@@ -1029,4 +1113,64 @@ fn split_lines(
 fn default_dates() -> &'static Dates {
     static D: std::sync::OnceLock<Dates> = std::sync::OnceLock::new();
     D.get_or_init(Dates::defaults)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(failregex: &str) -> Result<Filter, FilterError> {
+        let conf = format!("[Definition]\nfailregex = {failregex}\n");
+        let src = move |p: &str| (p == "filter.d/t.conf").then(|| conf.clone());
+        load(&src, "t", &BTreeMap::new())
+    }
+
+    fn host(f: &mut Filter, line: &str) -> Option<String> {
+        f.reset();
+        f.process(line, true).first().map(|x| match &x.host {
+            Host::Addr(a) => a.to_string(),
+            h => format!("{h:?}"),
+        })
+    }
+
+    #[test]
+    fn back_reference_checked_after_the_match() {
+        // openwebmail's shape: the copy sits in one alternative; when it differs, Python goes
+        // on to the next alternative, and so does the regex without the copy's paths.
+        let mut f =
+            filter(r"^ - \(<HOST>\) (?P<USER>\S+) - (?:a (?P=USER)|a x\S+|b \S+)$").unwrap();
+        assert!(f.refused.is_empty(), "{:?}", f.refused);
+        assert_eq!(
+            host(&mut f, " - (192.0.2.1) bob - a bob").as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(host(&mut f, " - (192.0.2.1) bob - a alice"), None);
+        assert_eq!(
+            host(&mut f, " - (192.0.2.1) bob - a xalice").as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(
+            host(&mut f, " - (192.0.2.1) bob - b alice").as_deref(),
+            Some("192.0.2.1")
+        );
+        // Where the group's place is not fixed (after `.*`) the line is refused, named.
+        let e = filter(r"^.*(?P<U>\w+) <HOST> (?P=U)$").unwrap_err();
+        assert!(e.to_string().contains("back-reference `(?P=U)`"), "{e}");
+        assert!(e.to_string().contains("not fixed"), "{e}");
+    }
+
+    #[test]
+    fn look_ahead_at_a_fixed_place_checked_after_the_match() {
+        let mut f = filter(r"^user (?!`)<F-USER>(?:\S*|.*?)</F-USER> from <HOST>$").unwrap();
+        assert!(f.refused.is_empty(), "{:?}", f.refused);
+        assert_eq!(
+            host(&mut f, "user bob from 192.0.2.1").as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(host(&mut f, "user `bob from 192.0.2.1"), None);
+        assert_eq!(
+            host(&mut f, "user b`ob from 192.0.2.1").as_deref(),
+            Some("192.0.2.1")
+        );
+    }
 }

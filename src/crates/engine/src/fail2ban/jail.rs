@@ -72,6 +72,9 @@ pub struct Jail {
     pub findtime: Duration,
     /// `None`: `bantime = -1` (forever) or not set (crowdwall's `[ban]` default applies).
     pub bantime: Option<Duration>,
+    /// `bantime.increment`, and its cap `bantime.maxtime`.
+    pub escalate: bool,
+    pub max_ban: Option<Duration>,
     pub logpath: Vec<String>,
     pub backend: String,
     pub journalmatch: Vec<String>,
@@ -208,6 +211,32 @@ pub fn load_jail(src: &dyn FilterSource, ini: &Ini, name: &str) -> Result<Jail, 
     };
     let findtime = time("findtime", 600)?.unwrap_or(Duration::from_secs(600));
     let bantime = time("bantime", 600)?;
+    // `bantime.increment` (the jail's or [DEFAULT]'s): each ban of an address that was
+    // banned before lasts longer, up to `bantime.maxtime`. crowdwall doubles per earlier
+    // offence; fail2ban's factor/formula/multipliers are not taken over (said in the notes).
+    let escalate = match get("bantime.increment")? {
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => true,
+            "false" | "no" | "0" | "off" => false,
+            _ => return Err(bad(format!("bantime.increment '{v}' is not true or false"))),
+        },
+        None => false,
+    };
+    let max_ban = match get("bantime.maxtime")? {
+        Some(v) if escalate => {
+            super::parse_f2b_time(&v).map_err(|e| bad(format!("bantime.maxtime: {e}")))?
+        }
+        _ => None,
+    };
+    if escalate {
+        for k in ["bantime.factor", "bantime.formula", "bantime.multipliers"] {
+            if let Some(v) = get(k)? {
+                notes.push(format!(
+                    "{k} = {v} not taken over (crowdwall doubles the ban for each earlier offence)"
+                ));
+            }
+        }
+    }
     let logpath: Vec<String> = get("logpath")?
         .unwrap_or_default()
         .split('\n')
@@ -248,11 +277,61 @@ pub fn load_jail(src: &dyn FilterSource, ini: &Ini, name: &str) -> Result<Jail, 
         maxretry,
         findtime,
         bantime,
+        escalate,
+        max_ban,
         logpath,
         backend,
         journalmatch,
         notes,
     })
+}
+
+/// A jail's `journalmatch` as `[journal] matches` terms: `FIELD=value` terms, groups
+/// separated by `+` (journalctl's OR), and the identifiers its entries carry
+/// (`SYSLOG_IDENTIFIER=x` and `_COMM=x` name `x`; `_SYSTEMD_UNIT=x.service` names `x`, what a
+/// unit's processes log as unless they set another identifier). `Err` names a term that is
+/// not `FIELD=value`.
+pub fn journal_terms(journalmatch: &[String]) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut terms = Vec::new();
+    let mut idents = Vec::new();
+    for line in journalmatch {
+        for t in line.split_whitespace() {
+            if t == "+" {
+                if !terms.is_empty() && terms.last().map(String::as_str) != Some("+") {
+                    terms.push("+".to_string());
+                }
+                continue;
+            }
+            let Some((f, v)) = t.split_once('=') else {
+                return Err(format!("journalmatch term '{t}' is not FIELD=value"));
+            };
+            if f.is_empty()
+                || v.is_empty()
+                || !f
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(format!("journalmatch term '{t}' is not FIELD=value"));
+            }
+            let ident = match f {
+                "SYSLOG_IDENTIFIER" | "_COMM" => Some(v),
+                "_SYSTEMD_UNIT" => v
+                    .strip_suffix(".service")
+                    .map(|u| u.split('@').next().unwrap_or(u)),
+                _ => None,
+            };
+            if let Some(i) = ident.filter(|i| !i.is_empty()) {
+                if !idents.iter().any(|x| x == i) {
+                    idents.push(i.to_string());
+                }
+            }
+            terms.push(t.to_string());
+        }
+    }
+    if terms.last().map(String::as_str) == Some("+") {
+        terms.pop();
+    }
+    Ok((terms, idents))
 }
 
 impl Jail {
@@ -261,7 +340,8 @@ impl Jail {
         format!("f2b:{}", self.name)
     }
 
-    /// The scenario: capacity `maxretry - 1`, leak `2 x findtime`, ban `bantime`.
+    /// The scenario: capacity `maxretry - 1`, leak `2 x findtime`, ban `bantime`, growing
+    /// per earlier offence (capped at `bantime.maxtime`) when `bantime.increment` is on.
     pub fn scenario(&self) -> ScenarioSpec {
         let cap = self.maxretry.saturating_sub(1);
         let leak = if cap == 0 {
@@ -281,6 +361,8 @@ impl Jail {
             ban: self.bantime.map(from_duration),
             allowlist: vec![],
             ports: Default::default(),
+            escalate: Some(self.escalate),
+            max_ban: self.max_ban.map(from_duration),
         }
     }
 
@@ -336,4 +418,75 @@ impl ServiceParser for JailParser {
     }
 
     fn expire(&mut self, _now: Micros) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jail(jail_local: &str) -> Result<Jail, JailError> {
+        let files: BTreeMap<String, String> = [
+            ("jail.local".to_string(), jail_local.to_string()),
+            (
+                "filter.d/t.conf".to_string(),
+                "[Definition]\nfailregex = ^bad from <HOST>$\n".to_string(),
+            ),
+        ]
+        .into();
+        let src = move |p: &str| files.get(p).cloned();
+        let ini = read_jails(&src, &[]);
+        load_jail(&src, &ini, "t")
+    }
+
+    #[test]
+    fn journalmatch_becomes_journal_terms_and_identifiers() {
+        let (t, i) = journal_terms(&[
+            "_SYSTEMD_UNIT=sshd.service + _COMM=sshd".to_string(),
+            "+ SYSLOG_IDENTIFIER=asterisk".to_string(),
+        ])
+        .unwrap();
+        assert_eq!(
+            t,
+            [
+                "_SYSTEMD_UNIT=sshd.service",
+                "+",
+                "_COMM=sshd",
+                "+",
+                "SYSLOG_IDENTIFIER=asterisk"
+            ]
+        );
+        assert_eq!(i, ["sshd", "asterisk"]);
+        let (_, i) =
+            journal_terms(&["_SYSTEMD_UNIT=getty@tty1.service PRIORITY=5".into()]).unwrap();
+        assert_eq!(i, ["getty"]);
+        let e = journal_terms(&["_SYSTEMD_UNIT".into()]).unwrap_err();
+        assert!(e.contains("'_SYSTEMD_UNIT' is not FIELD=value"), "{e}");
+    }
+
+    #[test]
+    fn bantime_increment_per_jail_is_the_scenario_escalation() {
+        let j = jail("[DEFAULT]\nbantime.increment = false\n[t]\nenabled = true\nlogpath = /x\nbantime = 1h\nbantime.increment = true\nbantime.maxtime = 1d\nbantime.factor = 3\n").unwrap();
+        assert!(j.escalate);
+        let s = j.scenario();
+        assert_eq!(s.escalate, Some(true));
+        assert_eq!(s.max_ban, Some(from_duration(Duration::from_secs(86400))));
+        assert!(
+            j.notes.iter().any(|n| n.contains("bantime.factor")),
+            "{:?}",
+            j.notes
+        );
+        // From [DEFAULT], and off: the scenario says so (it does not inherit [ban] escalate).
+        let j = jail("[DEFAULT]\nbantime.increment = true\n[t]\nenabled = true\nlogpath = /x\n")
+            .unwrap();
+        assert_eq!(j.scenario().escalate, Some(true));
+        assert_eq!(j.scenario().max_ban, None);
+        let j = jail("[t]\nenabled = true\nlogpath = /x\n").unwrap();
+        assert_eq!(j.scenario().escalate, Some(false));
+        // A value that is not a boolean is refused, naming the jail and key.
+        let e = jail("[t]\nenabled = true\nlogpath = /x\nbantime.increment = maybe\n").unwrap_err();
+        assert!(
+            e.to_string().contains("jail t: bantime.increment 'maybe'"),
+            "{e}"
+        );
+    }
 }

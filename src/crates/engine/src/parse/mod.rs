@@ -363,6 +363,17 @@ impl Parsers {
         });
     }
 
+    /// Entries with this identifier (journal `SYSLOG_IDENTIFIER`, syslog tag) go to the
+    /// parser `name` added before, ahead of any built-in one: a fail2ban jail reading the
+    /// journal (`backend = systemd`) takes its service's entries. `false`: no such parser.
+    pub fn route(&mut self, identifier: &str, name: &str) -> bool {
+        let Some(idx) = self.slots.iter().position(|s| s.name == name) else {
+            return false;
+        };
+        self.user.insert(identifier.to_string(), idx);
+        true
+    }
+
     /// The identifiers some built-in parser takes (journal matches can default to these).
     pub fn identifiers() -> Vec<&'static str> {
         BUILTIN.iter().flat_map(|b| b.2.iter().copied()).collect()
