@@ -62,17 +62,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let cfg = load_config(&path)?;
             let specs = cfg.scenario_specs()?;
             let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            let warnings = cfg.warnings();
             if json {
                 println!(
                     "{}",
                     serde_json::json!({
                         "file": cfg.origin,
                         "ok": true,
+                        "warnings": warnings,
                         "scenarios": names,
                         "allowlist": cfg.allowlist_nets().iter().map(|n| n.to_string()).collect::<Vec<_>>(),
                     })
                 );
                 return Ok(ExitCode::SUCCESS);
+            }
+            for w in &warnings {
+                eprintln!("warning: {w}");
             }
             println!(
                 "{}: ok ({} scenario(s): {})",

@@ -377,6 +377,34 @@ fn config_errors_name_the_line_suggest_and_speak_plainly() {
 }
 
 #[test]
+fn relative_paths_huge_durations_and_an_allowlist_of_everything_are_called_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    let check = |body: &str| {
+        std::fs::write(&f, body).unwrap();
+        let o = crowdwall(&["check-config", f.to_str().unwrap()]);
+        (o.status.success(), text(&o))
+    };
+    let (ok, msg) = check("[daemon]\nstate_dir = \"relative/dir\"\n");
+    assert!(
+        !ok && msg.contains("daemon.state_dir") && msg.contains("absolute"),
+        "{msg}"
+    );
+    let (ok, msg) = check("[ban]\nduration = \"99999999999d\"\n");
+    assert!(
+        !ok && msg.contains("too large") && !msg.contains("at least"),
+        "{msg}"
+    );
+    // Valid, but nothing could ever be banned: said, not refused.
+    let (ok, msg) = check("[allowlist]\ncidrs = [\"0.0.0.0/0\"]\n");
+    assert!(ok, "{msg}");
+    assert!(
+        msg.contains("warning:") && msg.contains("can ever be banned"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn port_lists_are_checked_where_they_are_written() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("c.toml");

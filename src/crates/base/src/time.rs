@@ -30,9 +30,13 @@ pub enum DurationError {
     MissingNumber { unit: char, text: String },
     #[error("'{0}' is not a duration: the last number has no unit {HOW}")]
     TrailingNumber(String),
-    #[error("duration too large")]
-    TooLarge,
+    #[error("'{0}' is too large: at most 100 years (36500d)")]
+    TooLarge(String),
 }
+
+/// The longest duration anything takes: a ban, a window. Longer is a typo (`99999999999d`
+/// used to overflow into the checks that follow and read "must be at least ban.duration").
+pub const MAX_DURATION_SECS: u64 = 36_500 * 86_400;
 
 /// How to write one, said by every duration error.
 const HOW: &str =
@@ -51,7 +55,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     if s.is_empty() {
         return Err(DurationError::Empty);
     }
+    let too_large = || DurationError::TooLarge(s.into());
     if let Ok(n) = s.parse::<u64>() {
+        if n > MAX_DURATION_SECS {
+            return Err(too_large());
+        }
         return Ok(Duration::from_secs(n));
     }
     let mut total: u64 = 0;
@@ -79,12 +87,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
             text: s.into(),
         })?;
         total = total
-            .checked_add(n.checked_mul(unit).ok_or(DurationError::TooLarge)?)
-            .ok_or(DurationError::TooLarge)?;
+            .checked_add(n.checked_mul(unit).ok_or_else(too_large)?)
+            .ok_or_else(too_large)?;
         num.clear();
     }
     if !num.is_empty() {
         return Err(DurationError::TrailingNumber(s.into()));
+    }
+    if total > MAX_DURATION_SECS {
+        return Err(too_large());
     }
     Ok(Duration::from_secs(total))
 }

@@ -66,6 +66,18 @@ impl crowdwall_base::Section for DaemonSection {
                 "socket and state_dir must not be empty",
             ));
         }
+        // A relative path would land under whatever directory the daemon was started from.
+        for (key, p) in [("socket", &self.socket), ("state_dir", &self.state_dir)] {
+            if p.is_relative() {
+                return Err(crowdwall_base::SectionError::new(
+                    key,
+                    format!(
+                        "'{}' is relative: give an absolute path (e.g. /var/lib/crowdwall)",
+                        p.display()
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -361,6 +373,21 @@ impl Config {
         groups.dedup();
         spec.port_groups = groups;
         spec
+    }
+
+    /// What is valid but most likely not meant: `check-config` prints these and the daemon
+    /// logs them at start and reload.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        for n in self.allowlist_nets() {
+            if n.prefix_len() == 0 {
+                w.push(format!(
+                    "[allowlist] {n} covers every {} address: none of them can ever be banned",
+                    if n.addr().is_ipv4() { "IPv4" } else { "IPv6" }
+                ));
+            }
+        }
+        w
     }
 
     /// Configured and drop-in allowlist ranges.

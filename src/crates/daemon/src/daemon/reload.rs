@@ -105,6 +105,9 @@ pub(super) async fn reload<F: Firewall>(
     if let Err(e) = new.detector() {
         return Response::Error(format!("{e}; {stays}"));
     }
+    for w in new.warnings() {
+        log::warn!("{}: {w}", path.display());
+    }
     let mut changed = match sources.reload(super::run::sources_config(&new)).await {
         Ok(c) => c,
         Err(e) => return Response::Error(format!("{}: {e}; {stays}", path.display())),

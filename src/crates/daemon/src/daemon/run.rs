@@ -56,6 +56,9 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 /// config never gets here (main validates it first), so the firewall is not touched by one.
 pub fn run(mut cfg: Config, opts: RunOptions) -> Result<(), DaemonError> {
     opts.apply(&mut cfg);
+    for w in cfg.warnings() {
+        log::warn!("{}: {w}", cfg.origin.display());
+    }
     // Files the daemon creates (store, cursor, socket) are for root only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let io = |what: String| move |source| DaemonError::Io { what, source };
