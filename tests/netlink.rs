@@ -620,11 +620,8 @@ fn a_million_in_one_load_then_deltas() {
     });
 }
 
-#[test]
-fn banned_client_is_dropped_and_counted_per_origin() {
-    if !can_run(true) {
-        return;
-    }
+/// A server (192.0.2.1) and a client (192.0.2.2) on one link, pinging each other.
+fn server_and_client() -> (Netns, Netns) {
     let server = netns();
     let client = netns();
     link(&server, "cw0", &client, "cw1");
@@ -635,6 +632,15 @@ fn banned_client_is_dropped_and_counted_per_origin() {
         (0..5).any(|_| ping_ok(&client, "192.0.2.1")),
         "no connectivity before the ban"
     );
+    (server, client)
+}
+
+#[test]
+fn banned_client_is_dropped_and_counted_per_origin() {
+    if !can_run(true) {
+        return;
+    }
+    let (server, client) = server_and_client();
 
     let banned = single("192.0.2.2");
     server.with_fw(spec(-10), |fw| {
@@ -667,15 +673,7 @@ fn port_lists_get_sets_and_a_chain_and_leave_other_traffic_alone() {
     if !can_run(true) {
         return;
     }
-    let server = netns();
-    let client = netns();
-    link(&server, "cw0", &client, "cw1");
-    addr(&server, "cw0", "192.0.2.1/24");
-    addr(&client, "cw1", "192.0.2.2/24");
-    assert!(
-        (0..5).any(|_| ping_ok(&client, "192.0.2.1")),
-        "no connectivity before the ban"
-    );
+    let (server, client) = server_and_client();
     let ssh = Ports::new(vec![22]).unwrap();
     let web = Ports::new(vec![443, 80]).unwrap();
     let mut s = spec(-10);

@@ -344,15 +344,22 @@ fn replay_summary_counts_events_without_a_stray_line() {
     }
 }
 
+/// `check-config` on a file holding `body`: (success, output).
+fn check_config(dir: &std::path::Path, body: &str) -> (bool, String) {
+    let f = dir.join("c.toml");
+    std::fs::write(&f, body).unwrap();
+    let o = crowdwall(&["check-config", f.to_str().unwrap()]);
+    (o.status.success(), text(&o))
+}
+
 #[test]
 fn config_errors_name_the_line_suggest_and_speak_plainly() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("c.toml");
     let check = |body: &str| {
-        std::fs::write(&f, body).unwrap();
-        let o = crowdwall(&["check-config", f.to_str().unwrap()]);
-        assert!(!o.status.success(), "{body}");
-        text(&o)
+        let (ok, msg) = check_config(dir.path(), body);
+        assert!(!ok, "{body}");
+        msg
     };
     let msg = check("[ban]\nduration = \"4h\"\n\n[scenarios.ssh-bruteforse]\ncapacity = 3\n");
     assert!(msg.contains(&format!("{}:4:", f.display())), "{msg}");
@@ -379,12 +386,7 @@ fn config_errors_name_the_line_suggest_and_speak_plainly() {
 #[test]
 fn relative_paths_huge_durations_and_an_allowlist_of_everything_are_called_out() {
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("c.toml");
-    let check = |body: &str| {
-        std::fs::write(&f, body).unwrap();
-        let o = crowdwall(&["check-config", f.to_str().unwrap()]);
-        (o.status.success(), text(&o))
-    };
+    let check = |body: &str| check_config(dir.path(), body);
     let (ok, msg) = check("[daemon]\nstate_dir = \"relative/dir\"\n");
     assert!(
         !ok && msg.contains("daemon.state_dir") && msg.contains("absolute"),
@@ -407,12 +409,7 @@ fn relative_paths_huge_durations_and_an_allowlist_of_everything_are_called_out()
 #[test]
 fn port_lists_are_checked_where_they_are_written() {
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("c.toml");
-    let check = |body: &str| {
-        std::fs::write(&f, body).unwrap();
-        let o = crowdwall(&["check-config", f.to_str().unwrap()]);
-        (o.status.success(), text(&o))
-    };
+    let check = |body: &str| check_config(dir.path(), body);
     let (ok, msg) = check("[scenarios.ssh-bruteforce]\nports = [22, 0]\n");
     assert!(
         !ok && msg.contains(":2:") && msg.contains("port 0"),

@@ -282,7 +282,8 @@ fn a_systemd_backend_jail_reads_its_service_from_the_journal() {
 /// the converted config passes `check-config` and bans in each sample log; `%(sshd_log)s`
 /// is resolved through paths-debian.conf; the nginx logpath becomes a `[[files]]` block;
 /// ignoreip with host bits is said once, as taken over; recidive points at `[ban] escalate`;
-/// action, destemail, banaction, port and a jail's own ignoreip are listed as not converted.
+/// action, destemail and banaction are listed as not converted; a converted jail's port and
+/// its own ignoreip become its scenario's `ports` and `allowlist`.
 #[test]
 fn import_fail2ban_converts_every_enabled_jail_and_lists_what_it_drops() {
     let Some(logs) = f2b_samples::logs_dir() else {
@@ -356,11 +357,15 @@ fn import_fail2ban_converts_every_enabled_jail_and_lists_what_it_drops() {
         "[DEFAULT] action = %(action_mwl)s: not converted",
         "[DEFAULT] destemail = root@example.org: not converted",
         "[DEFAULT] banaction = nftables-multiport: not converted",
-        "jail [sshd] port = 2222: not converted",
-        "jail [sshd] ignoreip = 192.0.2.0/24: not converted",
     ] {
         assert!(err.contains(want), "missing '{want}': {err}");
     }
+    // The converted sshd jail keeps its port (multiport banaction) and its own ignoreip.
+    assert!(
+        out.contains("ports = [2222]") && out.contains("allowlist = [\"192.0.2.0/24\"]"),
+        "{out}"
+    );
+    assert!(err.contains("its bans drop TCP and UDP to port 2222 only"), "{err}");
     let mut names: Vec<&str> = JAILS.to_vec();
     names.push("myapp");
     for j in &names {

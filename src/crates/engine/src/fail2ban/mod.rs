@@ -206,11 +206,91 @@ fn drop_why(k: &str) -> &'static str {
         "action" | "banaction" | "banaction_allports" => {
             " (crowdwall bans in its own nftables table and runs no commands)"
         }
-        "port" | "protocol" => " (crowdwall's bans cover every port)",
+        "port" | "protocol" => " (a jail run as it is bans every port; converted jails keep theirs)",
         "destemail" | "sender" | "mta" => " (crowdwall sends no mail; see `crowdwall status` and the metrics)",
-        "ignoreip" => " (per-jail allowlists are not supported; add the ranges to [allowlist] cidrs if meant for every service)",
+        "ignoreip" => " (a jail run as it is takes [allowlist] only; converted jails keep theirs as the scenario's allowlist)",
         _ => "",
     }
+}
+
+/// Addresses and ranges of an `ignoreip` value; what is not one (a host name) is noted.
+fn ignoreip_nets(v: &str, label: &str, c: &mut Conversion) -> Vec<String> {
+    let mut out = Vec::new();
+    for tok in v.split([' ', ',', '\t']).filter(|t| !t.is_empty()) {
+        match crowdwall_base::parse_net(tok) {
+            Ok(n) => out.push(n.to_string()),
+            Err(_) => match tok.parse::<ipnet::IpNet>() {
+                Ok(n) => {
+                    c.info.push(format!(
+                        "{label} {tok}: host bits set, taken as {}",
+                        n.trunc()
+                    ));
+                    out.push(n.trunc().to_string());
+                }
+                Err(_) => c.notes.push(format!(
+                    "{label} {tok}: not an address or range (crowdwall does not resolve names): not converted"
+                )),
+            },
+        }
+    }
+    out
+}
+
+/// A jail's `port` as numbers: `22`, `ssh`, `http,https`, `1000:1002`. Empty for every
+/// port (`0:65535`, fail2ban's default).
+fn jail_ports(v: &str) -> Result<Vec<u16>, String> {
+    // The names Debian's jail.conf uses; fail2ban reads them from /etc/services.
+    const NAMES: &[(&str, u16)] = &[
+        ("ftp-data", 20),
+        ("ftp", 21),
+        ("ssh", 22),
+        ("smtp", 25),
+        ("domain", 53),
+        ("http", 80),
+        ("pop3", 110),
+        ("imap", 143),
+        ("imap2", 143),
+        ("imap3", 220),
+        ("ldap", 389),
+        ("https", 443),
+        ("smtps", 465),
+        ("submissions", 465),
+        ("submission", 587),
+        ("ldaps", 636),
+        ("ftps", 990),
+        ("imaps", 993),
+        ("pop3s", 995),
+        ("mysql", 3306),
+        ("sieve", 4190),
+        ("postgresql", 5432),
+        ("sip", 5060),
+    ];
+    let one = |t: &str| -> Result<u16, String> {
+        t.parse::<u16>().or_else(|_| {
+            NAMES
+                .iter()
+                .find(|(n, _)| *n == t)
+                .map(|(_, p)| *p)
+                .ok_or_else(|| format!("'{t}' is not a port number or a known service name"))
+        })
+    };
+    let mut out = Vec::new();
+    for tok in v.split([',', ' ']).map(str::trim).filter(|t| !t.is_empty()) {
+        match tok.split_once(':') {
+            Some((a, b)) => {
+                let (a, b) = (one(a)?, one(b)?);
+                if a <= 1 && b == u16::MAX {
+                    return Ok(Vec::new());
+                }
+                if b < a || usize::from(b - a) >= crate::enforce::MAX_PORTS {
+                    return Err(format!("range {tok} is not a short list of ports"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(one(tok)?),
+        }
+    }
+    crate::enforce::Ports::new(out).map(|p| p.as_slice().to_vec())
 }
 
 /// The converted configuration and what was left out.
@@ -328,29 +408,10 @@ pub fn convert(files: &[(String, String)]) -> Conversion {
     let _ = writeln!(toml, "[ban]\n{ban}");
 
     // [allowlist]
-    let mut cidrs = Vec::new();
-    if let Some(v) = default.get("ignoreip") {
-        for tok in interpolate(v, &empty, &default)
-            .split([' ', ',', '\t'])
-            .filter(|t| !t.is_empty())
-        {
-            match crowdwall_base::parse_net(tok) {
-                Ok(n) => cidrs.push(n.to_string()),
-                Err(_) => match tok.parse::<ipnet::IpNet>() {
-                    Ok(n) => {
-                        c.info.push(format!(
-                            "ignoreip {tok}: host bits set, taken as {}",
-                            n.trunc()
-                        ));
-                        cidrs.push(n.trunc().to_string());
-                    }
-                    Err(_) => c.notes.push(format!(
-                        "ignoreip {tok}: not an address or range (crowdwall does not resolve names): not converted"
-                    )),
-                },
-            }
-        }
-    }
+    let cidrs = match default.get("ignoreip") {
+        Some(v) => ignoreip_nets(&interpolate(v, &empty, &default), "ignoreip", &mut c),
+        None => Vec::new(),
+    };
     let ignoreself = default
         .get("ignoreself")
         .map(|v| {
@@ -453,11 +514,38 @@ pub fn convert(files: &[(String, String)]) -> Conversion {
                 )),
             }
         }
+        // The jail's own ignoreip is the scenario's allowlist, on top of [allowlist].
         if let Some(v) = sec.get("ignoreip") {
-            c.notes.push(format!(
-                "jail [{name}] ignoreip = {v}: not converted{}",
-                drop_why("ignoreip")
-            ));
+            let nets = ignoreip_nets(
+                &interpolate(v, sec, &default),
+                &format!("jail [{name}] ignoreip"),
+                &mut c,
+            );
+            if !nets.is_empty() {
+                let quoted: Vec<String> = nets.iter().map(|n| format!("\"{n}\"")).collect();
+                let _ = writeln!(s, "allowlist = [{}]", quoted.join(", "));
+            }
+        }
+        // A multiport banaction (fail2ban's default) bans the jail's ports only; allports
+        // bans every port, as crowdwall does by default.
+        let banaction = get(sec, "banaction").unwrap_or_default();
+        if let Some(v) = get(sec, "port") {
+            if !banaction.contains("allports") {
+                match jail_ports(&v) {
+                    Ok(p) if p.is_empty() => {}
+                    Ok(p) => {
+                        let list: Vec<String> = p.iter().map(|n| n.to_string()).collect();
+                        let _ = writeln!(s, "ports = [{}]", list.join(", "));
+                        c.info.push(format!(
+                            "jail [{name}] port = {v} ({banaction}): its bans drop TCP and UDP to port {} only",
+                            list.join(",")
+                        ));
+                    }
+                    Err(e) => c.notes.push(format!(
+                        "jail [{name}] port = {v}: {e}; its bans cover every port"
+                    )),
+                }
+            }
         }
         let systemd = get(sec, "backend").is_some_and(|b| b.trim().starts_with("systemd"));
         if let Some(v) = get(sec, "logpath") {
@@ -484,7 +572,7 @@ pub fn convert(files: &[(String, String)]) -> Conversion {
                 ));
             }
         }
-        for k in ["action", "banaction", "port", "destemail"] {
+        for k in ["action", "banaction", "destemail"] {
             if let Some(v) = sec.get(k) {
                 c.notes.push(format!(
                     "jail [{name}] {k} = {v}: not converted{}",
@@ -580,6 +668,31 @@ mod tests {
             !notes.contains("postfix"),
             "disabled jails are ignored: {notes}"
         );
+    }
+
+    #[test]
+    fn a_jails_ports_and_ignoreip_stay_the_jails() {
+        let jail = "[DEFAULT]\nbanaction = nftables-multiport\n[sshd]\nenabled = true\nport = ssh,2222\nignoreip = 192.0.2.10 10.1.2.3/8\n[nginx-http-auth]\nenabled = true\nport = http,https\nbanaction = nftables-allports\n[dovecot]\nenabled = true\nport = pop3,imaps,nosuch\n";
+        let c = convert(&[("jail.local".into(), jail.into())]);
+        #[derive(serde::Deserialize)]
+        struct Out {
+            scenarios: crate::detect::scenarios::ScenariosSection,
+        }
+        let cfg: Out = toml::from_str(&c.toml).unwrap_or_else(|e| panic!("{e}\n{}", c.toml));
+        let specs = cfg.scenarios.specs().unwrap();
+        let by = |n: &str| specs.iter().find(|s| s.name == n).unwrap().clone();
+        let ssh = by("ssh-bruteforce");
+        assert_eq!(ssh.ports.as_slice(), &[22, 2222]);
+        let allow: Vec<String> = ssh.allowlist.iter().map(|n| n.to_string()).collect();
+        assert_eq!(allow, vec!["192.0.2.10/32", "10.0.0.0/8"]);
+        assert!(by("http-bruteforce").ports.is_all(), "allports: every port");
+        assert!(by("mail-bruteforce").ports.is_all());
+        let notes = c.notes.join("\n");
+        assert!(notes.contains("'nosuch' is not a port"), "{notes}");
+        assert!(!notes.contains("ignoreip"), "taken over, not dropped: {notes}");
+        assert_eq!(jail_ports("0:65535").unwrap(), Vec::<u16>::new());
+        assert_eq!(jail_ports("1000:1002").unwrap(), vec![1000, 1001, 1002]);
+        assert!(jail_ports("1000:9000").is_err());
     }
 
     #[test]
