@@ -186,23 +186,32 @@ fn score(name: &str, dir: &str) -> (Result<Filter, FilterError>, Score) {
     (base, s)
 }
 
-#[test]
-fn every_debian_filter_scored_on_its_sample_log() {
+/// fail2ban's sample-log directory and the names of Debian's filters (`filter.d/*.conf`),
+/// sorted; None (after saying why) when fail2ban is not installed.
+pub(crate) fn debian_filters() -> Option<(&'static str, Vec<String>)> {
     let Some(dir) = f2b_samples::logs_dir() else {
         skip("fail2ban's test logs not found (apt-get install fail2ban)");
-        return;
+        return None;
     };
     let Ok(rd) = std::fs::read_dir(format!("{FILTER_DIR}/filter.d")) else {
         skip("/etc/fail2ban/filter.d not found (apt-get install fail2ban)");
-        return;
+        return None;
     };
     let mut names: Vec<String> = rd
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().map(String::from))
         .filter_map(|n| n.strip_suffix(".conf").map(String::from))
-        .filter(|n| n != "common")
         .collect();
     names.sort();
+    Some((dir, names))
+}
+
+#[test]
+fn every_debian_filter_scored_on_its_sample_log() {
+    let Some((dir, mut names)) = debian_filters() else {
+        return;
+    };
+    names.retain(|n| n != "common");
     let mut table = String::from(
         "| filter | loaded | failregex lines | right | misses | false matches | host names (not resolved) | refused lines |\n|---|---|---:|---:|---:|---:|---:|---|\n",
     );

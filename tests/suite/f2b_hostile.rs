@@ -18,7 +18,6 @@ use crowdwall_engine::fail2ban::filter::{self, Host};
 use crowdwall_engine::parse::{canonical_ip, precheck};
 
 use crate::common::f2b_samples::{self, Item};
-use crate::common::skip;
 
 const FILTER_DIR: &str = "/etc/fail2ban";
 const EVIL: &str = "6.6.6.6";
@@ -72,20 +71,9 @@ struct Row {
 
 #[test]
 fn user_fields_do_not_pick_the_address() {
-    let Some(dir) = f2b_samples::logs_dir() else {
-        skip("fail2ban's test logs not found (apt-get install fail2ban)");
+    let Some((dir, names)) = crate::f2b_filters::debian_filters() else {
         return;
     };
-    let Ok(rd) = std::fs::read_dir(format!("{FILTER_DIR}/filter.d")) else {
-        skip("/etc/fail2ban/filter.d not found (apt-get install fail2ban)");
-        return;
-    };
-    let mut names: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().map(String::from))
-        .filter_map(|n| n.strip_suffix(".conf").map(String::from))
-        .collect();
-    names.sort();
     let source = |p: &str| std::fs::read_to_string(format!("{FILTER_DIR}/{p}")).ok();
     let evil: IpAddr = EVIL.parse().unwrap();
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();

@@ -65,6 +65,20 @@ fn decided(out: &str) -> Vec<String> {
         .collect()
 }
 
+/// A copy of /etc/fail2ban under `dir`, plus a filter of the admin's own as a .local only
+/// (`filter.d/myapp.local`).
+fn fail2ban_copy_with_myapp(dir: &Path) -> std::path::PathBuf {
+    let f2b = dir.join("fail2ban");
+    copy_dir(Path::new("/etc/fail2ban"), &f2b);
+    copy_dir(Path::new("/etc/fail2ban/filter.d"), &f2b.join("filter.d"));
+    std::fs::write(
+        f2b.join("filter.d/myapp.local"),
+        "[INCLUDES]\nbefore = common.conf\n\n[Definition]\n_daemon = myapp\nfailregex = ^%(__prefix_line)slogin failed for <F-USER>\\S+</F-USER> from <HOST>$\nignoreregex =\n",
+    )
+    .unwrap();
+    f2b
+}
+
 #[test]
 fn fail2ban_jails_run_unconverted_and_ban_from_their_sample_logs() {
     let Some(logs) = f2b_samples::logs_dir() else {
@@ -76,15 +90,7 @@ fn fail2ban_jails_run_unconverted_and_ban_from_their_sample_logs() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let f2b = tmp.path().join("fail2ban");
-    copy_dir(Path::new("/etc/fail2ban"), &f2b);
-    copy_dir(Path::new("/etc/fail2ban/filter.d"), &f2b.join("filter.d"));
-    // A filter of the admin's own, as a .local only.
-    std::fs::write(
-        f2b.join("filter.d/myapp.local"),
-        "[INCLUDES]\nbefore = common.conf\n\n[Definition]\n_daemon = myapp\nfailregex = ^%(__prefix_line)slogin failed for <F-USER>\\S+</F-USER> from <HOST>$\nignoreregex =\n",
-    )
-    .unwrap();
+    let f2b = fail2ban_copy_with_myapp(tmp.path());
     let myapp_log = tmp.path().join("myapp.log");
     let mut body = String::new();
     for i in 0..6 {
@@ -210,14 +216,7 @@ fn a_systemd_backend_jail_reads_its_service_from_the_journal() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let f2b = tmp.path().join("fail2ban");
-    copy_dir(Path::new("/etc/fail2ban"), &f2b);
-    copy_dir(Path::new("/etc/fail2ban/filter.d"), &f2b.join("filter.d"));
-    std::fs::write(
-        f2b.join("filter.d/myapp.local"),
-        "[INCLUDES]\nbefore = common.conf\n\n[Definition]\n_daemon = myapp\nfailregex = ^%(__prefix_line)slogin failed for <F-USER>\\S+</F-USER> from <HOST>$\nignoreregex =\n",
-    )
-    .unwrap();
+    let f2b = fail2ban_copy_with_myapp(tmp.path());
     let base = std::fs::read_to_string(crate::common::cli::CONFIG).unwrap();
     assert!(base.contains("[journal]\nenabled = true\n"));
     let write = |jail: &str, journal_off: bool| {
@@ -365,7 +364,10 @@ fn import_fail2ban_converts_every_enabled_jail_and_lists_what_it_drops() {
         out.contains("ports = [2222]") && out.contains("allowlist = [\"192.0.2.0/24\"]"),
         "{out}"
     );
-    assert!(err.contains("its bans drop TCP and UDP to port 2222 only"), "{err}");
+    assert!(
+        err.contains("its bans drop TCP and UDP to port 2222 only"),
+        "{err}"
+    );
     let mut names: Vec<&str> = JAILS.to_vec();
     names.push("myapp");
     for j in &names {

@@ -689,7 +689,10 @@ mod tests {
         assert!(by("mail-bruteforce").ports.is_all());
         let notes = c.notes.join("\n");
         assert!(notes.contains("'nosuch' is not a port"), "{notes}");
-        assert!(!notes.contains("ignoreip"), "taken over, not dropped: {notes}");
+        assert!(
+            !notes.contains("ignoreip"),
+            "taken over, not dropped: {notes}"
+        );
         assert_eq!(jail_ports("0:65535").unwrap(), Vec::<u16>::new());
         assert_eq!(jail_ports("1000:1002").unwrap(), vec![1000, 1001, 1002]);
         assert!(jail_ports("1000:9000").is_err());
