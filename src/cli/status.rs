@@ -199,14 +199,36 @@ pub fn print_status(v: &Status) {
                 t.map(|t| format!(" (at {t})")).unwrap_or_default()
             ),
         };
+        // A gap: the saved cursor was gone at start (vacuumed); the log says from when.
+        let gaps = match s.gaps {
+            0 => String::new(),
+            n => format!(", {n} gap(s): the saved cursor was vacuumed, entries in between lost"),
+        };
         println!(
-            "source {}: {} entries read, {} skipped, lag {}s{}{}",
+            "source {}: {} entries read, {} skipped, lag {}s{}{}{}",
             s.name,
             s.entries_read,
             s.skipped,
             s.lag_s,
             if caught_up { ", caught up" } else { "" },
-            catching_up
+            catching_up,
+            gaps
+        );
+    }
+    let st = &v.store;
+    if let Some(e) = &st.error {
+        println!(
+            "{} {e} (since {}): {} decision(s) enforced and waiting to be written; positions held back until then",
+            ui::paint(ui::colour(), "1;31", "store refuses writes:"),
+            st.failing_since.as_deref().unwrap_or("?"),
+            st.pending
+        );
+    }
+    let fs = &v.firewall.stats;
+    if fs.warmed > 0 || fs.recovered > 0 {
+        println!(
+            "at start: {} journal entries read again to rebuild the buckets; {} ban(s) adopted from the kernel (new store)",
+            fs.warmed, fs.recovered
         );
     }
     // Parsers that saw no line are left out, except sshd (the default source). Counted since

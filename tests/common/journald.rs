@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{have, require_root};
+use crowdwall_engine::LogEntry;
+use std::path::Path;
 
 pub const JOURNALD: &str = "/lib/systemd/systemd-journald";
 pub const SOCKET: &str = "/run/systemd/journal/socket";
@@ -117,4 +119,95 @@ pub fn wait_visible(ident: &str, n: usize) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Monotonic timestamps of generated entries count from this realtime (any fixed point
+/// before them keeps them ordered like their times).
+const MONO_BASE: i64 = 1_600_000_000_000_000;
+
+pub const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+const BOOT_ID: &str = "0123456789abcdef0123456789abcdef";
+
+/// One entry of a generated journal.
+#[derive(Clone)]
+pub struct Gen {
+    pub time: i64,
+    pub ident: &'static str,
+    pub pid: u32,
+    /// None: the entry has no MESSAGE field.
+    pub message: Option<Vec<u8>>,
+}
+
+impl Gen {
+    pub fn expected(&self) -> LogEntry {
+        LogEntry {
+            time: self.time,
+            identifier: self.ident.to_string(),
+            pid: Some(self.pid),
+            message: String::from_utf8_lossy(self.message.as_deref().unwrap_or_default())
+                .into_owned(),
+        }
+    }
+}
+
+/// Journal export format: `NAME=value` lines; binary values (not UTF-8, or with a newline) as
+/// `NAME\n`, a little-endian u64 length, the bytes, `\n`; a blank line ends an entry.
+pub fn export(entries: &[Gen]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        // journal-remote fills in missing __MONOTONIC_TIMESTAMP/_BOOT_ID with zeros; real
+        // values make cursor comparisons across files meaningful.
+        let mono = e.time - MONO_BASE;
+        write!(
+            out,
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={mono}\n_BOOT_ID={BOOT_ID}\n\
+             SYSLOG_IDENTIFIER={}\n_PID={}\n",
+            e.time, e.ident, e.pid
+        )
+        .unwrap();
+        if let Some(m) = &e.message {
+            if std::str::from_utf8(m).is_ok() && !m.contains(&b'\n') {
+                out.extend_from_slice(b"MESSAGE=");
+                out.extend_from_slice(m);
+                out.push(b'\n');
+            } else {
+                out.extend_from_slice(b"MESSAGE\n");
+                out.extend_from_slice(&(m.len() as u64).to_le_bytes());
+                out.extend_from_slice(m);
+                out.push(b'\n');
+            }
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Writes `entries` into `dir/remote.journal` with systemd-journal-remote.
+pub fn make_journal(dir: &Path, entries: &[Gen]) -> Result<(), String> {
+    have(JOURNAL_REMOTE)?;
+    let mut child = Command::new(JOURNAL_REMOTE)
+        .arg("-o")
+        .arg(dir.join("remote.journal"))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {JOURNAL_REMOTE}: {e}"))?;
+    let data = export(entries);
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(&data)
+        .map_err(|e| format!("writing to {JOURNAL_REMOTE}: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        // A failure here is a broken fixture, not a missing tool: fail loudly.
+        panic!(
+            "{JOURNAL_REMOTE} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }

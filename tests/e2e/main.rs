@@ -24,6 +24,7 @@ mod feeds;
 mod nflog_portscan;
 mod ports;
 mod portscan;
+mod restarts;
 mod sandbox;
 mod sources;
 mod ssh;

@@ -9,9 +9,7 @@
 //! `CROWDWALL_REQUIRE_ROOT_TESTS=1`, then it fails with the reason.
 #![cfg(feature = "journald")]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,96 +22,12 @@ use crowdwall_daemon::source::SourceError;
 use crowdwall_engine::LogEntry;
 use tokio::sync::mpsc;
 
-use crate::common::journald::{self, systemd_cat, unique_ident, wait_visible};
+use crate::common::journald::{
+    self, make_journal, systemd_cat, unique_ident, wait_visible, Gen, JOURNAL_REMOTE,
+};
 use crate::common::{available, have};
 
-const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
-const BOOT_ID: &str = "0123456789abcdef0123456789abcdef";
 const T0: i64 = 1_700_000_000_000_000;
-
-/// One entry of a generated journal.
-#[derive(Clone)]
-struct Gen {
-    time: i64,
-    ident: &'static str,
-    pid: u32,
-    /// None: the entry has no MESSAGE field.
-    message: Option<Vec<u8>>,
-}
-
-impl Gen {
-    fn expected(&self) -> LogEntry {
-        LogEntry {
-            time: self.time,
-            identifier: self.ident.to_string(),
-            pid: Some(self.pid),
-            message: String::from_utf8_lossy(self.message.as_deref().unwrap_or_default())
-                .into_owned(),
-        }
-    }
-}
-
-/// Journal export format: `NAME=value` lines; binary values (not UTF-8, or with a newline) as
-/// `NAME\n`, a little-endian u64 length, the bytes, `\n`; a blank line ends an entry.
-fn export(entries: &[Gen]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for e in entries {
-        // journal-remote fills in missing __MONOTONIC_TIMESTAMP/_BOOT_ID with zeros; real
-        // values make cursor comparisons across files meaningful.
-        let mono = e.time - T0 + 1_000_000;
-        write!(
-            out,
-            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={mono}\n_BOOT_ID={BOOT_ID}\n\
-             SYSLOG_IDENTIFIER={}\n_PID={}\n",
-            e.time, e.ident, e.pid
-        )
-        .unwrap();
-        if let Some(m) = &e.message {
-            if std::str::from_utf8(m).is_ok() && !m.contains(&b'\n') {
-                out.extend_from_slice(b"MESSAGE=");
-                out.extend_from_slice(m);
-                out.push(b'\n');
-            } else {
-                out.extend_from_slice(b"MESSAGE\n");
-                out.extend_from_slice(&(m.len() as u64).to_le_bytes());
-                out.extend_from_slice(m);
-                out.push(b'\n');
-            }
-        }
-        out.push(b'\n');
-    }
-    out
-}
-
-/// Writes `entries` into `dir/remote.journal` with systemd-journal-remote.
-fn make_journal(dir: &Path, entries: &[Gen]) -> Result<(), String> {
-    have(JOURNAL_REMOTE)?;
-    let mut child = Command::new(JOURNAL_REMOTE)
-        .arg("-o")
-        .arg(dir.join("remote.journal"))
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {JOURNAL_REMOTE}: {e}"))?;
-    let data = export(entries);
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(&data)
-        .map_err(|e| format!("writing to {JOURNAL_REMOTE}: {e}"))?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        // A failure here is a broken fixture, not a missing tool: fail loudly.
-        panic!(
-            "{JOURNAL_REMOTE} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
 
 /// sshd / cron / sshd-session interleaved, plus one non-UTF-8 message and one entry without
 /// MESSAGE (an sshd one, so it passes the match and must be skipped by the source).
@@ -255,6 +169,7 @@ fn dir_cfg(dir: &Path, cursor: Option<String>) -> JournalConfig {
         directory: Some(dir.to_path_buf()),
         cursor,
         start_at_head: true,
+        ..Default::default()
     }
 }
 
@@ -446,6 +361,55 @@ fn vacuumed_cursor_lands_on_oldest_and_reports_a_gap() {
 }
 
 #[test]
+fn warm_up_reads_the_window_before_the_cursor_once_then_resumes_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = fixture(30);
+    if !available(make_journal(dir.path(), &gen[..16])) {
+        return;
+    }
+    let (batches, _) = read_all(dir.path(), None);
+    let cursor = batches.last().expect("a batch").cursor.clone();
+    let sub = dir.path().join("later");
+    std::fs::create_dir(&sub).unwrap();
+    make_journal(&sub, &gen[16..]).unwrap();
+    std::fs::rename(sub.join("remote.journal"), dir.path().join("later.journal")).unwrap();
+
+    // A window of 8 entries' time (1 ms apart) before the cursor's entry (gen[15]).
+    let cfg = JournalConfig {
+        warm_window: 8 * 1000,
+        ..dir_cfg(dir.path(), Some(cursor.clone()))
+    };
+    let mut run = Run::start(cfg);
+    run.collect(
+        expected_sshd(&gen[7..]).len(),
+        Duration::from_secs(10),
+        Duration::from_millis(500),
+    );
+    let got = run.stop();
+    let warm: Vec<LogEntry> = got
+        .iter()
+        .filter(|b| b.warm)
+        .flat_map(|b| b.entries.clone())
+        .collect();
+    let live: Vec<LogEntry> = got
+        .iter()
+        .filter(|b| !b.warm)
+        .flat_map(|b| b.entries.clone())
+        .collect();
+    assert_eq!(
+        warm,
+        expected_sshd(&gen[7..16]),
+        "the window, the saved entry included"
+    );
+    assert_eq!(
+        live,
+        expected_sshd(&gen[16..]),
+        "then after the cursor, nothing twice"
+    );
+    assert!(got.iter().filter(|b| b.warm).all(|b| b.cursor == cursor));
+}
+
+#[test]
 fn opening_errors_are_returned_by_spawn() {
     if !available(have(JOURNAL_REMOTE)) {
         return;
@@ -568,6 +532,7 @@ fn system_journal_tail_then_resume_with_cursor() {
         directory: None,
         cursor,
         start_at_head: false,
+        ..Default::default()
     };
     // Written before the start: the tail start must not return it.
     systemd_cat(&ident, &["before start"]);

@@ -88,6 +88,18 @@ pub struct Status {
     pub firewall: FirewallStatus,
     pub allowlist: AllowlistStatus,
     pub lockout: crate::lockout::LockoutStatus,
+    #[serde(default)]
+    pub store: StoreStatus,
+}
+
+/// The store's health: while it refuses writes, bans are enforced and wait here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// Why writes fail, since when (RFC 3339); None when they work.
+    pub error: Option<String>,
+    pub failing_since: Option<String>,
+    /// Decisions in the kernel waiting to be written.
+    pub pending: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -118,6 +130,13 @@ pub struct CoreStats {
     pub heals: u64,
     pub audits: u64,
     pub audit_repairs: u64,
+    /// Journal entries read again at start to rebuild the buckets (not counted in
+    /// `entries`).
+    #[serde(default)]
+    pub warmed: u64,
+    /// Bans adopted from the kernel at start because the store was new.
+    #[serde(default)]
+    pub recovered: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -135,6 +135,11 @@ pub struct Snapshot {
     pub drops: Vec<DropCounter>,
     /// Logged-in SSH sessions whose address is not allowlisted (lockout guard).
     pub unprotected_sessions: u64,
+    /// 1 while the store refuses writes (a full disk), and the decisions waiting meanwhile.
+    #[serde(default)]
+    pub store_failing: u64,
+    #[serde(default)]
+    pub store_pending: u64,
 }
 
 /// Escapes a Prometheus label value.
@@ -448,6 +453,20 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         "crowdwall_lockout_unprotected_sessions {}",
         s.unprotected_sessions
     );
+    head(
+        &mut o,
+        "store_failing",
+        "gauge",
+        "1 while the store refuses writes (bans still reach the kernel).",
+    );
+    let _ = writeln!(o, "crowdwall_store_failing {}", s.store_failing);
+    head(
+        &mut o,
+        "store_pending_decisions",
+        "gauge",
+        "Decisions enforced but waiting to be written to the store.",
+    );
+    let _ = writeln!(o, "crowdwall_store_pending_decisions {}", s.store_pending);
     o
 }
 
@@ -585,6 +604,13 @@ pub fn render_tables(s: &Snapshot) -> String {
             s.unprotected_sessions
         );
     }
+    if s.store_failing > 0 {
+        let _ = writeln!(
+            o,
+            "WARNING: the store refuses writes; {} decision(s) enforced and waiting to be written (see `crowdwall status`)",
+            s.store_pending
+        );
+    }
     o
 }
 
@@ -667,6 +693,8 @@ mod tests {
         };
         s.overflows.insert("ssh-bruteforce".into(), 1);
         s.decisions_active.insert("local".into(), 1);
+        s.store_failing = 1;
+        s.store_pending = 3;
         s.netlink
             .duration
             .observe(std::time::Duration::from_micros(700));
@@ -687,6 +715,8 @@ mod tests {
             t.contains("crowdwall_parser_misses_total{parser=\"sshd\"} 2\n"),
             "{t}"
         );
+        assert!(t.contains("crowdwall_store_failing 1\n"), "{t}");
+        assert!(t.contains("crowdwall_store_pending_decisions 3\n"), "{t}");
         assert!(
             t.contains("crowdwall_overflows_total{scenario=\"ssh-bruteforce\"} 1\n"),
             "{t}"

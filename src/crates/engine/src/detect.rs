@@ -197,6 +197,19 @@ impl Engine {
         &self.specs
     }
 
+    /// How long an event can still matter to a bucket: the time the fullest bucket of any
+    /// scenario takes to leak empty (capped at a day). Reading this much history again
+    /// rebuilds the buckets a restart emptied.
+    pub fn memory(&self) -> Micros {
+        const DAY: Micros = 86_400 * crate::time::SECOND;
+        self.specs
+            .iter()
+            .map(|s| (s.capacity as Micros + 1).saturating_mul(s.leak))
+            .max()
+            .unwrap_or(0)
+            .min(DAY)
+    }
+
     pub fn stats(&self) -> EngineStats {
         EngineStats {
             live_buckets: self.buckets.len(),

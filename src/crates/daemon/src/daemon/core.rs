@@ -57,6 +57,9 @@ pub struct Core<F: Firewall> {
     pub lockout: crate::lockout::Guard,
     /// A read-back should start as soon as none is running.
     pub audit_wanted: bool,
+    /// Decisions enforced while the store could not be written (a full disk): the kernel
+    /// has them, the store gets them when writes work again ([`Core::flush_pending`]).
+    pub(super) outage: super::outage::Outage,
 }
 
 impl<F: Firewall> Core<F> {
@@ -85,6 +88,7 @@ impl<F: Firewall> Core<F> {
             fw_timing: Default::default(),
             lockout,
             audit_wanted: false,
+            outage: Default::default(),
         };
         // The one full read of the store: from here on the in-memory plan follows each change.
         for d in core.store.active(time::now())? {
@@ -100,6 +104,67 @@ impl<F: Firewall> Core<F> {
             }
         }
         Ok(core)
+    }
+
+    /// At start, when the store was created just now (missing, zero-byte or new file) but
+    /// the table still holds bans: the store lost its memory, and loading its empty state
+    /// would flush every ban the kernel enforces. Instead each element becomes a decision
+    /// again (its set's origin and ports, the time it has left, scenario `recovered`), so
+    /// the reconcile that follows keeps them. Sets of the admin's (set-only mode) are never
+    /// adopted: their elements may be the admin's own. Returns how many were adopted.
+    pub fn adopt_kernel(&mut self, store_path: &std::path::Path) -> Result<usize, DaemonError> {
+        let now = time::now();
+        let sets: Vec<_> = self.fw.layout().sets.clone();
+        let mut adopted = Vec::new();
+        for (ix, set) in sets.iter().enumerate() {
+            let Some(origin) = set.origin else { continue };
+            // A table that is not there (first start, reboot) holds nothing to adopt.
+            let Ok(held) = self.fw.list(ix as crowdwall_engine::enforce::SetIx) else {
+                continue;
+            };
+            for e in held {
+                let left = e
+                    .expires_ms
+                    .map(|ms| ms as Micros * 1000)
+                    .unwrap_or(self.cfg.ban.max_duration.micros());
+                if left <= 0 {
+                    continue;
+                }
+                for value in interval_nets(&e.range) {
+                    adopted.push(Decision {
+                        id: 0,
+                        value,
+                        origin,
+                        scenario: "recovered".into(),
+                        reason: format!(
+                            "adopted from the kernel's set {} at start: the store {} was new",
+                            set.name,
+                            store_path.display()
+                        ),
+                        created: now,
+                        until: now + left,
+                        ports: set.ports.clone(),
+                    });
+                }
+            }
+        }
+        if adopted.is_empty() {
+            return Ok(0);
+        }
+        for d in &mut adopted {
+            self.store.insert(d)?;
+        }
+        for d in &adopted {
+            self.track(d);
+        }
+        log::warn!(
+            "the store {} is new (missing, empty or replaced) but table inet {} holds {} ban(s): adopted them as decisions (scenario `recovered`) instead of flushing them",
+            store_path.display(),
+            self.cfg.firewall.table,
+            adopted.len()
+        );
+        self.stats.recovered = adopted.len() as u64;
+        Ok(adopted.len())
     }
 
     pub fn firewall(&mut self) -> &mut F {
@@ -292,6 +357,20 @@ impl<F: Firewall> Core<F> {
         Ok(new)
     }
 
+    /// Feeds entries from before the saved position (read again after a restart) to the
+    /// buckets only: the previous run decided on them, so their overflows are dropped, and
+    /// the parsers' counters stay as they were (status counts what was read for real).
+    pub fn warm_up(&mut self, entries: &[LogEntry]) {
+        let counters = self.detector.parsers.stats();
+        for entry in entries {
+            self.overflows.clear();
+            self.detector.feed(entry, None, &mut self.overflows);
+        }
+        self.overflows.clear();
+        self.detector.parsers.restore_stats(&counters);
+        self.stats.warmed += entries.len() as u64;
+    }
+
     fn decide_overflow(&mut self, ov: &Overflow) -> Result<Option<Decision>, DaemonError> {
         let value = decide::ban_value(ov.ip, &self.policy, &self.allow);
         let at = ov.last;
@@ -299,13 +378,14 @@ impl<F: Firewall> Core<F> {
         // same attack, and lines still in flight when the ban landed overflow again. Counting
         // those would escalate a first offender at once.
         let now = time::now();
-        if self.store.covered(ov.ip, now)? {
+        if self.outage.covers(ov.ip, now) || self.store.covered(ov.ip, now)? {
             self.stats.already_banned += 1;
             return Ok(None);
         }
         let prior = self
             .store
-            .offences(&value, at.saturating_sub(self.forget_after))?;
+            .offences(&value, at.saturating_sub(self.forget_after))?
+            + self.outage.offences(&value);
         let mut d = match decide::from_overflow(ov, prior, &self.policy, &self.allow, at) {
             Ok(d) => d,
             Err(DecideError::Allowlisted { value, reason }) => {
@@ -327,9 +407,9 @@ impl<F: Firewall> Core<F> {
             return Ok(None);
         }
         self.lockout.before_ban(&self.allow);
-        self.store.insert(&mut d)?;
+        // The kernel gets the ban whether or not the store takes it now.
+        self.store_decision(&mut d, Some((value, at)));
         self.track(&d);
-        self.store.record_offence(&value, at)?;
         self.stats.decisions_local += 1;
         self.community_out
             .push(crate::community::agent::signal_of(ov));
@@ -417,7 +497,10 @@ impl<F: Firewall> Core<F> {
     /// Periodic work: prune the store, sweep, check the table is still there.
     pub fn housekeeping(&mut self) -> Result<(), DaemonError> {
         let now = time::now();
-        self.store.prune(now, now - self.forget_after)?;
+        // Pruning writes: during a store outage it waits, like everything else written.
+        if !self.store_failing() {
+            self.store.prune(now, now - self.forget_after)?;
+        }
         self.desired.sweep(now);
         Ok(())
     }
@@ -448,5 +531,20 @@ impl<F: Firewall> Core<F> {
         self.stats.heals += 1;
         self.reconcile()?;
         Ok(true)
+    }
+}
+
+/// The CIDR blocks that make up a kernel interval (one, for what crowdwall itself adds).
+fn interval_nets(iv: &crowdwall_engine::enforce::Interval) -> Vec<ipnet::IpNet> {
+    use std::net::IpAddr;
+    match (iv.first_addr(), iv.last_addr()) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => ipnet::Ipv4Subnets::new(a, b, 0)
+            .map(ipnet::IpNet::V4)
+            .collect(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => ipnet::Ipv6Subnets::new(a, b, 0)
+            .map(ipnet::IpNet::V6)
+            .collect(),
+        // Families never mix within one interval.
+        _ => Vec::new(),
     }
 }

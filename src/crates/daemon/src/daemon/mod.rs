@@ -18,6 +18,7 @@
 
 mod core;
 mod edges;
+mod outage;
 mod reload;
 mod requests;
 mod run;

@@ -94,6 +94,11 @@ pub(super) async fn reload<F: Firewall>(
     // the table's layout from the start: both are built once, at start.
     if new.firewall_spec().port_groups != old.firewall_spec().port_groups {
         restart.push("the port lists of bans (scenarios.*.ports, ban.ports)");
+    } else if new.ban.ports != old.ban.ports {
+        // Same lists, another origin on them: the plan places each origin's decisions by
+        // the mapping it started with, and removes them by it too; swapping it live would
+        // look for old decisions' elements in the wrong sets and leave them in the kernel.
+        restart.push("ban.ports");
     }
     if !restart.is_empty() {
         return Response::Error(format!(
@@ -108,7 +113,7 @@ pub(super) async fn reload<F: Firewall>(
     for w in new.warnings() {
         log::warn!("{}: {w}", path.display());
     }
-    let mut changed = match sources.reload(super::run::sources_config(&new)).await {
+    let mut changed = match sources.reload(super::run::sources_config(&new, 0)).await {
         Ok(c) => c,
         Err(e) => return Response::Error(format!("{}: {e}; {stays}", path.display())),
     };

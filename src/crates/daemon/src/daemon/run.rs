@@ -116,6 +116,10 @@ async fn serve<F: Firewall>(
     // Config changes take effect at start: this is the check "after every config change",
     // and it runs before the first ban of the run.
     core.lockout.check(&core.allow, "at start", true);
+    // A store that lost its memory must not empty the kernel: adopt what it holds first.
+    if core.store.is_fresh() {
+        core.adopt_kernel(&state_dir.join("crowdwall.db"))?;
+    }
     core.reconcile()?;
     let n = core.desired.sizes(time::now());
     let n = n.v4 + n.v6;
@@ -171,7 +175,10 @@ async fn serve<F: Firewall>(
             None
         });
     // Journal, files, syslog, NFLOG.
-    let mut sources = Sources::start(sources_config(&cfg), &state_dir)?;
+    let mut sources = Sources::start(
+        sources_config(&cfg, core.detector.engine.memory()),
+        &state_dir,
+    )?;
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(io("SIGTERM handler".into()))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io("SIGINT handler".into()))?;
@@ -240,8 +247,11 @@ async fn serve<F: Firewall>(
                         return Err(e.into());
                     }
                 };
-                if batch.gap {
-                    log::warn!("journal cursor not found (vacuumed?): entries may have been missed");
+                if batch.warm {
+                    // Entries before the saved position, read again to rebuild the buckets
+                    // a restart emptied: decided on before, so they decide nothing now.
+                    core.warm_up(&batch.entries);
+                    continue;
                 }
                 match core.handle_entries(&batch.entries) {
                     Ok(new) => {
@@ -257,8 +267,12 @@ async fn serve<F: Firewall>(
                 }
                 // Only now is the batch's effect durable (store written, kernel updated):
                 // moving the cursor or positions earlier could skip entries after a crash.
+                // While the store refuses writes, positions wait with the decisions, so a
+                // restart in between reads those entries again.
                 if let Some(commit) = batch.commit {
-                    if let Err(e) = commit() {
+                    if core.store_failing() {
+                        core.defer_commit(batch.source, commit);
+                    } else if let Err(e) = commit() {
                         log::error!("saving the {} position: {e}", batch.source);
                     }
                 }
@@ -339,6 +353,7 @@ async fn serve<F: Firewall>(
                 let _ = reply.send(core.metrics(&extra, time::now()));
             }
             _ = heal_tick.tick() => {
+                core.flush_pending();
                 if let Err(e) = core.heal() {
                     log::error!("firewall check: {e}");
                 }
@@ -458,11 +473,13 @@ fn join_community<F: Firewall>(
     }
 }
 
-pub(super) fn sources_config(cfg: &Config) -> SourcesConfig {
+/// `warm_window`: how much journal history to read again before the cursor (at start).
+pub(super) fn sources_config(cfg: &Config, warm_window: crate::time::Micros) -> SourcesConfig {
     SourcesConfig {
         journal: cfg.journal.clone(),
         files: cfg.files.clone(),
         syslog: cfg.syslog.clone(),
         nflog: cfg.nflog.clone(),
+        warm_window,
     }
 }

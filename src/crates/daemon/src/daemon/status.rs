@@ -18,6 +18,9 @@ impl<F: Firewall> Core<F> {
         for d in self.store.active(now).unwrap_or_default() {
             *decisions.entry(d.origin.as_str().to_string()).or_default() += 1;
         }
+        *decisions
+            .entry(Origin::Local.as_str().to_string())
+            .or_default() += self.outage.pending();
         let (dropped, error) = match self.fw.counters() {
             Ok(c) => (c, None),
             Err(e) => (Vec::new(), Some(e.to_string())),
@@ -58,6 +61,15 @@ impl<F: Firewall> Core<F> {
                 from_dir: texts(&self.cfg.allowlist.from_dir),
             },
             lockout: self.lockout.status(),
+            store: crate::control::StoreStatus {
+                error: self.outage.error.as_ref().map(|(e, _)| e.clone()),
+                failing_since: self
+                    .outage
+                    .error
+                    .as_ref()
+                    .map(|(_, t)| crate::time::format_rfc3339(*t)),
+                pending: self.outage.pending(),
+            },
         }
     }
 
@@ -139,6 +151,8 @@ impl<F: Firewall> Core<F> {
             },
             drops: self.drop_counters(),
             unprotected_sessions: self.lockout.unprotected.len() as u64,
+            store_failing: u64::from(self.outage.is_failing()),
+            store_pending: self.outage.pending() as u64,
         }
     }
 }

@@ -288,3 +288,118 @@ fn a_refused_transaction_is_retried_until_the_kernel_holds_the_ban() {
     );
     assert!(c.retry_at.is_none());
 }
+
+fn failures(ip: &str, n: u32) -> Vec<LogEntry> {
+    (0..n)
+        .map(|i| {
+            sshd(
+                4000 + i,
+                &format!("Failed password for root from {ip} port {} ssh2", 6000 + i),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_store_that_refuses_writes_still_bans_and_is_written_later() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut c = core();
+    c.store.refuse_writes(true);
+    let new = c.handle_entries(&failures("198.51.100.20", 6)).unwrap();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(new[0].id < 0, "a provisional id: {new:?}");
+    assert!(c.store_failing());
+    assert_eq!(c.firewall().elements.len(), 1, "in the kernel at once");
+    assert!(c.store.active(time::now()).unwrap().is_empty());
+    // The same attacker again is already banned (by the waiting decision), another is new.
+    assert!(c
+        .handle_entries(&failures("198.51.100.20", 6))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        c.handle_entries(&failures("198.51.100.21", 6))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(c.firewall().elements.len(), 2);
+    let saved = Arc::new(AtomicBool::new(false));
+    let s = saved.clone();
+    c.defer_commit(
+        "journal",
+        Box::new(move || {
+            s.store(true, Ordering::SeqCst);
+            Ok(())
+        }),
+    );
+    let status = c.status(&StatusExtra::default(), time::now());
+    assert_eq!(status.store.pending, 2);
+    assert!(status.store.error.is_some());
+    // Still refusing: nothing moves.
+    c.flush_pending();
+    assert!(!saved.load(Ordering::SeqCst));
+    c.store.refuse_writes(false);
+    c.flush_pending();
+    assert!(!c.store_failing());
+    assert!(
+        saved.load(Ordering::SeqCst),
+        "the held-back position is stored"
+    );
+    let stored = c.store.active(time::now()).unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|d| d.id > 0));
+    assert_eq!(c.firewall().elements.len(), 2, "the kernel kept both");
+    // The offences were recorded too: the next ban of the first address escalates.
+    let v: ipnet::IpNet = "198.51.100.20/32".parse().unwrap();
+    assert_eq!(c.store.offences(&v, 0).unwrap(), 1);
+}
+
+#[test]
+fn a_new_store_adopts_the_bans_the_kernel_holds() {
+    let mut c = core();
+    add(&mut c, "192.0.2.7", "1h");
+    add(&mut c, "198.51.100.0/24", "2h");
+    let fw = std::mem::replace(&mut c.fw, MemoryFirewall::new());
+    // The same kernel, a store that lost its memory.
+    let mut c = Core::new(Config::embedded().unwrap(), Store::in_memory().unwrap(), fw).unwrap();
+    let n = c.adopt_kernel(std::path::Path::new("/nonexistent/crowdwall.db"));
+    assert_eq!(n.unwrap(), 2);
+    c.reconcile().unwrap();
+    assert_eq!(c.firewall().elements.len(), 2, "nothing flushed");
+    let mut got: Vec<(String, String)> = c
+        .store
+        .active(time::now())
+        .unwrap()
+        .iter()
+        .map(|d| (d.value_text(), d.scenario.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("192.0.2.7".to_string(), "recovered".to_string()),
+            ("198.51.100.0/24".to_string(), "recovered".to_string())
+        ]
+    );
+    let d = &c.store.active(time::now()).unwrap()[0];
+    assert_eq!(d.origin, Origin::Manual);
+    assert!(d.until - d.created > 3500 * SECOND, "the time it had left");
+}
+
+#[test]
+fn warm_entries_fill_the_buckets_and_ban_nothing() {
+    let mut c = core();
+    // Before the restart: three failures (decided on then, nothing to ban).
+    c.warm_up(&failures("198.51.100.30", 3));
+    // A warm-up that overflows bans nothing either: it was decided before.
+    c.warm_up(&failures("198.51.100.31", 6));
+    assert!(c.firewall().elements.is_empty());
+    assert_eq!(c.stats.entries, 0);
+    assert_eq!(c.stats.warmed, 9);
+    assert_eq!(c.detector.parsers.stats_of("sshd").unwrap().lines, 0);
+    // After it: two more, and the 5th failure overflows as if there had been no restart.
+    let new = c.handle_entries(&failures("198.51.100.30", 2)).unwrap();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_eq!(new[0].value_text(), "198.51.100.30");
+}

@@ -67,6 +67,9 @@ pub struct JournalConfig {
     /// Without a cursor: start at the oldest entry instead of the tail. For tests and
     /// backfills; the daemon's first start uses the tail.
     pub start_at_head: bool,
+    /// With a cursor: first read again the entries of this long before it, as `warm`
+    /// batches, so that the buckets a restart emptied are filled as they were (0: not).
+    pub warm_window: Micros,
 }
 
 /// Entries read in one go, in journal order.
@@ -80,6 +83,10 @@ pub struct JournalBatch {
     /// The resume cursor was not found: entries between it and this batch may have been
     /// vacuumed.
     pub gap: bool,
+    /// Entries at or before the resume cursor, read again to rebuild detection state: they
+    /// were decided on before the restart and must decide nothing now; `cursor` is not to
+    /// be stored.
+    pub warm: bool,
 }
 
 /// Counters shared with the rest of the daemon (metrics, watchdog).
@@ -103,9 +110,14 @@ pub struct JournalStats {
     pub backlog: AtomicU64,
 }
 
-/// Counting the backlog walks it once more; past this many entries the count stops (the
-/// message then says "more than").
-pub const BACKLOG_COUNT_MAX: u64 = 10_000_000;
+/// Counting the backlog walks it once more before reading starts (about 0.5 s per 250k
+/// entries here); past this many entries the count stops and the message says "more than".
+pub const BACKLOG_COUNT_MAX: u64 = 250_000;
+
+/// At most this many entries are read again to rebuild the buckets (a flood in the last
+/// window must not delay the start by minutes; the newest part of the window counts most,
+/// but reading is forward, so a cut-off warm-up starts late rather than ends early).
+pub const WARM_MAX: u64 = 1_000_000;
 
 impl JournalStats {
     pub fn new() -> Arc<Self> {
@@ -146,7 +158,23 @@ pub fn spawn(
             };
             let _ = ready_tx.send(Ok(()));
             drop(ready_tx);
+            if cfg.cursor.is_none() && !cfg.start_at_head {
+                // Saved at once (an empty batch is committed like any): a restart before
+                // the first entry resumes here instead of at a later tail.
+                let first = JournalBatch {
+                    entries: Vec::new(),
+                    cursor: reader.first_position()?,
+                    gap: false,
+                    warm: false,
+                };
+                if tx.blocking_send(first).is_err() {
+                    return Ok(());
+                }
+            }
             if let Some(cursor) = &cfg.cursor {
+                if cfg.warm_window > 0 && !reader.warm_up(cursor, cfg.warm_window, &tx)? {
+                    return Ok(()); // receiver gone
+                }
                 reader.announce_backlog(cursor)?;
             }
             reader.run(&tx, &stop)
@@ -168,6 +196,42 @@ pub fn spawn(
     }
 }
 
+/// Where a resume lands (see [`Reader::seek_resume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    /// ON the saved entry, read already.
+    Found,
+    /// The saved entry is gone; ON the first entry after it, not read yet.
+    GoneBefore,
+    /// Gone, and nothing after it yet.
+    GoneAtEnd,
+    /// A [`SINCE`] position: ON the first entry at or after its time (not read yet), or
+    /// at the end.
+    Since { on_entry: bool },
+}
+
+/// A position that is a time, not an entry: what a first start saves when the journal has
+/// no entry for the matches yet (sd-journal has no cursor without an entry), so that a
+/// restart reads what was written meanwhile instead of starting at the tail again.
+pub const SINCE: &str = "crowdwall-since=";
+
+/// The position of a first start at `now` with no entry to point at.
+pub fn since_cursor(now: Micros) -> String {
+    format!("{SINCE}{now}")
+}
+
+/// When a saved position's entry was written: the `t=` (realtime, µs, hex) part of a
+/// journal cursor, or the time of a [`SINCE`] position.
+pub fn cursor_realtime(cursor: &str) -> Option<Micros> {
+    if let Some(t) = cursor.strip_prefix(SINCE) {
+        return t.parse().ok();
+    }
+    cursor
+        .split(';')
+        .find_map(|kv| kv.strip_prefix("t="))
+        .and_then(|hex| i64::from_str_radix(hex, 16).ok())
+}
+
 struct Reader {
     j: Journal,
     stats: Arc<JournalStats>,
@@ -177,6 +241,8 @@ struct Reader {
     gap: bool,
     /// When the last batch was read, to choose between [`WAIT_BUSY`] and [`WAIT`].
     last_entry_at: Option<std::time::Instant>,
+    /// A first start found no entry for the matches (and reads from the head).
+    tail_empty: bool,
 }
 
 impl Reader {
@@ -213,6 +279,7 @@ impl Reader {
             pending_current: false,
             last_entry_at: None,
             gap: false,
+            tail_empty: false,
         };
         r.position(cfg)?;
         stats.last_progress.store(time::now(), Ordering::Relaxed);
@@ -222,24 +289,19 @@ impl Reader {
     fn position(&mut self, cfg: &JournalConfig) -> Result<(), SourceError> {
         match &cfg.cursor {
             Some(cursor) => {
-                self.j
-                    .seek_cursor(cursor.as_str())
-                    .map_err(jerr("seek to the saved cursor"))?;
-                // After seek_cursor, next() lands ON the saved entry if it still exists.
-                if self.j.next().map_err(jerr("read after seek"))? > 0 {
-                    let found = self
-                        .j
-                        .test_cursor(cursor.as_str())
-                        .map_err(jerr("test cursor"))?;
-                    if !found {
-                        // Vacuumed: this is the oldest entry after the saved one, unread.
-                        self.pending_current = true;
-                        self.mark_gap();
-                    }
-                } else {
-                    // Nothing at or after the saved position: the journal (for our matches)
-                    // ends before it, so the entry is gone; new entries follow from here.
+                let resume = self.seek_resume(cursor)?;
+                if let Resume::Since { on_entry } = resume {
+                    self.pending_current = on_entry;
+                } else if resume != Resume::Found {
+                    // Vacuumed (or the files removed): say from when, and count it.
+                    self.pending_current = resume == Resume::GoneBefore;
                     self.mark_gap();
+                    let at = cursor_realtime(cursor)
+                        .map(|t| format!(" from {}", time::format_rfc3339(t)))
+                        .unwrap_or_default();
+                    log::warn!(
+                        "journal: the saved cursor{at} is gone, likely vacuumed (journald's SystemMaxUse= or MaxRetentionSec=); resuming at the oldest entry after it: entries written in between are lost to crowdwall"
+                    );
                 }
             }
             None if cfg.start_at_head => {
@@ -249,28 +311,168 @@ impl Reader {
                 // seek_tail alone is not on an entry; previous() moves onto the last one, so
                 // the following next() returns only newer entries.
                 self.j.seek_tail().map_err(jerr("seek to the tail"))?;
-                self.j.previous().map_err(jerr("read the last entry"))?;
+                if self.j.previous().map_err(jerr("read the last entry"))? == 0 {
+                    // No entry for the matches at all: after a previous() that found none,
+                    // next() never returns the entries that come later, so start at the
+                    // head, which is the same place (nothing is before it).
+                    self.j.seek_head().map_err(jerr("seek to the head"))?;
+                    self.tail_empty = true;
+                }
             }
         }
         Ok(())
+    }
+
+    /// The position of a first start (at the tail), for the caller to save at once: the
+    /// last entry's cursor, or the start time when there is none.
+    fn first_position(&mut self) -> Result<String, SourceError> {
+        if self.tail_empty {
+            return Ok(since_cursor(time::now()));
+        }
+        self.j.cursor().map_err(jerr("cursor"))
+    }
+
+    /// Puts the journal where reading resumes. `Found`: ON the saved entry (read already).
+    /// `GoneBefore`: the saved entry is gone and the journal is ON the first entry after it
+    /// (not read yet), by sd-journal's placement but never at an entry older than the
+    /// cursor's time. `GoneAtEnd`: gone, and nothing follows yet.
+    fn seek_resume(&mut self, cursor: &str) -> Result<Resume, SourceError> {
+        if cursor.starts_with(SINCE) {
+            let t = cursor_realtime(cursor).unwrap_or(0).max(0);
+            self.j
+                .seek_realtime_usec(t as u64)
+                .map_err(jerr("seek to the saved time"))?;
+            let on_entry = self.j.next().map_err(jerr("read after seek"))? > 0;
+            return Ok(Resume::Since { on_entry });
+        }
+        self.j
+            .seek_cursor(cursor)
+            .map_err(jerr("seek to the saved cursor"))?;
+        // After seek_cursor, next() lands ON the saved entry if it still exists.
+        if self.j.next().map_err(jerr("read after seek"))? == 0 {
+            // Nothing at or after the saved position: the journal (for our matches) ends
+            // before it, so the entry is gone; new entries follow from here.
+            return Ok(Resume::GoneAtEnd);
+        }
+        if self.j.test_cursor(cursor).map_err(jerr("test cursor"))? {
+            return Ok(Resume::Found);
+        }
+        // Gone. Where sd-journal lands then depends on which files remain (by sequence
+        // number in the same file series, by time across them): never resume before the
+        // cursor's time, which would count entries the previous run decided on.
+        if let Some(t) = cursor_realtime(cursor) {
+            let at = self
+                .j
+                .timestamp_usec()
+                .map_err(jerr("realtime timestamp"))? as Micros;
+            if at < t {
+                self.j
+                    .seek_realtime_usec(t as u64)
+                    .map_err(jerr("seek to the cursor's time"))?;
+                if self.j.next().map_err(jerr("read after seek"))? == 0 {
+                    return Ok(Resume::GoneAtEnd);
+                }
+            }
+        }
+        Ok(Resume::GoneBefore)
+    }
+
+    /// Reads the entries of the `window` before the saved cursor again and sends them as
+    /// warm batches: after a restart (a crash, an upgrade) the buckets hold what they held
+    /// before, so an attack that straddles it is banned as if there had been none. The
+    /// entries are those up to and including the saved one (or, if it is gone, those older
+    /// than its time), so none is counted twice. Leaves the journal at the resume point.
+    /// False when the receiver is gone.
+    fn warm_up(
+        &mut self,
+        cursor: &str,
+        window: Micros,
+        tx: &Sender<JournalBatch>,
+    ) -> Result<bool, SourceError> {
+        let Some(t) = cursor_realtime(cursor) else {
+            return Ok(true);
+        };
+        self.j
+            .seek_realtime_usec((t - window).max(0) as u64)
+            .map_err(jerr("seek to the warm-up start"))?;
+        let no_entry = self.gap || cursor.starts_with(SINCE);
+        let (mut n, mut entries) = (0u64, Vec::new());
+        let mut alive = true;
+        while n < WARM_MAX && self.j.next().map_err(jerr("warm-up next"))? > 0 {
+            let at = self
+                .j
+                .timestamp_usec()
+                .map_err(jerr("realtime timestamp"))? as Micros;
+            let saved = !cursor.starts_with(SINCE)
+                && self.j.test_cursor(cursor).map_err(jerr("test cursor"))?;
+            // Past where the previous run stopped. With its entry there, reading stops ON
+            // it (entries of one journald stream read share a timestamp, so the time alone
+            // cannot tell); without it (vacuumed, or a time position), at its time.
+            if !saved && (at > t || (no_entry && at >= t)) {
+                break;
+            }
+            n += 1;
+            if let Some(e) = self.entry()? {
+                entries.push(e);
+            }
+            if entries.len() >= BATCH_MAX || saved {
+                alive &= self.send_warm(&mut entries, cursor, tx);
+            }
+            if saved || !alive {
+                break;
+            }
+        }
+        alive &= self.send_warm(&mut entries, cursor, tx);
+        if n > 0 {
+            log::info!(
+                "journal: read {n} entries of the {} before the saved cursor again to rebuild the buckets (they ban nothing by themselves)",
+                time::format_duration(time::to_duration(window))
+            );
+        }
+        // Back to the resume point `position` chose.
+        let resume = self.seek_resume(cursor)?;
+        self.pending_current = matches!(
+            resume,
+            Resume::GoneBefore | Resume::Since { on_entry: true }
+        );
+        Ok(alive)
+    }
+
+    fn send_warm(
+        &mut self,
+        entries: &mut Vec<LogEntry>,
+        cursor: &str,
+        tx: &Sender<JournalBatch>,
+    ) -> bool {
+        if entries.is_empty() {
+            return true;
+        }
+        tx.blocking_send(JournalBatch {
+            entries: std::mem::take(entries),
+            cursor: cursor.to_string(),
+            gap: false,
+            warm: true,
+        })
+        .is_ok()
     }
 
     /// Counts the entries a resume has to read and says so: a first start after a long stop
     /// bans hundreds of addresses from history in its first second, which looks like a
     /// malfunction unless the log said it would. Then returns to the resume position.
     fn announce_backlog(&mut self, cursor: &str) -> Result<(), SourceError> {
-        // ON the saved entry (found) or on the oldest unread one (vacuumed): its time is
-        // about when the cursor was saved.
-        let saved_at = self.j.timestamp_usec().ok().map(|t| t as i64);
+        // The saved entry's time is about when the cursor was saved.
+        let saved_at = cursor_realtime(cursor);
         let mut n: u64 = u64::from(self.pending_current);
+        if self.gap && !self.pending_current {
+            // Gone and nothing after it: the count is 0 and `position` said so.
+            self.stats.backlog.store(0, Ordering::Relaxed);
+            return Ok(());
+        }
         while n < BACKLOG_COUNT_MAX && self.j.next().map_err(jerr("count the backlog"))? > 0 {
             n += 1;
         }
-        // Back to where reading resumes: seek_cursor + next() lands as `position` left it.
-        self.j
-            .seek_cursor(cursor)
-            .map_err(jerr("seek to the saved cursor"))?;
-        self.j.next().map_err(jerr("read after seek"))?;
+        // Back to where reading resumes, as `position` left it.
+        self.seek_resume(cursor)?;
         self.stats.backlog.store(n, Ordering::Relaxed);
         if n == 0 {
             log::info!("journal: resuming from the saved cursor, nothing written since");
@@ -364,6 +566,7 @@ impl Reader {
                 entries,
                 cursor,
                 gap,
+                warm: false,
             }),
             full,
         ))

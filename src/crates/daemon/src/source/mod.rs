@@ -38,6 +38,9 @@ pub struct Batch {
     pub entries: Vec<LogEntry>,
     /// The journal's resume cursor was not found (vacuumed?): entries may have been missed.
     pub gap: bool,
+    /// Entries read again from before the saved position to rebuild detection state after
+    /// a restart: they feed the buckets and decide nothing (no commit either).
+    pub warm: bool,
     /// Stores the source's position after these entries. The daemon runs it only after the
     /// batch's decisions are stored and in the kernel.
     pub commit: Option<Box<dyn FnOnce() -> Result<(), SourceError> + Send>>,
@@ -232,6 +235,10 @@ pub struct SourcesConfig {
     pub files: file::FilesSection,
     pub syslog: syslog::SyslogSection,
     pub nflog: nflog::NflogSection,
+    /// How far before its saved cursor the journal is read again at start to rebuild the
+    /// buckets: the longest time a scenario remembers an event. Only at start: a reload
+    /// keeps the live buckets.
+    pub warm_window: crate::time::Micros,
 }
 
 impl SourcesConfig {
@@ -280,7 +287,7 @@ impl Sources {
     /// is a task). The error names the source; nothing is left running on error.
     pub fn start(config: SourcesConfig, state_dir: &Path) -> Result<Sources, SourcesError> {
         #[cfg(feature = "journald")]
-        let journal = start_journal(&config.journal, state_dir)?;
+        let journal = start_journal(&config.journal, state_dir, config.warm_window)?;
         #[cfg(not(feature = "journald"))]
         if config.journal.enabled {
             log::warn!("built without journald support: [journal] is ignored");
@@ -337,7 +344,8 @@ impl Sources {
                         source: "journal",
                         entries: b.entries,
                         gap: b.gap,
-                        commit: file.map(|f| {
+                        warm: b.warm,
+                        commit: file.filter(|_| !b.warm).map(|f| {
                             Box::new(move || f.store(&cursor))
                                 as Box<dyn FnOnce() -> Result<(), SourceError> + Send>
                         }),
@@ -468,10 +476,11 @@ impl Sources {
                 if let Some(j) = self.journal.take() {
                     stop_journal(j);
                 }
-                match start_journal(&new.journal, &self.state_dir) {
+                match start_journal(&new.journal, &self.state_dir, 0) {
                     Ok(j) => self.journal = j,
                     Err(e) => {
-                        self.journal = start_journal(&old.journal, &self.state_dir).unwrap_or(None);
+                        self.journal =
+                            start_journal(&old.journal, &self.state_dir, 0).unwrap_or(None);
                         return Err(e);
                     }
                 }
@@ -493,7 +502,8 @@ impl Sources {
                         if let Some(j) = self.journal.take() {
                             stop_journal(j);
                         }
-                        self.journal = start_journal(&old.journal, &self.state_dir).unwrap_or(None);
+                        self.journal =
+                            start_journal(&old.journal, &self.state_dir, 0).unwrap_or(None);
                     }
                     self.config = old;
                     return Err(e);
@@ -519,6 +529,7 @@ impl Sources {
 fn start_journal(
     cfg: &JournalSection,
     state_dir: &Path,
+    warm_window: crate::time::Micros,
 ) -> Result<Option<JournalHandle>, SourcesError> {
     use cursor::CursorFile;
     if !cfg.enabled {
@@ -546,6 +557,7 @@ fn start_journal(
             directory: cfg.directory.clone(),
             cursor,
             start_at_head: false,
+            warm_window,
         },
         tx,
         stop.clone(),

@@ -594,6 +594,7 @@ pub fn spawn(
                                 .blocking_send(Batch {
                                     source: "nflog",
                                     gap: false,
+                                    warm: false,
                                     entries,
                                     commit: None,
                                 })

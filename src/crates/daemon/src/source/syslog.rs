@@ -365,6 +365,7 @@ async fn deliver(bytes: &[u8], stats: &SyslogStats, tx: &Sender<Batch>) -> bool 
             tx.send(Batch {
                 source: "syslog",
                 gap: false,
+                warm: false,
                 entries: vec![e],
                 commit: None,
             })

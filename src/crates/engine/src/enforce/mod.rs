@@ -139,9 +139,12 @@ pub struct Ports(Vec<u16>);
 pub const MAX_PORTS: usize = 32;
 
 impl Ports {
+    /// Every port, as a constant (for a `static`).
+    pub const ALL: Ports = Ports(Vec::new());
+
     /// Every port.
     pub fn all() -> Ports {
-        Ports(Vec::new())
+        Ports::ALL
     }
 
     /// A list as written in the config or the store; refuses port 0 and overlong lists.

@@ -228,15 +228,25 @@ impl Desired {
         }
     }
 
-    /// The ports a decision's ban covers: its own, else its origin's, else every port.
+    /// The ports a decision's ban covers: its own, else its origin's, else every port; and
+    /// every port when the table has no sets for that list (a stored decision whose scenario
+    /// lost its `ports` before a restart). The plan routes by this and `decisions list`
+    /// shows it, so the two cannot disagree.
     pub fn effective_ports<'a>(&'a self, origin: Origin, ports: &'a Ports) -> &'a Ports {
-        if !ports.is_all() {
-            return ports;
+        static ALL: Ports = Ports::ALL;
+        let wanted = if !ports.is_all() {
+            ports
+        } else {
+            Origin::ALL
+                .iter()
+                .position(|o| *o == origin)
+                .map_or(ports, |i| &self.origin_ports[i])
+        };
+        if self.layout.has_ports(wanted) {
+            wanted
+        } else {
+            &ALL
         }
-        Origin::ALL
-            .iter()
-            .position(|o| *o == origin)
-            .map_or(ports, |i| &self.origin_ports[i])
     }
 
     pub fn layout(&self) -> &Layout {
@@ -1007,8 +1017,13 @@ mod tests {
         let odd = Ports::new(vec![2222]).unwrap();
         assert!(!l.has_ports(&odd));
         assert!(d.insert(3, Origin::Local, &odd, &net("192.0.2.3/32"), 100));
+        // ... and that is what the view is told, not the list asked for.
+        assert!(d.effective_ports(Origin::Local, &odd).is_all());
+        assert_eq!(d.effective_ports(Origin::Local, &ssh), &ssh);
         // An origin's default list applies to its decisions that name none.
         d.set_origin_ports(Origin::Community, web.clone());
+        assert_eq!(d.effective_ports(Origin::Community, &Ports::all()), &web);
+        assert!(d.effective_ports(Origin::Local, &Ports::all()).is_all());
         assert!(d.insert(
             4,
             Origin::Community,

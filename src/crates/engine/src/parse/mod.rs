@@ -403,6 +403,14 @@ impl Parsers {
         }
     }
 
+    /// Sets the counters back to a copy taken earlier (entries read again after a restart
+    /// to rebuild state are not lines read).
+    pub fn restore_stats(&mut self, saved: &std::collections::BTreeMap<&'static str, ParserStats>) {
+        for s in &mut self.slots {
+            s.stats = saved.get(s.name).copied().unwrap_or_default();
+        }
+    }
+
     /// Counters of one parser.
     pub fn stats_of(&self, name: &str) -> Option<ParserStats> {
         self.slots.iter().find(|s| s.name == name).map(|s| s.stats)

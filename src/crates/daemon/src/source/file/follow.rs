@@ -246,6 +246,7 @@ impl Follower {
         let batch = Batch {
             source: "files",
             gap: false,
+            warm: false,
             entries: std::mem::take(&mut out.entries),
             commit: Some(Box::new(move || pf.store(&snapshot))),
         };
