@@ -633,3 +633,61 @@ fn migrate_2(c: &Connection) -> Result<(), HubStoreError> {
     c.execute_batch("PRAGMA user_version = 2")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A schema-1 database (as hubs before the per-network cap wrote it) gains the enrolment
+    /// networks of its agents and the report networks of its addresses, and then counts them.
+    #[test]
+    fn schema_1_is_migrated_with_its_networks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db").display().to_string();
+        {
+            // the current schema taken back to 1, with rows written the old way
+            let c = open_conn(&path).unwrap();
+            migrate(&c).unwrap();
+            c.execute_batch(
+                "DROP INDEX agents_net;
+                 ALTER TABLE agents DROP COLUMN enrolled_net;
+                 ALTER TABLE addresses DROP COLUMN networks;
+                 PRAGMA user_version = 1;
+                 INSERT INTO agents (id, secret_sha256, name, enrolled_from, created)
+                   VALUES ('a', 'h', 'x', '20.1.2.3', 1), ('b', 'h', 'x', '2001:db8:1:2::5', 1);
+                 INSERT INTO signals VALUES ('a', 'u1', '45.1.1.1', 's', 1, 2, 1, '20.1.2.0/24', 3),
+                                            ('b', 'u1', '45.1.1.1', 's', 1, 2, 1, '2001:db8:1::/48', 3),
+                                            ('b', 'u2', '45.1.1.2', 's', 1, 2, 1, '2001:db8:1::/48', 3);
+                 INSERT INTO addresses (ip, first_seen, last_seen, reports, reporters, scenarios)
+                   VALUES ('45.1.1.1', 1, 2, 2, 2, '{}'), ('45.1.1.2', 1, 2, 1, 1, '{}');",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let mut w = s.writer.lock().unwrap();
+        let v: i64 = w
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let nets: Vec<String> = w
+            .prepare("SELECT enrolled_net FROM agents ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(nets, ["20.1.2.0/24", "2001:db8:1::/48"]);
+        let a = SqliteStore::lookup(&w, "45.1.1.1").unwrap().unwrap();
+        let b = SqliteStore::lookup(&w, "45.1.1.2").unwrap().unwrap();
+        assert_eq!((a.networks, b.networks), (2, 1));
+        // the migrated agents count against their network's cap
+        let cap = Some(EnrolCap {
+            max: 1,
+            live_since: 0,
+        });
+        let r = SqliteStore::enroll(&mut w, "c", "h", "x", "20.1.2.9", "20.1.2.0/24", cap, 5);
+        assert_eq!(r.unwrap(), Enrolled::NetworkFull { live: 1 });
+        let r = SqliteStore::enroll(&mut w, "d", "h", "x", "20.1.3.9", "20.1.3.0/24", cap, 5);
+        assert_eq!(r.unwrap(), Enrolled::Yes);
+    }
+}
