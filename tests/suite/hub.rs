@@ -157,7 +157,8 @@ async fn enrol_push_consensus_deltas_reputation(db: &Db) {
     let (st, _) = get(&format!("{}/v1/ip/{attacker}", hub.url())).await;
     assert_eq!(st, 404);
 
-    // one report: stored, idempotent on re-delivery, suspicious but not listed
+    // one report: stored, idempotent on re-delivery, not listed, and no score yet: one
+    // network's word is not corroborated (a second network's is, below)
     let s = a.signal(attacker);
     let r = a.client.push(std::slice::from_ref(&s)).await.unwrap();
     assert_eq!((r.accepted, r.duplicates), (1, 0), "{r:?}");
@@ -171,13 +172,19 @@ async fn enrol_push_consensus_deltas_reputation(db: &Db) {
     assert_eq!(st, 200, "{rep}");
     assert_eq!(rep["reports"], 1);
     assert_eq!(rep["distinct_reporters"], 1);
-    assert_eq!(rep["reputation"], "suspicious");
+    assert_eq!(rep["distinct_networks"], 1);
+    assert_eq!(rep["reputation"], "unknown", "{rep}");
+    assert_eq!(rep["score"], 0, "{rep}");
     assert_eq!(rep["blocklisted"], false);
 
     b.report(attacker).await;
     let d = blocklist(&hub, Some(v0)).await;
     assert!(!d.snapshot);
     assert!(d.new.is_empty(), "two agents are not a consensus: {d:?}");
+    let (_, rep) = get(&format!("{}/v1/ip/{attacker}", hub.url())).await;
+    assert_eq!(rep["distinct_networks"], 2, "{rep}");
+    assert_eq!(rep["reputation"], "suspicious", "{rep}");
+    assert_eq!(rep["score"], 50, "two new agents in two networks: {rep}");
 
     c.report(attacker).await;
     let d = blocklist(&hub, Some(v0)).await;
@@ -204,6 +211,7 @@ async fn enrol_push_consensus_deltas_reputation(db: &Db) {
     assert_eq!(rep["blocklisted"], true);
     assert_eq!(rep["reports"], 3);
     assert_eq!(rep["distinct_reporters"], 3);
+    assert_eq!(rep["distinct_networks"], 3);
     assert_eq!(rep["numDistinctUsers"], 3);
     assert_eq!(rep["totalReports"], 3);
     assert!(rep["score"].as_u64().unwrap() >= 75, "{rep}");
@@ -380,8 +388,17 @@ async fn bad_input_is_refused_and_counted(db: &Db) {
     assert_eq!(k["refused_agent_cap"], 2, "{k}");
 }
 
+/// A hub with the per-network enrolment cap off: the listing and the score must hold
+/// without it (agents enrolled over weeks as earlier ones went idle, or before the cap).
+fn uncapped() -> crowdwall_hub::HubSection {
+    crowdwall_hub::HubSection {
+        max_agents_per_network: 0,
+        ..cfg()
+    }
+}
+
 async fn poisoning_from_one_network_never_lists(db: &Db) {
-    let hub = TestHub::start(&db.url, cfg()).await;
+    let hub = TestHub::start(&db.url, uncapped()).await;
     let victim = "45.7.7.7";
     let attacker = "45.8.8.8";
     // 20 agents, all in 127.0.9.0/24, all report the victim
@@ -400,6 +417,108 @@ async fn poisoning_from_one_network_never_lists(db: &Db) {
         s.report(attacker).await;
     }
     assert_eq!(listed(&blocklist(&hub, None).await), vec![attacker]);
+}
+
+/// Issue 12.5: 20 agents from one /24 reporting a public address made `GET /v1/ip` answer
+/// "suspicious", score 29, for anyone holding one network. One network is one voice: the
+/// score needs a second network, and the answer says how many networks reported.
+async fn one_network_cannot_make_an_address_suspicious(db: &Db) {
+    let hub = TestHub::start(&db.url, uncapped()).await;
+    let victim = "45.7.7.7";
+    for i in 1..=20 {
+        let mut s = enrol(&hub, &format!("127.0.9.{i}")).await;
+        assert_eq!(s.report(victim).await.accepted, 1);
+    }
+    let (st, rep) = get(&format!("{}/v1/ip/{victim}", hub.url())).await;
+    assert_eq!(st, 200, "{rep}");
+    assert_eq!(rep["reports"], 20, "{rep}");
+    assert_eq!(rep["distinct_reporters"], 20, "{rep}");
+    assert_eq!(rep["distinct_networks"], 1, "{rep}");
+    assert_eq!(rep["reputation"], "unknown", "{rep}");
+    assert_eq!(rep["score"], 0, "{rep}");
+    assert_eq!(rep["abuseConfidenceScore"], 0, "{rep}");
+    assert_eq!(rep["blocklisted"], false, "{rep}");
+    // no more than one agent alone gets
+    let mut lone = enrol(&hub, "127.0.10.1").await;
+    lone.report("45.7.7.8").await;
+    let (_, one) = get(&format!("{}/v1/ip/45.7.7.8", hub.url())).await;
+    assert_eq!(one["score"], rep["score"], "{one}");
+    assert_eq!(one["reputation"], rep["reputation"], "{one}");
+    // the page shows the networks beside the reporters
+    let (_, page) = get(&format!("{}/?ip={victim}", hub.url())).await;
+    let page = page.as_str().unwrap_or("").to_string();
+    assert!(page.contains("<td id=\"networks\">1</td>"), "{page}");
+
+    // positive control: agents from other networks do raise it, counted once each
+    let mut second = enrol(&hub, "127.0.11.1").await;
+    second.report(victim).await;
+    let (_, rep) = get(&format!("{}/v1/ip/{victim}", hub.url())).await;
+    assert_eq!(rep["distinct_networks"], 2, "{rep}");
+    assert_eq!(rep["reputation"], "suspicious", "{rep}");
+    let two = rep["score"].as_u64().unwrap();
+    assert!(two >= 10, "{rep}");
+    let mut third = enrol(&hub, "127.0.12.1").await;
+    third.report(victim).await;
+    let (_, rep) = get(&format!("{}/v1/ip/{victim}", hub.url())).await;
+    assert_eq!(rep["distinct_networks"], 3, "{rep}");
+    assert_eq!(rep["distinct_reporters"], 22, "{rep}");
+    assert_eq!(rep["reputation"], "malicious", "{rep}");
+    assert!(rep["score"].as_u64().unwrap() > two, "{rep}");
+    assert_eq!(listed(&blocklist(&hub, None).await), vec![victim]);
+}
+
+/// An enrolment from address `from`: (status, body).
+async fn enrol_raw(hub: &TestHub, from: &str) -> (u16, Value) {
+    let r = reqwest::Client::builder()
+        .local_address(from.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+        .post(format!("{}/v1/agents", hub.url()))
+        .json(&serde_json::json!({"name": "cap"}))
+        .send()
+        .await
+        .expect("enrol");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// One network holds at most `max_agents_per_network` live agents: a further enrolment from
+/// it is refused (403, saying why) and counted; other networks are not affected; an agent
+/// idle for `agent_live_window` (no enrolment, no push) frees its place, one that pushes
+/// keeps it.
+async fn enrolment_is_capped_per_network(db: &Db) {
+    let mut c = cfg();
+    c.max_agents_per_network = 3;
+    c.agent_live_window = crowdwall_base::Dur(std::time::Duration::from_secs(4));
+    let hub = TestHub::start(&db.url, c).await;
+    let mut first = enrol(&hub, "127.0.30.1").await;
+    for i in 2..=3 {
+        assert_eq!(enrol_raw(&hub, &format!("127.0.30.{i}")).await.0, 201);
+    }
+    let (st, body) = enrol_raw(&hub, "127.0.30.4").await;
+    assert_eq!(st, 403, "{body}");
+    let m = body["message"].as_str().unwrap_or_default();
+    assert!(
+        m.contains("127.0.30.0/24")
+            && m.contains("3 live agent(s)")
+            && m.contains("max_agents_per_network"),
+        "{m}"
+    );
+    assert_eq!(enrol_raw(&hub, "127.0.31.1").await.0, 201, "another /24");
+    // past the live window: the first agent pushes and stays live, the two idle ones free
+    // their places
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    assert_eq!(first.report("45.30.0.1").await.accepted, 1);
+    assert_eq!(enrol_raw(&hub, "127.0.30.5").await.0, 201);
+    assert_eq!(enrol_raw(&hub, "127.0.30.6").await.0, 201);
+    let (st, body) = enrol_raw(&hub, "127.0.30.7").await;
+    assert_eq!(st, 403, "the pushing agent and the two new ones: {body}");
+    let (_, stats) = get(&format!("{}/v1/stats", hub.url())).await;
+    assert_eq!(
+        stats["counters"]["refused_enrolment_network_cap"], 2,
+        "{stats}"
+    );
+    assert_eq!(stats["agents"], 6, "{stats}");
 }
 
 async fn rate_limit_and_api_keys(db: &Db) {
@@ -439,6 +558,32 @@ async fn sqlite_bad_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_poisoning() {
     poisoning_from_one_network_never_lists(&sqlite_db()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_one_network_cannot_make_an_address_suspicious() {
+    one_network_cannot_make_an_address_suspicious(&sqlite_db()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_enrolment_is_capped_per_network() {
+    enrolment_is_capped_per_network(&sqlite_db()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_network_cannot_make_an_address_suspicious() {
+    let Some(db) = pg_db("onenet").await else {
+        return;
+    };
+    one_network_cannot_make_an_address_suspicious(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_enrolment_is_capped_per_network() {
+    let Some(db) = pg_db("enrolcap").await else {
+        return;
+    };
+    enrolment_is_capped_per_network(&db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,14 @@ pub struct HubSection {
     pub database: String,
     /// When set, enrolment needs this token; only its SHA-256 (hex) is written here.
     pub enroll_token_sha256: Option<String>,
+    /// Most live agents enrolled from one reporter network (the /24 or /48 of the enrolling
+    /// address, as consensus counts networks); further enrolments from it are refused
+    /// (403). 0 turns the cap off.
+    pub max_agents_per_network: usize,
+    /// An agent is live for this long after its enrolment or its latest push; a network's
+    /// idle agents stop counting against its cap after it. At most `retention` (pushes are
+    /// read from the stored signals).
+    pub agent_live_window: Dur,
     /// API keys (SHA-256, hex) exempt from the per-client rate limit.
     pub api_keys_sha256: Vec<String>,
     /// Reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` is believed: behind one,
@@ -81,6 +89,8 @@ impl Default for HubSection {
             listen: "0.0.0.0:8080".into(),
             database: "sqlite:/var/lib/crowdwall-hub/hub.db".into(),
             enroll_token_sha256: None,
+            max_agents_per_network: 10,
+            agent_live_window: Dur(Duration::from_secs(7 * 86400)),
             api_keys_sha256: Vec::new(),
             trusted_proxies: Vec::new(),
             rate_limit: 20,
@@ -112,6 +122,18 @@ impl HubSection {
             return Err(SectionError::new(
                 "",
                 "max_batch must be at least 1 and max_body at least 1024",
+            ));
+        }
+        if self.max_agents_per_network > 0
+            && (self.agent_live_window.0.is_zero() || self.agent_live_window.0 > self.retention.0)
+        {
+            return Err(SectionError::new(
+                "agent_live_window",
+                format!(
+                    "must be more than 0s and at most retention ({}): an agent's pushes are \
+                     read from the signals kept, so a longer window would count only part of them",
+                    crowdwall_base::time::format_duration(self.retention.0)
+                ),
             ));
         }
         for h in self
@@ -155,5 +177,34 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("never the key"), "{e}");
+    }
+
+    #[test]
+    fn the_agent_cap_window_is_checked() {
+        let h = parse(EMBEDDED, Path::new("hub.toml")).unwrap();
+        assert_eq!(h.max_agents_per_network, 10);
+        assert_eq!(h.agent_live_window.0, Duration::from_secs(7 * 86400));
+        let e = parse(
+            "[hub]\nretention = \"1d\"\nagent_live_window = \"2d\"\n",
+            Path::new("h.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("h.toml:"), "{e}");
+        assert!(
+            e.contains("agent_live_window") && e.contains("at most retention"),
+            "{e}"
+        );
+        let e = parse("[hub]\nagent_live_window = \"0s\"\n", Path::new("h.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("agent_live_window"), "{e}");
+        // no cap, no window to check
+        let h = parse(
+            "[hub]\nmax_agents_per_network = 0\nagent_live_window = \"0s\"\n",
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        assert_eq!(h.max_agents_per_network, 0);
     }
 }

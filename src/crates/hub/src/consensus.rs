@@ -6,7 +6,9 @@
 //! enough distinct agents **and** enough distinct reporter networks (the /24 or /48 each
 //! report was pushed from), and a network counts once whatever the number of agents in it.
 //! Agents start with half a vote and earn a full one when addresses they reported get listed
-//! with others' agreement.
+//! with others' agreement. The reputation score follows the same rule: it counts networks,
+//! not agents, and is 0 until a second network agrees (`scoring_networks`), so one network
+//! alone cannot make an address look bad either.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -152,6 +154,15 @@ pub fn reporter_network(ip: IpAddr) -> IpNet {
         .unwrap_or(IpNet::from(ip))
 }
 
+/// How many distinct reporter networks an address needs before its score is more than 0:
+/// two, or `min_networks` if that is lower (a private hub that lists on one network's word
+/// may as well score on it). One network, however many agents it holds, is one
+/// uncorroborated opinion; scoring it would let whoever holds a /24 make any address
+/// "suspicious" to every client that reads the score.
+pub fn scoring_networks(p: &Params) -> usize {
+    p.min_networks.clamp(1, 2)
+}
+
 /// Score 0-100 from a decayed weight sum: one full network is 50, two 75, three 87.
 fn score_of(weight: f64) -> u8 {
     (100.0 * (1.0 - 0.5f64.powf(weight.max(0.0))))
@@ -159,9 +170,13 @@ fn score_of(weight: f64) -> u8 {
         .clamp(0.0, 100.0) as u8
 }
 
-/// The score of an address whose in-window weight was `weight` at its last report, seen at
-/// `now`: what the reputation API shows without re-reading every report.
-pub fn score_at(weight: f64, last_seen: Micros, now: Micros, p: &Params) -> u8 {
+/// The score of an address whose in-window weight was `weight`, from `networks` distinct
+/// reporter networks, at its last report, seen at `now`: what the reputation API shows
+/// without re-reading every report.
+pub fn score_at(weight: f64, networks: usize, last_seen: Micros, now: Micros, p: &Params) -> u8 {
+    if networks < scoring_networks(p) {
+        return 0;
+    }
     let age = (now - last_seen).max(0) as f64;
     score_of(weight * 0.5f64.powf(age / p.half_life.max(1) as f64))
 }
@@ -204,7 +219,11 @@ pub fn evaluate(
         agents: agents.len(),
         networks: nets.len(),
         weight,
-        score: score_of(nets.values().map(|v| v.1).sum()),
+        score: if nets.len() < scoring_networks(p) {
+            0
+        } else {
+            score_of(nets.values().map(|v| v.1).sum())
+        },
     }
 }
 
@@ -359,6 +378,35 @@ mod tests {
         assert!(!evaluate(&more, None, NOW, &p).listed);
         more.push(r("y", "20.0.11.0/24", 10, H));
         assert!(evaluate(&more, None, NOW, &p).listed);
+    }
+
+    #[test]
+    fn one_network_scores_nothing_however_many_agents() {
+        let p = Params::default();
+        // 20 trusted agents in one /24: the weight is one network's, the score none
+        let one: Vec<_> = (0..20)
+            .map(|i| r(&format!("sybil{i}"), "20.0.9.0/24", 10, 0))
+            .collect();
+        let v = evaluate(&one, None, NOW, &p);
+        assert_eq!((v.agents, v.networks, v.score), (20, 1, 0), "{v:?}");
+        assert_eq!(score_at(v.weight, v.networks, NOW, NOW, &p), 0);
+        assert_eq!(reputation(false, false, v.score), "unknown");
+        // ... which is what a single agent gets
+        let single = evaluate(&one[..1], None, NOW, &p);
+        assert_eq!(single.score, v.score);
+        // a second network makes it count: two new agents are one full vote, 50
+        let two = vec![r("a", "20.0.1.0/24", 0, 0), r("b", "20.0.2.0/24", 0, 0)];
+        let v2 = evaluate(&two, None, NOW, &p);
+        assert_eq!((v2.networks, v2.score), (2, 50), "{v2:?}");
+        assert_eq!(score_at(v2.weight, v2.networks, NOW, NOW, &p), 50);
+        assert_eq!(reputation(false, false, v2.score), "suspicious");
+        // a hub that lists on one network's word also scores on it
+        let lone = Params {
+            min_networks: 1,
+            ..Params::default()
+        };
+        assert_eq!(scoring_networks(&lone), 1);
+        assert_eq!(score_at(1.0, 1, NOW, NOW, &lone), 50);
     }
 
     #[test]

@@ -374,6 +374,7 @@ mod tests {
             last_seen: 0,
             reports,
             reporters: 1,
+            networks: 1,
             weight: 1.0,
             scenarios: Vec::new(),
             listed_until: None,

@@ -74,6 +74,7 @@ pub(super) async fn index(
                          <tr><th>reputation</th><td id=\"reputation\">{rep}</td></tr>\
                          <tr><th>score (0-100)</th><td>{score}</td></tr>\
                          <tr><th>reports</th><td>{reports}</td></tr>\
+                         <tr><th>distinct reporter networks</th><td id=\"networks\">{nets}</td></tr>\
                          <tr><th>distinct reporters</th><td>{who}</td></tr>\
                          <tr><th>first seen</th><td>{first}</td></tr>\
                          <tr><th>last seen</th><td>{last}</td></tr>\
@@ -91,6 +92,8 @@ pub(super) async fn index(
                         },
                         score = esc(&text(&v["score"])),
                         reports = esc(&text(&v["reports"])),
+                        // networks first: they are what the score counts
+                        nets = esc(&text(&v["distinct_networks"])),
                         who = esc(&text(&v["distinct_reporters"])),
                         first = esc(&text(&v["history"]["first_seen"])),
                         last = esc(&text(&v["history"]["last_seen"])),

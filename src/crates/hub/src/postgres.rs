@@ -14,15 +14,15 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_postgres::{Client, IsolationLevel, NoTls, Statement, Transaction};
 
-use super::sqlite::scenarios_from_json;
+use super::sqlite::{enrolled_net, scenarios_from_json};
 use super::store::{
-    AddressInfo, BlockRow, Changes, HubStats, HubStoreError, IngestOutcome, ValidSignal,
-    STATS_SPAN, TOMBSTONE_KEEP,
+    AddressInfo, BlockRow, Changes, EnrolCap, Enrolled, HubStats, HubStoreError, IngestOutcome,
+    ValidSignal, STATS_SPAN, TOMBSTONE_KEEP,
 };
 use crate::consensus::{evaluate, Params, Report};
 use crowdwall_base::time::{Micros, SECOND};
 
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 /// Connections per hub instance.
 const POOL: usize = 8;
 /// Shared connections for single statements: tokio-postgres pipelines concurrent queries on
@@ -30,6 +30,9 @@ const POOL: usize = 8;
 const READERS: usize = 4;
 /// Advisory lock key serialising blocklist versions ("cwhub").
 const VERSION_LOCK: i64 = 0x0063_7768_7562;
+/// First key of the two-key advisory locks serialising enrolments per network ("cw"; the
+/// second is the network's hash). Two-key locks never conflict with one-key ones.
+const ENROL_LOCK: i32 = 0x6377;
 
 /// Per address in one batch: first seen, last seen, reports, reports per scenario.
 type PerIp<'a> = (i64, i64, i64, BTreeMap<&'a str, i64>);
@@ -72,7 +75,7 @@ async fn st(
 
 const LOOKUP: &str =
     "SELECT a.first_seen, a.last_seen, a.reports, a.reporters, a.weight, a.scenarios::text,
-            CASE WHEN b.active THEN b.until END, a.ip
+            CASE WHEN b.active THEN b.until END, a.ip, a.networks
      FROM addresses a LEFT JOIN blocklist b ON b.ip = a.ip WHERE a.ip = ANY($1)";
 const SECRET: &str = "SELECT secret_sha256 FROM agents WHERE id = $1 AND NOT revoked";
 
@@ -215,26 +218,96 @@ impl PgStore {
             )
             .await?;
         }
+        if v < 2 {
+            // as SQLite's schema 2: enrolment networks (the per-network cap on live agents)
+            // and each address's reporter networks (the score counts networks)
+            tx.batch_execute(
+                "ALTER TABLE agents ADD COLUMN enrolled_net TEXT;
+                 CREATE INDEX agents_net ON agents (enrolled_net);
+                 ALTER TABLE addresses ADD COLUMN networks BIGINT NOT NULL DEFAULT 0;
+                 UPDATE addresses a SET networks =
+                     (SELECT COUNT(DISTINCT s.net) FROM signals s WHERE s.ip = a.ip);",
+            )
+            .await?;
+            let old = tx
+                .query(
+                    "SELECT id, enrolled_from FROM agents WHERE enrolled_net IS NULL",
+                    &[],
+                )
+                .await?;
+            for r in old {
+                let (id, from): (String, String) = (r.get(0), r.get(1));
+                if let Some(net) = enrolled_net(&from) {
+                    tx.execute(
+                        "UPDATE agents SET enrolled_net = $2 WHERE id = $1",
+                        &[&id, &net],
+                    )
+                    .await?;
+                }
+            }
+            tx.batch_execute("INSERT INTO hub_schema (version) VALUES (2)")
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn enroll(
         &self,
         id: &str,
         hash: &str,
         name: &str,
         from: &str,
+        net: &str,
+        cap: Option<EnrolCap>,
         now: Micros,
-    ) -> Result<(), HubStoreError> {
-        self.reader()
-            .0
-            .execute(
-                "INSERT INTO agents (id, secret_sha256, name, enrolled_from, created) VALUES ($1, $2, $3, $4, $5)",
-                &[&id, &hash, &name, &from, &now],
+    ) -> Result<Enrolled, HubStoreError> {
+        let mut g = self.conn().await;
+        let Conn { client, cache } = &mut *g;
+        let tx = client.transaction().await?;
+        if let Some(cap) = cap {
+            // Enrolments from one network, on any instance, take turns: without the lock
+            // two could both count room for one more.
+            tx.execute(
+                &st(cache, &tx, "SELECT pg_advisory_xact_lock($1, hashtext($2))").await?,
+                &[&ENROL_LOCK, &net],
             )
             .await?;
-        Ok(())
+            let live: i64 = tx
+                .query_one(
+                    &st(
+                        cache,
+                        &tx,
+                        "SELECT COUNT(*) FROM agents a
+                         WHERE a.enrolled_net = $1 AND NOT a.revoked
+                           AND (a.created > $2
+                                OR EXISTS (SELECT 1 FROM signals s
+                                           WHERE s.agent_id = a.id AND s.received > $2))",
+                    )
+                    .await?,
+                    &[&net, &cap.live_since],
+                )
+                .await?
+                .get(0);
+            if live >= cap.max {
+                tx.commit().await?;
+                return Ok(Enrolled::NetworkFull { live });
+            }
+        }
+        tx.execute(
+            &st(
+                cache,
+                &tx,
+                "INSERT INTO agents (id, secret_sha256, name, enrolled_from, enrolled_net, created)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .await?,
+            &[&id, &hash, &name, &from, &net, &now],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Enrolled::Yes)
     }
 
     pub async fn agent_secret(&self, id: &str) -> Result<Option<String>, HubStoreError> {
@@ -431,12 +504,14 @@ impl PgStore {
             ));
         }
         let mut weights = Vec::new();
+        let mut networks: Vec<i64> = Vec::new();
         let mut listed = Vec::new();
         for ip in &ips {
             let reps = reports.remove(*ip).unwrap_or_default();
             let plain: Vec<Report> = reps.iter().map(|r| r.0.clone()).collect();
             let v = evaluate(&plain, delisted.get(*ip).copied(), now, p);
             weights.push(v.weight);
+            networks.push(v.networks as i64);
             if v.listed {
                 let mut by: HashMap<&str, usize> = HashMap::new();
                 for (_, s) in &reps {
@@ -452,9 +527,15 @@ impl PgStore {
             }
         }
         tx.execute(
-                &st(cache, &tx, "UPDATE addresses a SET weight = t.w FROM unnest($1::text[], $2::float8[]) AS t(i, w)
-             WHERE a.ip = t.i").await?,
-            &[&ips, &weights],
+            &st(
+                cache,
+                &tx,
+                "UPDATE addresses a SET weight = t.w, networks = t.n
+             FROM unnest($1::text[], $2::float8[], $3::bigint[]) AS t(i, w, n)
+             WHERE a.ip = t.i",
+            )
+            .await?,
+            &[&ips, &weights, &networks],
         )
         .await?;
         if !listed.is_empty() {
@@ -785,6 +866,7 @@ async fn batch_lookups(
                             last_seen: r.get(1),
                             reports: r.get(2),
                             reporters: r.get(3),
+                            networks: r.get(8),
                             weight: r.get(4),
                             scenarios: scenarios_from_json(r.get::<_, &str>(5)),
                             listed_until: r.get(6),

@@ -22,7 +22,7 @@ use crowdwall_proto::{
 };
 
 use crate::consensus::{reporter_network, reputation, score_at};
-use crate::store::ValidSignal;
+use crate::store::{EnrolCap, Enrolled, ValidSignal};
 use crate::{error, internal, json_body, parse_ip, Hub, Shared};
 
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -66,12 +66,34 @@ pub(crate) async fn enroll(
         (Err(e), _) | (_, Err(e)) => return internal(e),
     };
     let from = peer.to_string();
+    // The network the agent's reports will count as (the same /24 or /48 rule), so one party
+    // cannot hold more than its share of live agents in it.
+    let net = reporter_network(peer).to_string();
+    let t = now();
+    let cap = (hub.cfg.max_agents_per_network > 0).then(|| EnrolCap {
+        max: i64::try_from(hub.cfg.max_agents_per_network).unwrap_or(i64::MAX),
+        live_since: t - from_duration(hub.cfg.agent_live_window.0),
+    });
     match hub
         .store
-        .enroll(&id, &sha256_hex(&secret), &name, &from, now())
+        .enroll(&id, &sha256_hex(&secret), &name, &from, &net, cap, t)
         .await
     {
-        Ok(()) => {
+        Ok(Enrolled::NetworkFull { live }) => {
+            hub.tally("refused_enrolment_network_cap", 1);
+            log::info!("enrolment from {from} refused: {net} holds {live} live agent(s)");
+            error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{net} already has {live} live agent(s) enrolled, the most this hub takes \
+                     from one network (max_agents_per_network = {}); an agent stops counting {} \
+                     after its enrolment or last push",
+                    hub.cfg.max_agents_per_network,
+                    crowdwall_base::time::format_duration(hub.cfg.agent_live_window.0)
+                ),
+            )
+        }
+        Ok(Enrolled::Yes) => {
             log::info!("agent {id} ({name}) enrolled from {from}");
             (
                 StatusCode::CREATED,
@@ -293,7 +315,11 @@ pub(crate) struct Reputation {
     reputation: &'static str,
     score: u8,
     reports: i64,
+    /// Distinct agents that reported the address.
     distinct_reporters: i64,
+    /// Distinct reporter networks (/24, /48) in the consensus window: what the score and the
+    /// listing count. Many reporters in one network are one voice.
+    distinct_networks: i64,
     history: History,
     behaviors: Vec<Behavior>,
     scenarios: Vec<String>,
@@ -344,6 +370,7 @@ pub(crate) async fn reputation_of(hub: &Hub, ip: IpAddr) -> Result<Option<Reputa
             score: 0,
             reports: 0,
             distinct_reporters: 0,
+            distinct_networks: 0,
             history: History {
                 first_seen: None,
                 last_seen: None,
@@ -364,7 +391,8 @@ pub(crate) async fn reputation_of(hub: &Hub, ip: IpAddr) -> Result<Option<Reputa
     let score = if never.is_some() {
         0
     } else {
-        score_at(info.weight, info.last_seen, t, &hub.params).max(if listed { 75 } else { 0 })
+        let nets = usize::try_from(info.networks).unwrap_or(0);
+        score_at(info.weight, nets, info.last_seen, t, &hub.params).max(if listed { 75 } else { 0 })
     };
     let last = format_rfc3339(info.last_seen);
     Ok(Some(Reputation {
@@ -373,6 +401,7 @@ pub(crate) async fn reputation_of(hub: &Hub, ip: IpAddr) -> Result<Option<Reputa
         score,
         reports: info.reports,
         distinct_reporters: info.reporters,
+        distinct_networks: info.networks,
         history: History {
             first_seen: Some(format_rfc3339(info.first_seen)),
             last_seen: Some(last.clone()),

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::store::{
-    AddressInfo, BlockRow, Changes, HubStats, HubStoreError, IngestOutcome, ValidSignal,
-    STATS_SPAN, TOMBSTONE_KEEP,
+    AddressInfo, BlockRow, Changes, EnrolCap, Enrolled, HubStats, HubStoreError, IngestOutcome,
+    ValidSignal, STATS_SPAN, TOMBSTONE_KEEP,
 };
-use crate::consensus::{evaluate, Params, Report};
+use crate::consensus::{evaluate, reporter_network, Params, Report};
 use crowdwall_base::time::{Micros, SECOND};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const READERS: usize = 4;
 
 pub struct SqliteStore {
@@ -97,19 +97,35 @@ impl SqliteStore {
         .map_err(|e| HubStoreError::Join(e.to_string()))?
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn enroll(
         c: &mut Connection,
         id: &str,
         hash: &str,
         name: &str,
         from: &str,
+        net: &str,
+        cap: Option<EnrolCap>,
         now: Micros,
-    ) -> Result<(), HubStoreError> {
-        c.execute(
-            "INSERT INTO agents (id, secret_sha256, name, enrolled_from, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, hash, name, from, now],
+    ) -> Result<Enrolled, HubStoreError> {
+        // IMMEDIATE: the write lock is taken before the count, so two enrolments cannot both
+        // see room for one more.
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(cap) = cap {
+            let live: i64 = tx
+                .prepare_cached(LIVE_AGENTS_SQLITE)?
+                .query_row(params![net, cap.live_since], |r| r.get(0))?;
+            if live >= cap.max {
+                return Ok(Enrolled::NetworkFull { live });
+            }
+        }
+        tx.execute(
+            "INSERT INTO agents (id, secret_sha256, name, enrolled_from, enrolled_net, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, hash, name, from, net, now],
         )?;
-        Ok(())
+        tx.commit()?;
+        Ok(Enrolled::Yes)
     }
 
     pub fn agent_secret(c: &Connection, id: &str) -> Result<Option<String>, HubStoreError> {
@@ -250,7 +266,7 @@ impl SqliteStore {
         let row = c
             .prepare_cached(
                 "SELECT a.first_seen, a.last_seen, a.reports, a.reporters, a.weight, a.scenarios,
-                        CASE WHEN b.active = 1 THEN b.until END
+                        CASE WHEN b.active = 1 THEN b.until END, a.networks
                  FROM addresses a LEFT JOIN blocklist b ON b.ip = a.ip WHERE a.ip = ?1",
             )?
             .query_row([ip], |r| {
@@ -262,14 +278,16 @@ impl SqliteStore {
                     r.get::<_, f64>(4)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, i64>(7)?,
                 ))
             })
             .optional()?;
-        Ok(row.map(|(f, l, n, who, w, sc, until)| AddressInfo {
+        Ok(row.map(|(f, l, n, who, w, sc, until, nets)| AddressInfo {
             first_seen: f,
             last_seen: l,
             reports: n,
             reporters: who,
+            networks: nets,
             weight: w,
             scenarios: scenarios_of(&sc),
             listed_until: until,
@@ -450,8 +468,8 @@ fn consider(c: &Connection, ip: &str, now: Micros, p: &Params) -> Result<bool, H
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let v = evaluate(&reports, delisted, now, p);
-    c.prepare_cached("UPDATE addresses SET weight = ?2 WHERE ip = ?1")?
-        .execute(params![ip, v.weight])?;
+    c.prepare_cached("UPDATE addresses SET weight = ?2, networks = ?3 WHERE ip = ?1")?
+        .execute(params![ip, v.weight, v.networks as i64])?;
     if !v.listed {
         return Ok(false);
     }
@@ -495,6 +513,20 @@ fn consider(c: &Connection, ip: &str, now: Micros, p: &Params) -> Result<bool, H
             Ok(true)
         }
     }
+}
+
+/// Live agents enrolled from network ?1: not revoked, and enrolled or pushed after ?2.
+/// Pushes are read from `signals` (index `signals_agent`) rather than kept on the agent row:
+/// a write to `agents` on every push would be one more row every push locks.
+const LIVE_AGENTS_SQLITE: &str = "SELECT COUNT(*) FROM agents a
+     WHERE a.enrolled_net = ?1 AND a.revoked = 0
+       AND (a.created > ?2
+            OR EXISTS (SELECT 1 FROM signals s WHERE s.agent_id = a.id AND s.received > ?2))";
+
+/// The reporter network of an agent's enrolment address, for agents enrolled before it was
+/// stored (schema 1). `None` for text that is no address (never written by this hub).
+pub(crate) fn enrolled_net(from: &str) -> Option<String> {
+    from.parse().ok().map(|ip| reporter_network(ip).to_string())
 }
 
 fn migrate(c: &Connection) -> Result<(), HubStoreError> {
@@ -565,5 +597,97 @@ fn migrate(c: &Connection) -> Result<(), HubStoreError> {
              COMMIT;",
         )?;
     }
+    if version < 2 {
+        c.execute_batch("BEGIN IMMEDIATE")?;
+        let r = migrate_2(c).and_then(|()| Ok(c.execute_batch("COMMIT")?));
+        if r.is_err() {
+            let _ = c.execute_batch("ROLLBACK");
+        }
+        r?;
+    }
     Ok(())
+}
+
+/// Schema 2: the reporter network of each agent's enrolment (the per-network cap on live
+/// agents) and of each address's reports (the score counts networks).
+fn migrate_2(c: &Connection) -> Result<(), HubStoreError> {
+    c.execute_batch(
+        "ALTER TABLE agents ADD COLUMN enrolled_net TEXT;
+         CREATE INDEX IF NOT EXISTS agents_net ON agents (enrolled_net);
+         ALTER TABLE addresses ADD COLUMN networks INTEGER NOT NULL DEFAULT 0;
+         -- all the stored reports' networks, not only the window's: the next report of the
+         -- address recomputes it from the window, as consensus does
+         UPDATE addresses SET networks =
+             (SELECT COUNT(DISTINCT s.net) FROM signals s WHERE s.ip = addresses.ip);",
+    )?;
+    let old: Vec<(String, String)> = c
+        .prepare("SELECT id, enrolled_from FROM agents WHERE enrolled_net IS NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut up = c.prepare("UPDATE agents SET enrolled_net = ?2 WHERE id = ?1")?;
+    for (id, from) in old {
+        if let Some(net) = enrolled_net(&from) {
+            up.execute(params![id, net])?;
+        }
+    }
+    c.execute_batch("PRAGMA user_version = 2")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A schema-1 database (as hubs before the per-network cap wrote it) gains the enrolment
+    /// networks of its agents and the report networks of its addresses, and then counts them.
+    #[test]
+    fn schema_1_is_migrated_with_its_networks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db").display().to_string();
+        {
+            // the current schema taken back to 1, with rows written the old way
+            let c = open_conn(&path).unwrap();
+            migrate(&c).unwrap();
+            c.execute_batch(
+                "DROP INDEX agents_net;
+                 ALTER TABLE agents DROP COLUMN enrolled_net;
+                 ALTER TABLE addresses DROP COLUMN networks;
+                 PRAGMA user_version = 1;
+                 INSERT INTO agents (id, secret_sha256, name, enrolled_from, created)
+                   VALUES ('a', 'h', 'x', '20.1.2.3', 1), ('b', 'h', 'x', '2001:db8:1:2::5', 1);
+                 INSERT INTO signals VALUES ('a', 'u1', '45.1.1.1', 's', 1, 2, 1, '20.1.2.0/24', 3),
+                                            ('b', 'u1', '45.1.1.1', 's', 1, 2, 1, '2001:db8:1::/48', 3),
+                                            ('b', 'u2', '45.1.1.2', 's', 1, 2, 1, '2001:db8:1::/48', 3);
+                 INSERT INTO addresses (ip, first_seen, last_seen, reports, reporters, scenarios)
+                   VALUES ('45.1.1.1', 1, 2, 2, 2, '{}'), ('45.1.1.2', 1, 2, 1, 1, '{}');",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let mut w = s.writer.lock().unwrap();
+        let v: i64 = w
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let nets: Vec<String> = w
+            .prepare("SELECT enrolled_net FROM agents ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(nets, ["20.1.2.0/24", "2001:db8:1::/48"]);
+        let a = SqliteStore::lookup(&w, "45.1.1.1").unwrap().unwrap();
+        let b = SqliteStore::lookup(&w, "45.1.1.2").unwrap().unwrap();
+        assert_eq!((a.networks, b.networks), (2, 1));
+        // the migrated agents count against their network's cap
+        let cap = Some(EnrolCap {
+            max: 1,
+            live_since: 0,
+        });
+        let r = SqliteStore::enroll(&mut w, "c", "h", "x", "20.1.2.9", "20.1.2.0/24", cap, 5);
+        assert_eq!(r.unwrap(), Enrolled::NetworkFull { live: 1 });
+        let r = SqliteStore::enroll(&mut w, "d", "h", "x", "20.1.3.9", "20.1.3.0/24", cap, 5);
+        assert_eq!(r.unwrap(), Enrolled::Yes);
+    }
 }

@@ -68,7 +68,11 @@ pub struct AddressInfo {
     pub first_seen: Micros,
     pub last_seen: Micros,
     pub reports: i64,
+    /// Distinct agents that ever reported it (within retention).
     pub reporters: i64,
+    /// Distinct reporter networks (/24, /48) among the reports in the consensus window at
+    /// the last report: what the score and the listing count.
+    pub networks: i64,
     /// In-window weight at the last report (see `consensus::score_at`).
     pub weight: f64,
     /// scenario -> reports, most reported first
@@ -85,6 +89,24 @@ pub struct HubStats {
     pub agents: i64,
     /// Refusal and error counters, by name.
     pub counters: Vec<(String, i64)>,
+}
+
+/// The per-network cap on live agents an enrolment is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrolCap {
+    /// Most live agents enrolled from one reporter network.
+    pub max: i64,
+    /// An agent is live if it enrolled or pushed a signal after this.
+    pub live_since: Micros,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrolled {
+    Yes,
+    /// Refused: the network already holds this many live agents.
+    NetworkFull {
+        live: i64,
+    },
 }
 
 /// The delta (or snapshot) a `since` asks for.
@@ -126,26 +148,33 @@ impl HubStore {
         }
     }
 
+    /// Enrols an agent from address `from` in reporter network `net`, unless `cap` says that
+    /// network already holds its share of live agents. The count and the insert are one
+    /// transaction (serialised per network), so concurrent enrolments cannot overshoot.
+    #[allow(clippy::too_many_arguments)]
     pub async fn enroll(
         &self,
         id: &str,
         secret_sha256: &str,
         name: &str,
         from: &str,
+        net: &str,
+        cap: Option<EnrolCap>,
         now: Micros,
-    ) -> Result<(), HubStoreError> {
+    ) -> Result<Enrolled, HubStoreError> {
         match self {
             HubStore::Sqlite(s) => {
-                let (id, h, n, f) = (
+                let (id, h, n, f, net) = (
                     id.to_string(),
                     secret_sha256.to_string(),
                     name.to_string(),
                     from.to_string(),
+                    net.to_string(),
                 );
-                s.write(move |c| SqliteStore::enroll(c, &id, &h, &n, &f, now))
+                s.write(move |c| SqliteStore::enroll(c, &id, &h, &n, &f, &net, cap, now))
                     .await
             }
-            HubStore::Postgres(p) => p.enroll(id, secret_sha256, name, from, now).await,
+            HubStore::Postgres(p) => p.enroll(id, secret_sha256, name, from, net, cap, now).await,
         }
     }
 
