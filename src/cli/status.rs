@@ -193,11 +193,17 @@ pub fn print_status(v: &Status) {
             (true, _, _) => String::new(),
             (false, 0, Some(t)) => format!(", catching up (at {t})"),
             (false, 0, None) => String::new(),
-            (false, n, t) => format!(
-                ", catching up: {} of {n} entries read{}",
-                (s.entries_read + s.skipped).min(n),
-                t.map(|t| format!(" (at {t})")).unwrap_or_default()
-            ),
+            (false, n, t) => {
+                let capped =
+                    s.details.get("backlog_capped").and_then(|c| c.as_bool()) == Some(true);
+                let read = s.entries_read + s.skipped;
+                format!(
+                    ", catching up: {} of {}{n} entries read{}",
+                    if capped { read } else { read.min(n) },
+                    if capped { "more than " } else { "" },
+                    t.map(|t| format!(" (at {t})")).unwrap_or_default()
+                )
+            }
         };
         // A gap: the saved cursor was gone at start (vacuumed); the log says from when.
         let gaps = match s.gaps {

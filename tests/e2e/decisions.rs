@@ -137,8 +137,9 @@ fn delete_range_and_all_lift_what_they_cover_in_the_kernel() {
 
 static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(20_000);
 
-/// `n` failed sshd passwords from `ip`, as syslog lines (RFC 3339 header, now).
-fn fails(ip: &str, n: usize) -> String {
+/// `n` failed sshd passwords from `ip`, as syslog lines (RFC 3339 header, now), each from
+/// a pid of its own.
+pub(crate) fn fails(ip: &str, n: usize) -> String {
     let now = crowdwall_base::time::format_rfc3339(crowdwall_base::clock::now());
     (0..n)
         .map(|_| {

@@ -11,22 +11,11 @@ use crate::common::nft::crowdwall_table;
 use crate::common::{prerequisites, wait_until, Daemon};
 
 /// The limited service (sshd on a custom port, say).
+use crate::decisions::fails;
+
 const SSH: u16 = 2222;
 /// Another service on the same host, which a port-limited ban leaves reachable.
 const WEB: u16 = 8080;
-
-fn fails(ip: &str, n: usize) -> String {
-    let now = crowdwall_base::time::format_rfc3339(crowdwall_base::clock::now());
-    (0..n)
-        .map(|i| {
-            format!(
-                "{now} host sshd[{}]: Failed password for root from {ip} port {} ssh2\n",
-                31_000 + i,
-                40_000 + i
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn port_limited_bans_drop_their_ports_and_nothing_else() {

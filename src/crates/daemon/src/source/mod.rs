@@ -421,7 +421,13 @@ impl Sources {
             let mut details = serde_json::Map::new();
             details.insert("directory".into(), serde_json::json!(j.directory));
             details.insert("caught_up".into(), caught_up.into());
-            details.insert("backlog".into(), j.stats.backlog.load(Relaxed).into());
+            let backlog = j.stats.backlog.load(Relaxed);
+            details.insert("backlog".into(), backlog.into());
+            // The count stops at the cap: "more than" it.
+            details.insert(
+                "backlog_capped".into(),
+                (backlog >= journal::BACKLOG_COUNT_MAX).into(),
+            );
             details.insert(
                 "newest_entry".into(),
                 match newest > 0 {
