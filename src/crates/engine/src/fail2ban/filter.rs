@@ -599,7 +599,7 @@ fn compile_rule(rust: &str, multiline: bool) -> Result<Re, String> {
 }
 
 fn rule_of(py: &str, use_dns: bool, multiline: bool) -> Result<Rule, (String, usize)> {
-    let resolved = pyre::resolve_tags(py, use_dns);
+    let resolved = pyre::optional_char_backrefs(&pyre::resolve_tags(py, use_dns));
     let t = pyre::translate_checked(&resolved, true).map_err(|u| (u.construct, u.offset))?;
     let rust = t.regex;
     let re = compile_rule(&rust, multiline).map_err(|e| (format!("regex error: {e}"), 0))?;
@@ -736,7 +736,7 @@ fn build(
                 filter.failregex.push(r);
             }
             Err((construct, off)) => {
-                let resolved = pyre::resolve_tags(py, use_dns);
+                let resolved = pyre::optional_char_backrefs(&pyre::resolve_tags(py, use_dns));
                 let (file, line) = locate(files, &resolved, off, v);
                 // A line that only remembers or ends a connection (`<F-NOFAIL>`,
                 // `<F-MLFFORGET>`, `<F-MLFGAINED>`) changes what the connection's other
