@@ -20,6 +20,7 @@ mod bouncer_api;
 mod community;
 mod crowdsec_lapi;
 mod decisions;
+mod f2b_journal;
 mod feeds;
 mod nflog_portscan;
 mod ports;

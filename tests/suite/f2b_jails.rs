@@ -179,28 +179,28 @@ fn fail2ban_jails_run_unconverted_and_ban_from_their_sample_logs() {
         "{out}"
     );
 
-    // A jail whose filter needs a back-reference at a place the regex does not fix:
+    // A jail whose filter needs a back-reference across the lines of a multi-line buffer:
     // refused, naming file, line and construct.
     let bad = tmp.path().join("bad.toml");
     std::fs::write(
         &bad,
         format!(
-            "{base}\n[fail2ban]\ndir = \"{}\"\njails = [\"selinux-ssh\"]\n",
+            "{base}\n[fail2ban]\ndir = \"{}\"\njails = [\"mongodb-auth\"]\n",
             f2b.display()
         ),
     )
     .unwrap();
     std::fs::create_dir_all(f2b.join("jail.d")).unwrap();
     std::fs::write(
-        f2b.join("jail.d/selinux-ssh.local"),
-        format!("[selinux-ssh]\nlogpath = {logs}/selinux-ssh\n"),
+        f2b.join("jail.d/mongodb-auth.local"),
+        format!("[mongodb-auth]\nlogpath = {logs}/mongodb-auth\n"),
     )
     .unwrap();
     let o = crowdwall(&["--config", bad.to_str().unwrap(), "check-config"]);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(
-        out.contains("selinux-ssh.conf:18") && out.contains("back-reference"),
+        out.contains("mongodb-auth.conf:14") && out.contains("back-reference"),
         "{out}"
     );
 }

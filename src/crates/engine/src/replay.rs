@@ -64,7 +64,13 @@ impl Detector {
         let mut parsers = Parsers::with_user(user);
         for j in cfg.fail2ban {
             let p = j.parser();
-            parsers.add(crate::parse::user::intern(&j.parser_name()), Box::new(p));
+            let name = crate::parse::user::intern(&j.parser_name());
+            parsers.add(name, Box::new(p));
+            // A systemd-backend jail takes its service's journal entries (the identifiers
+            // its journalmatch names), ahead of any built-in parser, as `explain` does.
+            for id in j.journal_identifiers() {
+                parsers.route(&id, name);
+            }
             specs.push(j.scenario());
         }
         Ok(Detector {

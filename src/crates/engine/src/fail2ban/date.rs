@@ -9,8 +9,7 @@
 //! char), and the word-boundary look-arounds fail2ban wraps a template in
 //! (`(?=^|\b|\W)`, `(?=\b|\W|$)`) are checked on the chars around a match in code.
 
-use regex::Regex;
-
+use super::dual::Re;
 use super::pyre;
 
 /// strptime directives, fail2ban's regexes without group names (nothing reads the parts).
@@ -74,7 +73,7 @@ const DEFAULT_TEMPLATES: &[&str] = &[
 
 #[derive(Debug, Clone)]
 struct Template {
-    re: Regex,
+    re: Re,
     /// Group 1 is the date (the pattern had a group of its own), else the whole match.
     grouped: bool,
     bound_begin: bool,
@@ -223,15 +222,11 @@ impl Dates {
                 let whole = c.get(0)?;
                 let m = if t.grouped { c.get(1) } else { c.get(0) };
                 let Some(m) = m else { break };
-                if bounds_ok(line, whole.start(), whole.end(), t) {
-                    return Some((m.start(), m.end()));
+                if bounds_ok(line, whole.0, whole.1, t) {
+                    return Some(m);
                 }
                 // Try again one char further (what the look-around would have done).
-                from = whole.start()
-                    + line[whole.start()..]
-                        .chars()
-                        .next()
-                        .map_or(1, char::len_utf8);
+                from = whole.0 + line[whole.0..].chars().next().map_or(1, char::len_utf8);
             }
         }
         None
@@ -307,7 +302,7 @@ fn compile(p: &str) -> Result<Vec<Template>, String> {
     };
     let body = body.replace("**", "");
     let rust = pyre::translate(&body).map_err(|u| u.construct)?;
-    let re = Regex::new(&rust).map_err(|e| e.to_string())?;
+    let re = Re::new(&rust, false)?;
     Ok(vec![Template {
         re,
         grouped,

@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use super::dual::{Caps, Re, ReSet};
 
 use super::date::Dates;
 use super::pyre;
@@ -94,7 +94,7 @@ pub struct Failure {
 
 #[derive(Debug, Clone)]
 struct Rule {
-    re: Regex,
+    re: Re,
     /// Group names that fail2ban maps (`alt_user` -> `user`).
     alts: Vec<(String, String)>,
     /// Source position, for `explain` (interned: `Parsed::Matched` carries it).
@@ -103,24 +103,23 @@ struct Rule {
     /// proved fixed, and the regex without the paths through it (what Python matches when
     /// the check fails on them: since the positions are the same on all those paths, it
     /// fails on all of them).
-    check: Option<(pyre::Check, Regex)>,
+    check: Option<(pyre::Check, Re)>,
 }
 
 impl Rule {
-    fn captures<'h>(&self, text: &'h str) -> Option<regex::Captures<'h>> {
+    fn captures(&self, text: &str) -> Option<Caps> {
         let c = self.re.captures(text)?;
         let Some((check, without)) = &self.check else {
             return Some(c);
         };
+        let span = |name: &str| self.re.index(name).and_then(|i| c.get(i));
         let holds = match check {
-            pyre::Check::NotStartingWith { marker, words, .. } => match c.name(marker) {
-                Some(m) => !words
-                    .iter()
-                    .any(|w| text[m.start()..].starts_with(w.as_str())),
+            pyre::Check::NotStartingWith { marker, words, .. } => match span(marker) {
+                Some((s, _)) => !words.iter().any(|w| text[s..].starts_with(w.as_str())),
                 None => true,
             },
-            pyre::Check::BackRef { group, copy, .. } => match c.name(copy) {
-                Some(m) => c.name(group).is_some_and(|g| g.as_str() == m.as_str()),
+            pyre::Check::BackRef { group, copy, .. } => match span(copy) {
+                Some((s, e)) => span(group).is_some_and(|(gs, ge)| text[gs..ge] == text[s..e]),
                 None => true,
             },
         };
@@ -128,6 +127,8 @@ impl Rule {
             // The first path of the regex passes the check, so it is Python's first too.
             Some(c)
         } else {
+            // `without` has the same groups at the same indices (only the marker group's
+            // body is replaced), so its spans read with `self.re`'s names.
             without.captures(text)
         }
     }
@@ -149,7 +150,7 @@ pub struct Filter {
     ignoreregex: Vec<Rule>,
     prefregex: Option<Rule>,
     /// All failregex lines as one set, to skip a line none of them matches in one pass.
-    set: Option<RegexSet>,
+    set: Option<ReSet>,
     pub maxlines: usize,
     dates: Option<Dates>,
     /// `journalmatch` lines (systemd backend), as written.
@@ -593,17 +594,12 @@ fn locate(files: &[(String, Ini)], regex: &str, offset: usize, at: &Val) -> (Str
     (at.file.clone(), at.line)
 }
 
-fn compile_rule(rust: &str, multiline: bool) -> Result<Regex, String> {
-    RegexBuilder::new(rust)
-        .multi_line(multiline)
-        .size_limit(64 << 20)
-        .dfa_size_limit(16 << 20)
-        .build()
-        .map_err(|e| e.to_string())
+fn compile_rule(rust: &str, multiline: bool) -> Result<Re, String> {
+    Re::new(rust, multiline)
 }
 
 fn rule_of(py: &str, use_dns: bool, multiline: bool) -> Result<Rule, (String, usize)> {
-    let resolved = pyre::resolve_tags(py, use_dns);
+    let resolved = pyre::optional_char_backrefs(&pyre::resolve_tags(py, use_dns));
     let t = pyre::translate_checked(&resolved, true).map_err(|u| (u.construct, u.offset))?;
     let rust = t.regex;
     let re = compile_rule(&rust, multiline).map_err(|e| (format!("regex error: {e}"), 0))?;
@@ -620,8 +616,8 @@ fn rule_of(py: &str, use_dns: bool, multiline: bool) -> Result<Rule, (String, us
         _ => None,
     };
     let alts = re
-        .capture_names()
-        .flatten()
+        .names()
+        .map(|(_, n)| n)
         .filter_map(|n| {
             let base = n.strip_prefix("alt_")?;
             let base = match base.rsplit_once('_') {
@@ -740,7 +736,7 @@ fn build(
                 filter.failregex.push(r);
             }
             Err((construct, off)) => {
-                let resolved = pyre::resolve_tags(py, use_dns);
+                let resolved = pyre::optional_char_backrefs(&pyre::resolve_tags(py, use_dns));
                 let (file, line) = locate(files, &resolved, off, v);
                 // A line that only remembers or ends a connection (`<F-NOFAIL>`,
                 // `<F-MLFFORGET>`, `<F-MLFGAINED>`) changes what the connection's other
@@ -768,12 +764,7 @@ fn build(
         }
     }
     if !filter.failregex.is_empty() {
-        filter.set = RegexSetBuilder::new(filter.failregex.iter().map(|r| r.re.as_str()))
-            .multi_line(multiline)
-            .size_limit(64 << 20)
-            .dfa_size_limit(16 << 20)
-            .build()
-            .ok();
+        filter.set = ReSet::new(filter.failregex.iter().map(|r| r.re.as_str()), multiline);
     }
     if filter.failregex.is_empty() {
         if let Some(r) = filter.refused.first() {
@@ -874,7 +865,7 @@ impl Filter {
             let Some(c) = p.captures(&buf) else {
                 return Vec::new();
             };
-            pre = groups(&p.re, &c, &p.alts);
+            pre = groups(&p.re, &c, &buf, &p.alts);
             if let Some(content) = pre.remove("content") {
                 if !content.is_empty() {
                     if multiline {
@@ -895,13 +886,13 @@ impl Filter {
             let Some(c) = rule.captures(&buf) else {
                 continue;
             };
-            let whole = c.get(0).map(|m| (m.start(), m.end())).unwrap_or((0, 0));
+            let whole = c.get(0).unwrap_or((0, 0));
             let (matched, unmatched) = if multiline {
                 split_lines(&buf, whole, &self.buffer, &rule.re, &c)
             } else {
                 (Vec::new(), Vec::new())
             };
-            let mut fail = groups(&rule.re, &c, &rule.alts);
+            let mut fail = groups(&rule.re, &c, &buf, &rule.alts);
             // ignoreregex on the matched lines.
             let ibuf = if multiline {
                 Cow::Owned(Self::buf_of(&matched, true))
@@ -1048,11 +1039,13 @@ impl Filter {
 }
 
 /// The groups that matched, with fail2ban's `alt_` fallbacks.
-fn groups(re: &Regex, c: &regex::Captures, alts: &[(String, String)]) -> BTreeMap<String, String> {
+fn groups(re: &Re, c: &Caps, text: &str, alts: &[(String, String)]) -> BTreeMap<String, String> {
     let mut m: BTreeMap<String, String> = re
-        .capture_names()
-        .flatten()
-        .filter_map(|n| c.name(n).map(|v| (n.to_string(), v.as_str().to_string())))
+        .names()
+        .filter_map(|(i, n)| {
+            c.get(i)
+                .map(|(s, e)| (n.to_string(), text[s..e].to_string()))
+        })
         .collect();
     for (k, base) in alts {
         if let Some(v) = m.get(k).cloned() {
@@ -1068,13 +1061,7 @@ type Lines = Vec<(String, String, String)>;
 
 /// fail2ban's `Regex.search` bookkeeping for multi-line buffers: the lines the match spans
 /// (less those `<SKIPLINES>` skipped), and the rest, which stays buffered.
-fn split_lines(
-    buf: &str,
-    whole: (usize, usize),
-    org: &Lines,
-    re: &Regex,
-    c: &regex::Captures,
-) -> (Lines, Lines) {
+fn split_lines(buf: &str, whole: (usize, usize), org: &Lines, re: &Re, c: &Caps) -> (Lines, Lines) {
     if org.len() <= 1 {
         return (org.clone(), Vec::new());
     }
@@ -1090,11 +1077,10 @@ fn split_lines(
     let mut matched: Lines = org[l1..l2].to_vec();
     let mut unmatched: Lines = org[..l1].to_vec();
     let skipped: Vec<String> = re
-        .capture_names()
-        .flatten()
-        .filter(|n| n.starts_with("skiplines"))
-        .filter_map(|n| c.name(n))
-        .flat_map(|m| m.as_str().lines().map(String::from).collect::<Vec<_>>())
+        .names()
+        .filter(|(_, n)| n.starts_with("skiplines"))
+        .filter_map(|(i, _)| c.get(i))
+        .flat_map(|(s, e)| buf[s..e].lines().map(String::from).collect::<Vec<_>>())
         .collect();
     let mut n = 0;
     for s in skipped {

@@ -366,6 +366,18 @@ impl Jail {
         }
     }
 
+    /// The journal identifiers whose entries this jail takes: those its `journalmatch`
+    /// names, for a jail whose backend reads the journal (`systemd`); none otherwise, or
+    /// when the journalmatch does not read (the configuration refuses it then).
+    pub fn journal_identifiers(&self) -> Vec<String> {
+        if !self.backend.trim().starts_with("systemd") {
+            return Vec::new();
+        }
+        journal_terms(&self.journalmatch)
+            .map(|(_, idents)| idents)
+            .unwrap_or_default()
+    }
+
     /// The parser that runs this jail's filter.
     pub fn parser(&self) -> JailParser {
         let name = intern(&self.parser_name());

@@ -21,6 +21,7 @@
 //! `ignoreip` `[allowlist] cidrs` (host names are reported), `ignoreself` `own_addresses`.
 
 pub mod date;
+mod dual;
 pub mod filter;
 pub mod jail;
 pub mod pyre;

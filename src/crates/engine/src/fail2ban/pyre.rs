@@ -221,6 +221,63 @@ pub struct Translated {
 /// group still exists.
 const NEVER: &str = r"[^\s\S]";
 
+/// `(?P<_g>C?)X(?P=_g)` -> `(?:CXC|X)`: a group that is one optional literal char `C`, its
+/// one back-reference after a plain stretch `X` (no groups, no alternation), as selinux-ssh's
+/// `acct=(?P<_quote_acct>"?)\S+(?P=_quote_acct)`.
+///
+/// Why it is the same, paths and their order included: Python's greedy `C?` is the choice
+/// `(?:(?P<_g>C)|(?P<_g>))`, the first alternative tried first; on the first the reference
+/// must match `C`, on the second nothing. So the regex is `(?:C X C|X) REST`, and
+/// concatenation distributes over alternation in a backtracking engine (`(?:a|b)c` tries
+/// `a` then `c`, then `b` then `c`: the order of `ac|bc`). The regex crate's leftmost-first
+/// alternation takes the first path in that order that matches, as Python does, so the
+/// match and every other group are the same. Only for a group fail2ban does not read (its
+/// name starts with `_`), which the rewrite drops; `X` is written twice, so it must hold no
+/// group; a second reference to the group keeps the regex as it is (refused later).
+pub fn optional_char_backrefs(py: &str) -> String {
+    let mut s = py.to_string();
+    let mut from = 0;
+    while let Some(at) = s[from..].find("(?P<_").map(|k| k + from) {
+        from = at + 1;
+        let rest = &s[at + 4..];
+        let Some(close) = rest.find('>') else { break };
+        let name = &rest[..close];
+        if !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let body = &rest[close + 1..];
+        // One literal char (or an escaped punctuation char), then `?)`.
+        let (lit, n) = match body.chars().next() {
+            Some('\\') => match body[1..].chars().next() {
+                Some(p) if p.is_ascii_punctuation() => (format!("\\{p}"), 1 + p.len_utf8()),
+                _ => continue,
+            },
+            Some(c) if !"()[]{}|?*+.^$\\".contains(c) => (c.to_string(), c.len_utf8()),
+            _ => continue,
+        };
+        if !body[n..].starts_with("?)") {
+            continue;
+        }
+        let x_start = at + 4 + close + 1 + n + 2;
+        let reference = format!("(?P={name})");
+        let Some(x_len) = s[x_start..].find(&reference) else {
+            continue;
+        };
+        let x = &s[x_start..x_start + x_len];
+        if x.is_empty() || x.contains(['(', ')', '|']) || x.ends_with('\\') {
+            continue;
+        }
+        let end = x_start + x_len + reference.len();
+        if s[end..].contains(&reference) || s[..at].contains(&reference) {
+            continue;
+        }
+        let rewritten = format!("(?:{lit}{x}{lit}|{x})");
+        s = format!("{}{rewritten}{}", &s[..at], &s[end..]);
+        from = at + rewritten.len();
+    }
+    s
+}
+
 /// [`translate`], and with `checks` a negative look-ahead of literal words that cannot be
 /// rewritten, or one back-reference to a named group, becomes a [`Check`] (at most one per
 /// regex; a second one is refused).
@@ -1413,6 +1470,28 @@ mod tests {
         // not fixed.
         let x = tc(r#"^op=\S+ acct=(?P<q>"?)\S+(?P=q) exe"#);
         assert!(pinned(&x.regex, false, &["q", "__br0"]).is_err());
+        // Rewritten instead, with the same matches in the same order.
+        let r = optional_char_backrefs(r#"^op=\S+ acct=(?P<_q>"?)\S+(?P=_q) exe"#);
+        assert_eq!(r, r#"^op=\S+ acct=(?:"\S+"|\S+) exe"#);
+        let re = regex::Regex::new(&translate(&r).unwrap()).unwrap();
+        for (line, m) in [
+            (r#"op=x acct="bob" exe"#, true),
+            (r#"op=x acct=bob exe"#, true),
+            (r#"op=x acct="bob exe"#, true),
+            (r#"op=x acct=bob" exe"#, true),
+            (r#"op=x acct= exe"#, false),
+        ] {
+            assert_eq!(re.is_match(line), m, "{line}");
+        }
+        // A group fail2ban reads, a group inside the stretch, a second reference: untouched.
+        for keep in [
+            r#"acct=(?P<q>"?)\S+(?P=q) x"#,
+            r#"acct=(?P<_q>"?)(?P<u>\S+)(?P=_q) x"#,
+            r#"acct=(?P<_q>"?)\S+(?P=_q) (?P=_q)"#,
+            r#"acct=(?P<_q>"?)\S+|x(?P=_q)"#,
+        ] {
+            assert_eq!(optional_char_backrefs(keep), keep);
+        }
         // A group on a repetition, or not anchored: refused.
         let x = tc(r"^(?:(?P<a>\w+) )*(?P=a)$");
         assert!(pinned(&x.regex, false, &["a", "__br0"]).is_err());
