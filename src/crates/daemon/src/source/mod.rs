@@ -36,8 +36,6 @@ pub struct Batch {
     /// Which source (`journal`, `files`, `syslog`, `nflog`), for messages.
     pub source: &'static str,
     pub entries: Vec<LogEntry>,
-    /// The journal's resume cursor was not found (vacuumed?): entries may have been missed.
-    pub gap: bool,
     /// Entries read again from before the saved position to rebuild detection state after
     /// a restart: they feed the buckets and decide nothing (no commit either).
     pub warm: bool,
@@ -343,7 +341,6 @@ impl Sources {
                     Ok(Batch {
                         source: "journal",
                         entries: b.entries,
-                        gap: b.gap,
                         warm: b.warm,
                         commit: file.filter(|_| !b.warm).map(|f| {
                             Box::new(move || f.store(&cursor))

@@ -593,7 +593,6 @@ pub fn spawn(
                             && tx
                                 .blocking_send(Batch {
                                     source: "nflog",
-                                    gap: false,
                                     warm: false,
                                     entries,
                                     commit: None,

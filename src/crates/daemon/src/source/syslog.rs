@@ -364,7 +364,6 @@ async fn deliver(bytes: &[u8], stats: &SyslogStats, tx: &Sender<Batch>) -> bool 
             stats.entries.fetch_add(1, Ordering::Relaxed);
             tx.send(Batch {
                 source: "syslog",
-                gap: false,
                 warm: false,
                 entries: vec![e],
                 commit: None,

@@ -245,7 +245,6 @@ impl Follower {
         let pf = out.positions.clone();
         let batch = Batch {
             source: "files",
-            gap: false,
             warm: false,
             entries: std::mem::take(&mut out.entries),
             commit: Some(Box::new(move || pf.store(&snapshot))),
